@@ -1,0 +1,226 @@
+"""The one access class: every SQL statement FlowLens runs goes through Database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from flowlens.db.queries import QUERIES, load_migrations
+
+log = logging.getLogger("flowlens.db")
+
+Row = dict[str, Any]
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached or dropped the connection."""
+
+
+class Tx:
+    """One transaction (or autocommit connection): run named queries with parameters."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Row], queries: Mapping[str, str]) -> None:
+        self.conn = conn
+        self._queries = queries
+
+    def _sql(self, name: str) -> str:
+        try:
+            return self._queries[name]
+        except KeyError:
+            raise KeyError(f"no query named {name!r}") from None
+
+    async def one(self, name: str, /, **params: Any) -> Row | None:
+        """First row of a named query, or None."""
+        cur = await self.conn.execute(self._sql(name), params or None, prepare=True)
+        return await cur.fetchone()
+
+    async def all(self, name: str, /, **params: Any) -> list[Row]:
+        """All rows of a named query."""
+        cur = await self.conn.execute(self._sql(name), params or None, prepare=True)
+        return await cur.fetchall()
+
+    async def value(self, name: str, /, **params: Any) -> Any:
+        """First column of the first row, or None."""
+        row = await self.one(name, **params)
+        return next(iter(row.values())) if row else None
+
+    async def execute(self, name: str, /, **params: Any) -> int:
+        """Run a named statement; returns the affected row count."""
+        cur = await self.conn.execute(self._sql(name), params or None, prepare=True)
+        return cur.rowcount
+
+    async def script(self, sql: str) -> None:
+        """Run a migration file (several statements, no parameters)."""
+        await self.conn.execute(sql)
+
+
+class Database:
+    """A pool of connections and the named queries they run."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 5.0,
+        queries: Mapping[str, str] = QUERIES,
+    ) -> None:
+        self.dsn = dsn
+        self.queries = queries
+        self._connect_timeout = connect_timeout
+        self._pool = AsyncConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=connect_timeout,
+            kwargs={"row_factory": dict_row, "connect_timeout": max(1, int(connect_timeout))},
+            check=AsyncConnectionPool.check_connection,
+            name="flowlens",
+        )
+        self._opened = False
+        self._open_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Open the pool without waiting for the database (requests fail fast if it is down)."""
+        async with self._open_lock:
+            if not self._opened:
+                await self._pool.open(wait=False)
+                self._opened = True
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        if self._opened:
+            await self._pool.close()
+            self._opened = False
+
+    async def __aenter__(self) -> Database:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """A transaction on a pooled connection; commits on success, rolls back on error."""
+        if not self._opened:
+            await self.open()
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield Tx(cast("psycopg.AsyncConnection[Row]", conn), self.queries)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
+
+    @asynccontextmanager
+    async def connect(self, *, autocommit: bool = True) -> AsyncIterator[Tx]:
+        """A dedicated connection outside the pool (LISTEN, migrations)."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.dsn,
+                autocommit=autocommit,
+                row_factory=dict_row,
+                connect_timeout=max(1, int(self._connect_timeout)),
+            )
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(str(exc).splitlines()[0]) from exc
+        try:
+            yield Tx(conn, self.queries)
+        finally:
+            await conn.close()
+
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            async with self.transaction() as tx:
+                return bool(await tx.value("ping"))
+        except DatabaseUnavailable:
+            return False
+
+    async def migrate(self) -> list[int]:
+        """Apply pending numbered migrations; safe twice and from two processes at once."""
+        applied: list[int] = []
+        async with self.connect(autocommit=True) as tx:
+            for attempt in range(5):
+                try:
+                    await tx.execute("create_migrations_table")
+                    break
+                except (psycopg.errors.UniqueViolation, psycopg.errors.SerializationFailure):
+                    # Two processes creating the table at once: the loser retries and sees it.
+                    await asyncio.sleep(0.05 * (attempt + 1))
+            done = {row["version"] for row in await tx.all("applied_migrations")}
+            for version, name, sql in load_migrations():
+                if version in done:
+                    continue
+                for attempt in range(5):
+                    try:
+                        async with tx.conn.transaction():
+                            claimed = await tx.one("claim_migration", version=version, name=name)
+                            if claimed is None:
+                                break
+                            await tx.script(sql)
+                            applied.append(version)
+                            log.info("applied migration %03d_%s", version, name)
+                        break
+                    except (
+                        psycopg.errors.SerializationFailure,
+                        psycopg.errors.DeadlockDetected,
+                    ):
+                        if attempt == 4:
+                            raise
+                        await asyncio.sleep(0.1 * (attempt + 1))
+        return applied
+
+
+async def create_database(admin_dsn: str, name: str, template: str | None = None) -> None:
+    """CREATE DATABASE name [TEMPLATE template] (identifiers quoted, never formatted in)."""
+    from psycopg import sql
+
+    stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template)
+        )
+    async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as conn:
+        await conn.execute(stmt)
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    """DROP DATABASE IF EXISTS name, disconnecting its sessions first."""
+    from psycopg import sql
+
+    async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as conn:
+        await conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def validate_queries(dsn: str, queries: Mapping[str, str] = QUERIES) -> dict[str, str]:
+    """Prepare every named query on the server; returns {name: error} for those that fail."""
+
+    problems: dict[str, str] = {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name, text in queries.items():
+            if text.lstrip().upper().startswith(("LISTEN", "CREATE")):
+                continue
+            positional = _positional(text)
+            res = conn.pgconn.prepare(name.encode(), positional.encode())
+            if res.status != psycopg.pq.ExecStatus.COMMAND_OK:
+                problems[name] = (res.error_message or b"").decode().strip()
+    return problems
+
+
+def _positional(text: str) -> str:
+    """Named %(x)s placeholders as the server's $n, for PREPARE."""
+    import re
+
+    order = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
+    return re.sub(r"%\((\w+)\)s", lambda m: f"${order.index(m.group(1)) + 1}", text)

@@ -1,0 +1,56 @@
+"""Load named queries (`-- name: foo`) from the package's .sql files, once."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+_NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+
+
+def parse_queries(text: str, source: str = "<sql>") -> dict[str, str]:
+    """Split a .sql file into {name: sql} on `-- name:` markers."""
+    found: dict[str, str] = {}
+    marks = list(_NAME.finditer(text))
+    for i, mark in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        body = text[mark.end() : end].strip()
+        name = mark.group("name")
+        if name in found:
+            raise ValueError(f"query {name!r} defined twice in {source}")
+        if not body:
+            raise ValueError(f"query {name!r} in {source} is empty")
+        found[name] = body
+    return found
+
+
+def load_queries() -> dict[str, str]:
+    """Every named query of flowlens/db/queries/*.sql; a name may appear only once."""
+    queries: dict[str, str] = {}
+    folder = resources.files("flowlens.db").joinpath("queries")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        for name, sql in parse_queries(entry.read_text("utf-8"), entry.name).items():
+            if name in queries:
+                raise ValueError(f"query {name!r} defined in more than one file")
+            queries[name] = sql
+    return queries
+
+
+def load_migrations() -> list[tuple[int, str, str]]:
+    """Numbered migrations as (version, name, sql), in order."""
+    folder = resources.files("flowlens.db").joinpath("migrations")
+    out: list[tuple[int, str, str]] = []
+    for entry in folder.iterdir():
+        match = re.fullmatch(r"(\d+)_([a-z0-9_]+)\.sql", entry.name)
+        if match:
+            out.append((int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+    out.sort()
+    versions = [v for v, _, _ in out]
+    if len(set(versions)) != len(versions):
+        raise ValueError("two migrations share a number")
+    return out
+
+
+QUERIES = load_queries()

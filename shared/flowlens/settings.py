@@ -1,0 +1,116 @@
+"""Typed settings read from the environment; names match Terraform's env blocks."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(RuntimeError):
+    """A deployable started without a setting it needs, or with a bad value."""
+
+
+class Settings(BaseSettings):
+    """Every setting FlowLens reads. Deployables narrow which ones are required."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # Which settings this deployable cannot start without (checked by from_env).
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+
+    database_url: SecretStr | None = None
+    github_webhook_secret: SecretStr | None = None
+    ci_write_key: SecretStr | None = None
+    gemini_api_key: SecretStr | None = None
+    gemini_model: str = "gemini-2.5-flash"
+    github_token: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+    poll_budget_seconds: float = Field(default=50.0, ge=0)
+    ai_concurrency: int = Field(default=8, ge=1, le=256)
+    api_tokens: SecretStr | None = None
+    cors_origins: str = ""
+    ingest_port: int = Field(default=8081, ge=1, le=65535)
+    api_port: int = Field(default=8000, ge=1, le=65535)
+
+    # Operational knobs with safe defaults.
+    db_pool_min: int = Field(default=1, ge=0)
+    db_pool_max: int = Field(default=10, ge=1)
+    lease_seconds: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    poll_batch_size: int = Field(default=200, ge=1)
+    feed_notify: bool = True
+    feed_window_seconds: float = Field(default=10.0, gt=0)
+    feed_poll_seconds: float = Field(default=0.25, gt=0)
+    ws_queue_size: int = Field(default=256, ge=1)
+    gemini_timeout_seconds: float = Field(default=60.0, gt=0)
+    gemini_max_attempts: int = Field(default=4, ge=1)
+    github_patch_max_bytes: int = Field(default=4000, ge=0)
+    log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls: type[_S], **overrides: Any) -> _S:
+        """Load settings; a missing required or invalid value names the variable."""
+        try:
+            settings = cls(**overrides)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigError(f"invalid settings: {problems}") from None
+        missing = [name for name in cls.REQUIRED if getattr(settings, name.lower()) is None]
+        if missing:
+            raise ConfigError(
+                f"missing required setting{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
+            )
+        return settings
+
+    def secret(self, name: str) -> str | None:
+        """Plain value of a SecretStr setting, or None when unset."""
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
+
+    @cached_property
+    def api_token_list(self) -> list[str]:
+        """API_TOKENS split on commas, blanks dropped."""
+        raw = self.secret("api_tokens") or ""
+        return [t.strip() for t in raw.split(",") if t.strip()]
+
+    @cached_property
+    def cors_origin_list(self) -> list[str]:
+        """CORS_ORIGINS split on commas."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def dsn(self) -> str:
+        """DATABASE_URL in plain text (raises ConfigError when unset)."""
+        value = self.secret("database_url")
+        if not value:
+            raise ConfigError("missing required setting: DATABASE_URL")
+        return value
+
+
+_S = TypeVar("_S", bound=Settings)
+
+
+class IngestSettings(Settings):
+    """Settings of the ingest function."""
+
+    REQUIRED = ("DATABASE_URL", "GITHUB_WEBHOOK_SECRET")
+
+
+class PollerSettings(Settings):
+    """Settings of the poller function."""
+
+    REQUIRED = ("DATABASE_URL",)
+
+
+class ApiSettings(Settings):
+    """Settings of the API service."""
+
+    REQUIRED = ("DATABASE_URL",)
