@@ -74,6 +74,14 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "delivery_id": "text",
         "at": _TS,
     },
+    "reviews": {
+        "pull_request_id": "bigint",
+        "review_id": "bigint",
+        "reviewer": "text",
+        "state": "text",
+        "commit_sha": "text",
+        "submitted_at": _TS,
+    },
     "builds": {
         "id": "bigint",
         "repository_id": "bigint",

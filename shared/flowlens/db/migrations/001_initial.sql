@@ -90,6 +90,17 @@ CREATE TABLE IF NOT EXISTS pr_history (
 );
 CREATE INDEX IF NOT EXISTS pr_history_pr_idx ON pr_history (pull_request_id, version);
 
+-- Each reviewer's reviews; approval state is derived from their latest deciding review.
+CREATE TABLE IF NOT EXISTS reviews (
+    pull_request_id BIGINT NOT NULL REFERENCES pull_requests (id) ON DELETE CASCADE,
+    review_id       BIGINT NOT NULL,
+    reviewer        TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    commit_sha      TEXT,
+    submitted_at    TIMESTAMPTZ,
+    PRIMARY KEY (pull_request_id, review_id)
+);
+
 CREATE TABLE IF NOT EXISTS builds (
     id               BIGSERIAL PRIMARY KEY,
     repository_id    BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,

@@ -1,0 +1,19 @@
+"""Ingest function: GitHub webhooks (and CI build reports) in, durable state out."""
+
+import functions_framework.aio
+from starlette.requests import Request
+from starlette.responses import Response
+
+from flowlens import logs
+from flowlens.ingest.app import IngestHandler
+from flowlens.settings import IngestSettings
+
+settings = IngestSettings.from_env()
+logs.setup("ingest", settings.log_format, settings.log_level)
+handler = IngestHandler(settings)
+
+
+@functions_framework.aio.http
+async def ingest(request: Request) -> Response:
+    """Entry point (target `ingest`)."""
+    return await handler(request)

@@ -1,0 +1,140 @@
+-- name: insert_raw_event
+-- The delivery id is unique: a concurrent duplicate waits for our commit, then inserts nothing.
+INSERT INTO raw_events (delivery_id, event, action, repository, pr_number, head_sha, payload,
+                        needs_analysis)
+VALUES (%(delivery_id)s, %(event)s, %(action)s, %(repository)s, %(pr_number)s, %(head_sha)s,
+        %(payload)s, %(needs_analysis)s)
+ON CONFLICT (delivery_id) DO NOTHING
+RETURNING id;
+
+-- name: find_repository
+SELECT * FROM repositories
+WHERE github_id = %(github_id)s OR full_name = %(full_name)s
+ORDER BY (github_id IS NOT DISTINCT FROM %(github_id)s) DESC
+LIMIT 1;
+
+-- name: insert_repository
+INSERT INTO repositories (github_id, full_name, name, owner, owner_avatar, description,
+                          is_private, default_branch, language, stars, forks, html_url,
+                          source_updated_at)
+VALUES (%(github_id)s, %(full_name)s, %(name)s, %(owner)s, %(owner_avatar)s, %(description)s,
+        %(is_private)s, %(default_branch)s, %(language)s, COALESCE(%(stars)s, 0),
+        COALESCE(%(forks)s, 0), %(html_url)s, %(source_updated_at)s)
+ON CONFLICT (full_name) DO UPDATE
+    SET github_id = COALESCE(repositories.github_id, EXCLUDED.github_id)
+RETURNING *;
+
+-- name: update_repository
+UPDATE repositories SET
+    github_id = COALESCE(%(github_id)s, github_id),
+    full_name = %(full_name)s,
+    name = %(name)s,
+    owner = %(owner)s,
+    owner_avatar = COALESCE(%(owner_avatar)s, owner_avatar),
+    description = %(description)s,
+    is_private = %(is_private)s,
+    default_branch = COALESCE(%(default_branch)s, default_branch),
+    language = %(language)s,
+    stars = COALESCE(%(stars)s, stars),
+    forks = COALESCE(%(forks)s, forks),
+    html_url = COALESCE(%(html_url)s, html_url),
+    source_updated_at = COALESCE(%(source_updated_at)s, source_updated_at),
+    last_activity = now(),
+    updated_at = now()
+WHERE id = %(id)s
+RETURNING *;
+
+-- name: touch_repository
+-- Only every few seconds: a repository row updated by every delivery would serialise ingest.
+UPDATE repositories SET last_activity = now()
+WHERE id = %(id)s AND last_activity < now() - interval '5 seconds';
+
+-- name: ensure_pull_request
+INSERT INTO pull_requests (repository_id, number) VALUES (%(repository_id)s, %(number)s)
+ON CONFLICT (repository_id, number) DO NOTHING;
+
+-- name: lock_pull_request
+SELECT * FROM pull_requests
+WHERE repository_id = %(repository_id)s AND number = %(number)s
+FOR UPDATE;
+
+-- name: update_pull_request
+UPDATE pull_requests SET
+    github_id = %(github_id)s, title = %(title)s, body = %(body)s, author = %(author)s,
+    author_avatar = %(author_avatar)s, head_sha = %(head_sha)s, head_ref = %(head_ref)s,
+    base_ref = %(base_ref)s, is_draft = %(is_draft)s, state = %(state)s, html_url = %(html_url)s,
+    files_changed = %(files_changed)s, changed_files = %(changed_files)s,
+    additions = %(additions)s, deletions = %(deletions)s, status_pr = %(status_pr)s,
+    status_build = %(status_build)s, status_approval = %(status_approval)s,
+    status_merge = %(status_merge)s, status = %(status)s, risk_level = %(risk_level)s,
+    latest_insight = %(latest_insight)s, source_updated_at = %(source_updated_at)s,
+    gh_created_at = %(gh_created_at)s, gh_updated_at = %(gh_updated_at)s,
+    merged_at = %(merged_at)s, closed_at = %(closed_at)s,
+    version = version + %(bump)s::int,
+    updated_at = CASE WHEN %(bump)s::int > 0 THEN now() ELSE updated_at END
+WHERE id = %(id)s
+RETURNING *;
+
+-- name: insert_pr_history
+INSERT INTO pr_history (pull_request_id, version, status_pr, status_build, status_approval,
+                        status_merge, status, source_event, delivery_id)
+VALUES (%(pull_request_id)s, %(version)s, %(status_pr)s, %(status_build)s, %(status_approval)s,
+        %(status_merge)s, %(status)s, %(source_event)s, %(delivery_id)s);
+
+-- name: insert_change_feed
+INSERT INTO change_feed (repository, pull_request_id, pr_number, version, kind, payload)
+VALUES (%(repository)s, %(pull_request_id)s, %(pr_number)s, %(version)s, %(kind)s, %(payload)s);
+
+-- name: notify_feed
+-- Delivered at commit; only a wake-up hint for API instances, never needed for correctness.
+SELECT pg_notify('flowlens_feed', %(repository)s::text);
+
+-- name: prs_by_head_sha
+SELECT number FROM pull_requests
+WHERE repository_id = %(repository_id)s AND head_sha = %(sha)s AND state = 'open';
+
+-- name: build_statuses_for_sha
+SELECT status FROM builds WHERE repository_id = %(repository_id)s AND commit_sha = %(sha)s;
+
+-- name: upsert_build
+-- Never backwards: an older payload (or a lower stage at the same instant) leaves the row alone.
+INSERT INTO builds (repository_id, provider, external_id, workflow_name, status, conclusion,
+                    branch, commit_sha, pr_number, triggered_by, url, started_at, finished_at,
+                    duration_seconds, source_updated_at)
+VALUES (%(repository_id)s, %(provider)s, %(external_id)s, %(workflow_name)s, %(status)s,
+        %(conclusion)s, %(branch)s, %(commit_sha)s, %(pr_number)s, %(triggered_by)s, %(url)s,
+        %(started_at)s, %(finished_at)s, %(duration_seconds)s, %(source_updated_at)s)
+ON CONFLICT (repository_id, provider, external_id) DO UPDATE SET
+    workflow_name = EXCLUDED.workflow_name,
+    status = EXCLUDED.status,
+    conclusion = EXCLUDED.conclusion,
+    branch = COALESCE(EXCLUDED.branch, builds.branch),
+    commit_sha = COALESCE(EXCLUDED.commit_sha, builds.commit_sha),
+    pr_number = COALESCE(EXCLUDED.pr_number, builds.pr_number),
+    triggered_by = COALESCE(EXCLUDED.triggered_by, builds.triggered_by),
+    url = COALESCE(EXCLUDED.url, builds.url),
+    started_at = COALESCE(EXCLUDED.started_at, builds.started_at),
+    finished_at = EXCLUDED.finished_at,
+    duration_seconds = EXCLUDED.duration_seconds,
+    source_updated_at = COALESCE(EXCLUDED.source_updated_at, builds.source_updated_at),
+    updated_at = now()
+WHERE builds.source_updated_at IS NULL
+   OR EXCLUDED.source_updated_at IS NULL
+   OR EXCLUDED.source_updated_at > builds.source_updated_at
+   OR (EXCLUDED.source_updated_at = builds.source_updated_at
+       AND (CASE EXCLUDED.status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END)
+           >= (CASE builds.status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END))
+RETURNING id;
+
+-- name: upsert_review
+INSERT INTO reviews (pull_request_id, review_id, reviewer, state, commit_sha, submitted_at)
+VALUES (%(pull_request_id)s, %(review_id)s, %(reviewer)s, %(state)s, %(commit_sha)s,
+        %(submitted_at)s)
+ON CONFLICT (pull_request_id, review_id) DO UPDATE SET
+    -- A dismissal is final whatever order the two deliveries arrive in.
+    state = CASE WHEN reviews.state = 'dismissed' THEN 'dismissed' ELSE EXCLUDED.state END;
+
+-- name: latest_reviews
+SELECT DISTINCT ON (reviewer) reviewer, state FROM reviews
+WHERE pull_request_id = %(pull_request_id)s AND state <> 'commented'
+ORDER BY reviewer, submitted_at DESC NULLS LAST, review_id DESC;

@@ -1,0 +1,1 @@
+"""GitHub webhook handling: signatures and payload parsing (no I/O)."""

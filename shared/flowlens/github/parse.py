@@ -1,0 +1,467 @@
+"""Turn a GitHub webhook payload into the facts FlowLens stores (pure, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# Events whose payload FlowLens turns into state; anything else is stored and ignored.
+ACTED_ON = frozenset(
+    {
+        "pull_request",
+        "pull_request_review",
+        "workflow_run",
+        "workflow_job",
+        "check_suite",
+        "check_run",
+        "status",
+        "push",
+        "ping",
+        "installation",
+        "installation_repositories",
+        "repository",
+    }
+)
+
+# pull_request actions after which the head commit deserves a (new) risk analysis.
+ANALYSE_ACTIONS = frozenset({"opened", "reopened", "synchronize", "ready_for_review", "edited"})
+
+
+class PayloadError(ValueError):
+    """A payload that lacks what its event type must carry."""
+
+
+def ts(value: Any) -> datetime | None:
+    """Parse GitHub's ISO-8601 timestamps (Z or offset); None when absent."""
+    if not value:
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    text = str(value).replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RepoFacts:
+    """Repository metadata as a payload shows it."""
+
+    full_name: str
+    name: str
+    owner: str
+    github_id: int | None = None
+    owner_avatar: str | None = None
+    description: str | None = None
+    is_private: bool = False
+    default_branch: str | None = None
+    language: str | None = None
+    stars: int | None = None
+    forks: int | None = None
+    html_url: str | None = None
+    updated_at: datetime | None = None
+    # Complete metadata (a full repository object), not a minimal reference.
+    complete: bool = True
+
+
+@dataclass(frozen=True)
+class PrFacts:
+    """A pull request as a payload shows it."""
+
+    number: int
+    action: str | None
+    head_sha: str | None
+    github_id: int | None = None
+    title: str | None = None
+    body: str | None = None
+    author: str | None = None
+    author_avatar: str | None = None
+    head_ref: str | None = None
+    base_ref: str | None = None
+    is_draft: bool | None = None
+    state: str | None = None  # open | closed
+    merged: bool | None = None
+    html_url: str | None = None
+    changed_files: int | None = None
+    additions: int | None = None
+    deletions: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    merged_at: datetime | None = None
+    closed_at: datetime | None = None
+    # True for the full object of a pull_request event; False for a reference (workflow_run).
+    complete: bool = True
+
+
+@dataclass(frozen=True)
+class ReviewFacts:
+    """One submitted (or dismissed) review."""
+
+    pr_number: int
+    review_id: int
+    reviewer: str
+    state: str  # approved | changes_requested | commented | dismissed
+    commit_sha: str | None
+    submitted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """One CI build (workflow run, job, check suite/run, commit status)."""
+
+    provider: str
+    external_id: str
+    workflow_name: str
+    status: str  # queued | running | success | failed
+    conclusion: str | None
+    branch: str | None
+    commit_sha: str | None
+    pr_numbers: tuple[int, ...] = ()
+    pr_refs: tuple[PrFacts, ...] = ()
+    triggered_by: str | None = None
+    url: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return max(0.0, (self.finished_at - self.started_at).total_seconds())
+        return None
+
+
+@dataclass
+class Delivery:
+    """Everything one webhook delivery tells FlowLens."""
+
+    event: str
+    action: str | None
+    repo: RepoFacts | None = None
+    extra_repos: list[RepoFacts] = field(default_factory=list)
+    renamed_from: str | None = None
+    pr: PrFacts | None = None
+    review: ReviewFacts | None = None
+    builds: list[BuildFacts] = field(default_factory=list)
+    ignored: bool = False
+
+    @property
+    def needs_analysis(self) -> bool:
+        """Whether the poller should analyse this delivery's head commit."""
+        return (
+            self.event == "pull_request"
+            and self.pr is not None
+            and self.pr.head_sha is not None
+            and self.action in ANALYSE_ACTIONS
+            and self.pr.state == "open"
+        )
+
+    @property
+    def pr_number(self) -> int | None:
+        if self.pr is not None:
+            return self.pr.number
+        if self.review is not None:
+            return self.review.pr_number
+        for build in self.builds:
+            if build.pr_numbers:
+                return build.pr_numbers[0]
+        return None
+
+
+# GitHub build vocabularies mapped onto FlowLens's four build states.
+_CONCLUSION = {
+    "success": "success",
+    "skipped": "success",
+    "neutral": "success",
+    "failure": "failed",
+    "cancelled": "failed",
+    "timed_out": "failed",
+    "action_required": "failed",
+    "startup_failure": "failed",
+    "stale": "failed",
+    "error": "failed",
+}
+_RUNNING = {"in_progress": "running", "running": "running"}
+_QUEUED = {"queued", "waiting", "requested", "pending"}
+
+
+def map_build_status(status: str | None, conclusion: str | None = None) -> str:
+    """GitHub (or CI) status + conclusion -> queued | running | success | failed."""
+    status = (status or "").lower()
+    conclusion = (conclusion or "").lower() or None
+    if status == "completed" or (conclusion and status not in _RUNNING and status not in _QUEUED):
+        return _CONCLUSION.get(conclusion or "", "failed")
+    if status in _CONCLUSION:
+        return _CONCLUSION[status]
+    if status in _RUNNING:
+        return "running"
+    if status in _QUEUED or not status:
+        return "queued"
+    raise PayloadError(f"unknown build status {status!r}")
+
+
+def _login(user: Any) -> tuple[str | None, str | None]:
+    if isinstance(user, dict):
+        return user.get("login"), user.get("avatar_url")
+    return None, None
+
+
+def _repo(data: Any, *, complete: bool = True) -> RepoFacts | None:
+    if not isinstance(data, dict) or not data.get("full_name"):
+        return None
+    full_name = str(data["full_name"])
+    owner_login, owner_avatar = _login(data.get("owner"))
+    return RepoFacts(
+        full_name=full_name,
+        name=str(data.get("name") or full_name.split("/")[-1]),
+        owner=owner_login or full_name.split("/")[0],
+        github_id=data.get("id"),
+        owner_avatar=owner_avatar,
+        description=data.get("description"),
+        is_private=bool(data.get("private", False)),
+        default_branch=data.get("default_branch"),
+        language=data.get("language"),
+        stars=data.get("stargazers_count"),
+        forks=data.get("forks_count"),
+        html_url=data.get("html_url"),
+        updated_at=ts(data.get("updated_at")),
+        complete=complete and "owner" in data,
+    )
+
+
+def _pr(data: dict[str, Any], action: str | None) -> PrFacts:
+    number = data.get("number")
+    if not isinstance(number, int):
+        raise PayloadError("pull_request.number missing")
+    author, avatar = _login(data.get("user"))
+    head = data.get("head") or {}
+    base = data.get("base") or {}
+    return PrFacts(
+        number=number,
+        action=action,
+        head_sha=head.get("sha"),
+        github_id=data.get("id"),
+        title=data.get("title") or "",
+        body=data.get("body") or "",
+        author=author or "",
+        author_avatar=avatar,
+        head_ref=head.get("ref"),
+        base_ref=base.get("ref"),
+        is_draft=bool(data.get("draft", False)),
+        state=data.get("state"),
+        merged=bool(data.get("merged") or data.get("merged_at")),
+        html_url=data.get("html_url"),
+        changed_files=data.get("changed_files"),
+        additions=data.get("additions"),
+        deletions=data.get("deletions"),
+        created_at=ts(data.get("created_at")),
+        updated_at=ts(data.get("updated_at")),
+        merged_at=ts(data.get("merged_at")),
+        closed_at=ts(data.get("closed_at")),
+    )
+
+
+def _pr_refs(items: Any) -> tuple[PrFacts, ...]:
+    refs = []
+    for item in items or []:
+        if isinstance(item, dict) and isinstance(item.get("number"), int):
+            head = item.get("head") or {}
+            base = item.get("base") or {}
+            refs.append(
+                PrFacts(
+                    number=item["number"],
+                    action=None,
+                    head_sha=head.get("sha"),
+                    github_id=item.get("id"),
+                    head_ref=head.get("ref"),
+                    base_ref=base.get("ref"),
+                    complete=False,
+                )
+            )
+    return tuple(refs)
+
+
+def _workflow_run(p: dict[str, Any]) -> list[BuildFacts]:
+    run = p.get("workflow_run") or {}
+    if "id" not in run:
+        raise PayloadError("workflow_run.id missing")
+    refs = _pr_refs(run.get("pull_requests"))
+    actor, _ = _login(run.get("triggering_actor") or run.get("actor"))
+    started = ts(run.get("run_started_at") or run.get("created_at"))
+    status = map_build_status(run.get("status"), run.get("conclusion"))
+    return [
+        BuildFacts(
+            provider="github_actions",
+            external_id=f"run:{run['id']}",
+            workflow_name=run.get("name") or (p.get("workflow") or {}).get("name") or "",
+            status=status,
+            conclusion=run.get("conclusion"),
+            branch=run.get("head_branch"),
+            commit_sha=run.get("head_sha"),
+            pr_numbers=tuple(r.number for r in refs),
+            pr_refs=refs,
+            triggered_by=actor,
+            url=run.get("html_url"),
+            started_at=started,
+            finished_at=ts(run.get("updated_at")) if status in ("success", "failed") else None,
+            updated_at=ts(run.get("updated_at")),
+        )
+    ]
+
+
+def _workflow_job(p: dict[str, Any]) -> list[BuildFacts]:
+    job = p.get("workflow_job") or {}
+    if "id" not in job:
+        raise PayloadError("workflow_job.id missing")
+    status = map_build_status(job.get("status"), job.get("conclusion"))
+    updated = ts(job.get("completed_at") or job.get("started_at") or job.get("created_at"))
+    name = job.get("workflow_name") or ""
+    return [
+        BuildFacts(
+            provider="github_actions_job",
+            external_id=f"job:{job['id']}",
+            workflow_name=f"{name} / {job.get('name')}" if name else str(job.get("name") or ""),
+            status=status,
+            conclusion=job.get("conclusion"),
+            branch=job.get("head_branch"),
+            commit_sha=job.get("head_sha"),
+            triggered_by=_login(p.get("sender"))[0],
+            url=job.get("html_url"),
+            started_at=ts(job.get("started_at")),
+            finished_at=ts(job.get("completed_at")),
+            updated_at=updated,
+        )
+    ]
+
+
+def _check(p: dict[str, Any], key: str) -> list[BuildFacts]:
+    item = p.get(key) or {}
+    if "id" not in item:
+        raise PayloadError(f"{key}.id missing")
+    refs = _pr_refs(item.get("pull_requests"))
+    status = map_build_status(item.get("status"), item.get("conclusion"))
+    if key == "check_suite":
+        app = item.get("app") or {}
+        name = app.get("name") or "check suite"
+        started, finished = ts(item.get("created_at")), None
+        if status in ("success", "failed"):
+            finished = ts(item.get("updated_at"))
+        updated = ts(item.get("updated_at"))
+        branch = item.get("head_branch")
+    else:
+        name = item.get("name") or "check run"
+        started, finished = ts(item.get("started_at")), ts(item.get("completed_at"))
+        updated = finished or started
+        branch = (item.get("check_suite") or {}).get("head_branch")
+    return [
+        BuildFacts(
+            provider=key,
+            external_id=f"{key}:{item['id']}",
+            workflow_name=str(name),
+            status=status,
+            conclusion=item.get("conclusion"),
+            branch=branch,
+            commit_sha=item.get("head_sha"),
+            pr_numbers=tuple(r.number for r in refs),
+            pr_refs=refs,
+            triggered_by=_login(p.get("sender"))[0],
+            url=item.get("html_url") or item.get("details_url"),
+            started_at=started,
+            finished_at=finished,
+            updated_at=updated,
+        )
+    ]
+
+
+def _status(p: dict[str, Any]) -> list[BuildFacts]:
+    sha = p.get("sha")
+    context = p.get("context") or "default"
+    if not sha:
+        raise PayloadError("status.sha missing")
+    state = str(p.get("state") or "pending")
+    status = map_build_status("completed" if state != "pending" else "pending", state)
+    branches = p.get("branches") or []
+    created = ts(p.get("created_at"))
+    return [
+        BuildFacts(
+            provider="status",
+            # A commit status is per (commit, context): the newest state per context wins.
+            external_id=f"status:{sha}:{context}",
+            workflow_name=str(context),
+            status=status,
+            conclusion=state if state != "pending" else None,
+            branch=branches[0].get("name") if branches and isinstance(branches[0], dict) else None,
+            commit_sha=sha,
+            triggered_by=_login(p.get("sender"))[0],
+            url=p.get("target_url"),
+            started_at=created,
+            finished_at=ts(p.get("updated_at")) if status in ("success", "failed") else None,
+            updated_at=ts(p.get("updated_at")) or created,
+        )
+    ]
+
+
+def parse(event: str, payload: dict[str, Any]) -> Delivery:
+    """Facts of one delivery; unknown events come back with ignored=True."""
+    if not isinstance(payload, dict):
+        raise PayloadError("payload is not a JSON object")
+    action = payload.get("action")
+    action = str(action) if action is not None else None
+    delivery = Delivery(event=event, action=action, repo=_repo(payload.get("repository")))
+    if event not in ACTED_ON:
+        delivery.ignored = True
+        return delivery
+    if event == "pull_request":
+        data = payload.get("pull_request")
+        if not isinstance(data, dict):
+            raise PayloadError("pull_request object missing")
+        delivery.pr = _pr(data, action)
+    elif event == "pull_request_review":
+        data = payload.get("pull_request")
+        review = payload.get("review")
+        if not isinstance(data, dict) or not isinstance(review, dict):
+            raise PayloadError("pull_request_review needs pull_request and review")
+        # The review's PR object is a real snapshot; the timestamp guard decides if it is news.
+        pr = _pr(data, None)
+        delivery.pr = pr
+        reviewer, _ = _login(review.get("user"))
+        state = str(review.get("state") or "").lower()
+        if action == "dismissed":
+            state = "dismissed"
+        delivery.review = ReviewFacts(
+            pr_number=pr.number,
+            review_id=int(review.get("id") or 0),
+            reviewer=reviewer or "",
+            state=state,
+            commit_sha=review.get("commit_id"),
+            submitted_at=ts(review.get("submitted_at")),
+        )
+    elif event == "workflow_run":
+        delivery.builds = _workflow_run(payload)
+    elif event == "workflow_job":
+        delivery.builds = _workflow_job(payload)
+    elif event in ("check_suite", "check_run"):
+        delivery.builds = _check(payload, event)
+    elif event == "status":
+        delivery.builds = _status(payload)
+    elif event == "repository" and action in ("renamed", "transferred"):
+        changes = payload.get("changes") or {}
+        if action == "renamed":
+            old_name = ((changes.get("repository") or {}).get("name") or {}).get("from")
+            if old_name and delivery.repo:
+                delivery.renamed_from = f"{delivery.repo.owner}/{old_name}"
+        else:
+            owner = (changes.get("owner") or {}).get("from") or {}
+            old_owner = (owner.get("user") or owner.get("organization") or {}).get("login")
+            if old_owner and delivery.repo:
+                delivery.renamed_from = f"{old_owner}/{delivery.repo.name}"
+    elif event in ("installation", "installation_repositories"):
+        for key in ("repositories", "repositories_added"):
+            for item in payload.get(key) or []:
+                repo = _repo(item, complete=False)
+                if repo is not None:
+                    delivery.extra_repos.append(repo)
+    return delivery

@@ -1,0 +1,1 @@
+"""Ingest: verified GitHub deliveries into durable state, one transaction each."""

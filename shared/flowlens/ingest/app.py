@@ -1,0 +1,180 @@
+"""The ingest function's HTTP handling (functions-framework aio.http calls `handle`)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from flowlens import logs
+from flowlens.db import Database, DatabaseUnavailable
+from flowlens.github.parse import PayloadError
+from flowlens.github.signature import verify
+from flowlens.ingest.ci import CiBuild, record_ci_build
+from flowlens.ingest.store import Outcome, record_delivery
+from flowlens.settings import IngestSettings
+
+log = logging.getLogger("flowlens.ingest")
+
+MAX_BODY = 25 * 1024 * 1024
+WEBHOOK_PATHS = frozenset({"/", "/webhook", "/api/webhook/github"})
+CI_PATH = "/api/webhook/github-actions"
+_STATUS_CODE = {
+    Outcome.ACCEPTED: 202,
+    Outcome.IGNORED: 202,
+    Outcome.DUPLICATE: 200,
+    Outcome.PONG: 200,
+}
+
+_handlers: list[IngestHandler] = []
+
+
+class BodyTooLarge(Exception):
+    """The request body is over MAX_BODY."""
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    """The contract's error shape."""
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The raw body, refusing more than `limit` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_payload(body: bytes, content_type: str) -> tuple[dict[str, Any], str]:
+    """(payload, JSON text) from a JSON or form-encoded (payload=...) body."""
+    if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+        if "payload" not in form:
+            raise ValueError("form body has no payload field")
+        text = form["payload"][0]
+    else:
+        text = body.decode("utf-8")
+    payload = json.loads(text)
+    if not isinstance(payload, dict):
+        raise ValueError("payload is not a JSON object")
+    return payload, text
+
+
+class IngestHandler:
+    """Verifies, dedupes and stores GitHub deliveries; serves the CI build path."""
+
+    def __init__(self, settings: IngestSettings | None = None) -> None:
+        self.settings = settings or IngestSettings.from_env()
+        self.secret = self.settings.secret("github_webhook_secret") or ""
+        self.db = Database(
+            self.settings.dsn,
+            min_size=self.settings.db_pool_min,
+            max_size=self.settings.db_pool_max,
+        )
+        _handlers.append(self)
+
+    async def close(self) -> None:
+        """Release the database pool."""
+        await self.db.close()
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        trace = logs.trace_from_header(request.headers.get("x-cloud-trace-context"))
+        with logs.bind(component="ingest", trace=trace):
+            path = request.url.path.rstrip("/") or "/"
+            if path == CI_PATH:
+                return await self.ci_build(request)
+            if path == "/healthz" and request.method == "GET":
+                ok = await self.db.ping()
+                return JSONResponse({"status": "ok" if ok else "unavailable"}, 200 if ok else 503)
+            if path not in WEBHOOK_PATHS:
+                return error(404, f"no such path {path}")
+            return await self.webhook(request)
+
+    async def webhook(self, request: Request) -> JSONResponse:
+        """Handle one GitHub delivery as DESIGN.md's answer table says."""
+        if request.method != "POST":
+            return JSONResponse({"error": "method not allowed; POST a webhook"}, 405,
+                                headers={"Allow": "POST"})  # fmt: skip
+        try:
+            body = await read_body(request)
+        except BodyTooLarge:
+            return error(413, f"body over {MAX_BODY} bytes")
+        # Nothing is looked at before the signature holds.
+        if not verify(self.secret, body, request.headers.get("x-hub-signature-256")):
+            log.warning("rejected delivery: missing or wrong signature")
+            return error(401, "missing or invalid X-Hub-Signature-256")
+        event = request.headers.get("x-github-event", "").strip()
+        delivery = request.headers.get("x-github-delivery", "").strip()
+        if not event or not delivery:
+            return error(400, "X-GitHub-Event and X-GitHub-Delivery headers are required")
+        if len(delivery) > 200 or len(event) > 100:
+            return error(400, "X-GitHub-Event or X-GitHub-Delivery is too long")
+        with logs.bind(delivery=delivery, event=event):
+            try:
+                payload, text = decode_payload(body, request.headers.get("content-type", ""))
+            except (ValueError, UnicodeDecodeError) as exc:
+                return error(400, f"body is not a valid webhook payload: {exc}")
+            repo = (payload.get("repository") or {}).get("full_name")
+            with logs.bind(repository=repo):
+                try:
+                    outcome = await record_delivery(
+                        self.db, delivery, event, payload, text, notify=self.settings.feed_notify
+                    )
+                except PayloadError as exc:
+                    return error(400, f"{event} payload: {exc}")
+                except DatabaseUnavailable as exc:
+                    log.error("database unavailable: %s", exc)
+                    return error(503, "database unavailable; retry the delivery")
+                log.info("%s %s", event, outcome.value)
+                return JSONResponse(
+                    {"status": outcome.value, "delivery": delivery, "event": event},
+                    status_code=_STATUS_CODE[outcome],
+                )
+
+    async def ci_build(self, request: Request) -> JSONResponse:
+        """POST /api/webhook/github-actions with Authorization: Bearer CI_WRITE_KEY."""
+        if request.method != "POST":
+            return JSONResponse({"error": "method not allowed"}, 405, headers={"Allow": "POST"})
+        auth = request.headers.get("authorization", "")
+        if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+            return error(401, "Authorization: Bearer <CI_WRITE_KEY> required")
+        key = self.settings.secret("ci_write_key")
+        if not key or not hmac.compare_digest(auth[7:].strip().encode(), key.encode()):
+            return error(403, "wrong CI write key")
+        try:
+            body = await read_body(request, limit=1024 * 1024)
+            report = CiBuild.model_validate_json(body)
+        except BodyTooLarge:
+            return error(413, "body over 1 MiB")
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+            )
+            return error(400, f"invalid build report: {problems}")
+        with logs.bind(repository=report.repository):
+            try:
+                await record_ci_build(self.db, report, notify=self.settings.feed_notify)
+            except DatabaseUnavailable as exc:
+                log.error("database unavailable: %s", exc)
+                return error(503, "database unavailable; retry")
+        return JSONResponse({"status": "accepted", "build": f"ci:{report.run_id}"}, 202)
+
+
+async def close_all() -> None:
+    """Close every handler's pool (tests and graceful shutdown)."""
+    while _handlers:
+        await _handlers.pop().close()

@@ -1,0 +1,50 @@
+"""Helpers for tests: signed GitHub deliveries, derived payload variants."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from flowlens.github.signature import sign
+
+SECRET = "test-webhook-secret"
+
+
+def github_headers(
+    event: str, body: bytes, *, delivery: str | None = None, secret: str = SECRET,
+    content_type: str = "application/json",
+) -> dict[str, str]:  # fmt: skip
+    """Headers GitHub sends with a delivery."""
+    return {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(secret, body),
+        "Content-Type": content_type,
+        "User-Agent": "GitHub-Hookshot/test",
+    }
+
+
+def encode(payload: dict[str, Any], *, form: bool = False) -> tuple[bytes, str]:
+    """Body bytes and content type, JSON or form-encoded like GitHub's two options."""
+    text = json.dumps(payload)
+    if form:
+        return urlencode({"payload": text}).encode(), "application/x-www-form-urlencoded"
+    return text.encode(), "application/json"
+
+
+def variant(payload: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A deep copy with dotted paths changed, e.g. variant(p, **{"pull_request.merged": True})."""
+    out = copy.deepcopy(payload)
+    for dotted, value in changes.items():
+        target = out
+        *parents, last = dotted.split(".")
+        for key in parents:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        if isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+    return out

@@ -1,0 +1,196 @@
+"""Every answer of the ingest function's table, against the real function app."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from flowlens.db import Database
+from tests.conftest import load_fixture
+from tests.helpers import encode, github_headers
+from tests.integration.conftest import CI_KEY, Sender
+
+OPENED = "pull_request/opened.payload.json"
+
+
+async def raw_event(db: Database, delivery: str) -> dict | None:
+    async with db.transaction() as tx:
+        return await tx.one("raw_event_by_delivery", delivery_id=delivery)
+
+
+async def test_accepted_is_durable(sender: Sender, db: Database) -> None:
+    resp = await sender.send("pull_request", load_fixture(OPENED), delivery="d-1")
+    assert resp.status_code == 202
+    assert resp.json() == {"status": "accepted", "delivery": "d-1", "event": "pull_request"}
+    row = await raw_event(db, "d-1")
+    assert row is not None and row["processed"] is False and row["event"] == "pull_request"
+    assert row["action"] == "opened" and row["pr_number"] == 2 and row["needs_analysis"]
+
+
+async def test_form_encoded_body_is_accepted(sender: Sender, db: Database) -> None:
+    resp = await sender.send("pull_request", load_fixture(OPENED), delivery="d-form", form=True)
+    assert resp.status_code == 202, resp.text
+    assert (await raw_event(db, "d-form")) is not None
+
+
+async def test_same_delivery_twice_is_a_duplicate(sender: Sender, counts) -> None:
+    first = await sender.send("pull_request", load_fixture(OPENED), delivery="d-2")
+    before = await counts()
+    second = await sender.send("pull_request", load_fixture(OPENED), delivery="d-2")
+    assert first.status_code == 202
+    assert second.status_code == 200
+    assert second.json()["status"] == "duplicate"
+    assert await counts() == before
+
+
+async def test_ping_is_answered_pong(sender: Sender, db: Database) -> None:
+    resp = await sender.send("ping", load_fixture("ping/payload.json"), delivery="d-ping")
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "pong"
+    assert (await raw_event(db, "d-ping")) is not None
+
+
+async def test_unknown_event_is_stored_and_ignored(sender: Sender, db: Database, counts) -> None:
+    payload = {"action": "created", "issue": {"number": 1}, "repository": None}
+    resp = await sender.send("issues", payload, delivery="d-issue")
+    assert resp.status_code == 202
+    assert resp.json() == {"status": "ignored", "delivery": "d-issue", "event": "issues"}
+    assert (await raw_event(db, "d-issue")) is not None
+    assert (await counts())["pull_requests"] == 0
+
+
+@pytest.mark.parametrize("signature", [None, "sha256=" + "0" * 64, "sha1=abc", "garbage"])
+async def test_missing_or_wrong_signature_is_401_and_stores_nothing(
+    ingest_client: httpx.AsyncClient, counts, signature: str | None
+) -> None:
+    body, ctype = encode(load_fixture(OPENED))
+    headers = github_headers("pull_request", body, delivery="d-bad", content_type=ctype)
+    if signature is None:
+        del headers["X-Hub-Signature-256"]
+    else:
+        headers["X-Hub-Signature-256"] = signature
+    resp = await ingest_client.post("/", content=body, headers=headers)
+    assert resp.status_code == 401
+    assert "error" in resp.json()
+    assert (await counts())["raw_events"] == 0
+
+
+async def test_signature_of_another_secret_is_401(ingest_client: httpx.AsyncClient) -> None:
+    body, ctype = encode(load_fixture(OPENED))
+    headers = github_headers("pull_request", body, secret="other", content_type=ctype)
+    assert (await ingest_client.post("/", content=body, headers=headers)).status_code == 401
+
+
+async def test_tampered_body_is_401(ingest_client: httpx.AsyncClient) -> None:
+    body, ctype = encode(load_fixture(OPENED))
+    headers = github_headers("pull_request", body, content_type=ctype)
+    resp = await ingest_client.post(
+        "/", content=body.replace(b"opened", b"closed"), headers=headers
+    )
+    assert resp.status_code == 401
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_not_post_is_405(ingest_client: httpx.AsyncClient, method: str) -> None:
+    resp = await ingest_client.request(method, "/")
+    assert resp.status_code == 405
+    assert resp.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("missing", ["X-GitHub-Event", "X-GitHub-Delivery"])
+async def test_missing_required_header_is_400(
+    ingest_client: httpx.AsyncClient, counts, missing: str
+) -> None:
+    body, ctype = encode(load_fixture(OPENED))
+    headers = github_headers("pull_request", body, content_type=ctype)
+    del headers[missing]
+    resp = await ingest_client.post("/", content=body, headers=headers)
+    assert resp.status_code == 400
+    assert "X-GitHub" in resp.json()["error"]
+    assert (await counts())["raw_events"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype"),
+    [
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b"nopayload=1", "application/x-www-form-urlencoded"),
+        (b"\xff\xfe", "application/json"),
+    ],
+)
+async def test_unparseable_body_is_400(
+    ingest_client: httpx.AsyncClient, counts, body: bytes, ctype: str
+) -> None:
+    headers = github_headers("pull_request", body, content_type=ctype)
+    resp = await ingest_client.post("/", content=body, headers=headers)
+    assert resp.status_code == 400
+    assert resp.json()["error"]
+    assert (await counts())["raw_events"] == 0
+
+
+async def test_payload_missing_its_object_is_400(sender: Sender, counts) -> None:
+    resp = await sender.send("pull_request", {"action": "opened"})
+    assert resp.status_code == 400
+    assert "pull_request" in resp.json()["error"]
+    assert (await counts())["raw_events"] == 0
+
+
+async def test_body_over_25_mib_is_413(ingest_client: httpx.AsyncClient, counts) -> None:
+    body = b'{"pad": "' + b"x" * (25 * 1024 * 1024) + b'"}'
+    headers = github_headers("pull_request", body)
+    resp = await ingest_client.post("/", content=body, headers=headers)
+    assert resp.status_code == 413
+    assert (await counts())["raw_events"] == 0
+
+
+async def test_ci_path_requires_bearer(ingest_client: httpx.AsyncClient, counts) -> None:
+    report = {"repository": "octo/app", "runId": 1, "status": "success"}
+    no_auth = await ingest_client.post("/api/webhook/github-actions", json=report)
+    wrong = await ingest_client.post(
+        "/api/webhook/github-actions", json=report, headers={"Authorization": "Bearer nope"}
+    )
+    assert no_auth.status_code == 401
+    assert wrong.status_code == 403
+    assert (await counts())["builds"] == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("success", "success"), ("skipped", "success"), ("failure", "failed"),
+        ("cancelled", "failed"), ("timed_out", "failed"), ("in_progress", "running"),
+        ("queued", "queued"), ("waiting", "queued"), ("requested", "queued"),
+    ],
+)  # fmt: skip
+async def test_ci_path_maps_status_and_duration(
+    ingest_client: httpx.AsyncClient, db: Database, status: str, expected: str
+) -> None:
+    report = {
+        "repository": "octo/app", "runId": "77", "status": status, "workflow": "CI",
+        "branch": "main", "commitSha": "abc123", "startedAt": "2026-01-01T10:00:00Z",
+        "finishedAt": "2026-01-01T10:01:30Z", "actor": "octocat",
+    }  # fmt: skip
+    resp = await ingest_client.post(
+        "/api/webhook/github-actions", json=report, headers={"Authorization": f"Bearer {CI_KEY}"}
+    )
+    assert resp.status_code == 202, resp.text
+    async with db.transaction() as tx:
+        builds = await tx.all("builds_for_repository", repository="octo/app")
+    assert len(builds) == 1
+    assert builds[0]["status"] == expected
+    assert builds[0]["duration_seconds"] == 90.0
+    assert builds[0]["workflow_name"] == "CI" and builds[0]["triggered_by"] == "octocat"
+
+
+async def test_ci_path_rejects_bad_report(ingest_client: httpx.AsyncClient) -> None:
+    auth = {"Authorization": f"Bearer {CI_KEY}"}
+    bad = await ingest_client.post(
+        "/api/webhook/github-actions",
+        content=json.dumps({"repository": "no-slash", "runId": 1, "status": "exploded"}),
+        headers=auth,
+    )
+    assert bad.status_code == 400
+    assert "repository" in bad.json()["error"] and "status" in bad.json()["error"]
