@@ -1,0 +1,90 @@
+"""Database failures: a 503 means nothing was written, and a redelivery then succeeds once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from flowlens.db import Database
+from flowlens.devdb import EmbeddedPostgres
+from flowlens.ingest.app import close_all
+from tests.conftest import load_fixture
+from tests.integration.conftest import Sender, ingest_app
+
+OPENED = "pull_request/opened.payload.json"
+
+
+async def test_connection_killed_mid_request_leaves_nothing_half_written(
+    sender: Sender, db: Database, counts
+) -> None:
+    # A first delivery creates the PR row so the second one needs its lock.
+    assert (await sender.send("pull_request", load_fixture(OPENED))).status_code == 202
+    before = await counts()
+    payload = load_fixture("pull_request/closed.payload.json")
+
+    async with db.transaction() as blocker:
+        await blocker.one("lock_pull_request", repository_id=1, number=2)
+        request = asyncio.create_task(sender.send("pull_request", payload, delivery="killed"))
+        # The ingest transaction has inserted its raw event and now waits for the PR lock.
+        for _ in range(200):
+            waiting = await blocker.all("backends_waiting_on_lock")
+            if waiting:
+                break
+            await asyncio.sleep(0.02)
+        assert waiting, "ingest never reached the PR lock"
+        for row in waiting:
+            await blocker.value("terminate_backend", pid=row["pid"])
+        resp = await request
+    assert resp.status_code == 503
+    assert resp.json()["error"]
+    assert await counts() == before
+    async with db.transaction() as tx:
+        assert await tx.one("raw_event_by_delivery", delivery_id="killed") is None
+        row = await tx.one("pull_request_by_number", repository="Codertocat/Hello-World", number=2)
+    assert row is not None and row["status"] == "pending"
+
+    # GitHub redelivers the same id: it is accepted now, once.
+    again = await sender.send("pull_request", payload, delivery="killed")
+    assert again.status_code == 202
+    async with db.transaction() as tx:
+        row = await tx.one("pull_request_by_number", repository="Codertocat/Hello-World", number=2)
+    assert row is not None and row["status"] == "closed"
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    # Durable settings: an immediate stop must not lose committed rows here.
+    server = EmbeddedPostgres(tmp_path / "pg", fast=False)
+    server.start()
+    yield server
+    server.destroy()
+
+
+async def test_database_down_is_503_then_redelivery_accepted_once(
+    own_server: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn = own_server.dsn()
+    await Database(dsn, min_size=0, max_size=1).migrate()
+    app = ingest_app(monkeypatch, dsn)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://ingest"
+        ) as client:
+            sender = Sender(client)
+            warm = await sender.send("pull_request", load_fixture(OPENED), delivery="warm")
+            assert warm.status_code == 202
+            own_server.stop("immediate")
+            down = await sender.send("pull_request", load_fixture(OPENED), delivery="while-down")
+            assert down.status_code == 503
+            assert "database" in down.json()["error"]
+            own_server.start()
+            first = await sender.send("pull_request", load_fixture(OPENED), delivery="while-down")
+            second = await sender.send("pull_request", load_fixture(OPENED), delivery="while-down")
+            assert first.status_code == 202
+            assert second.status_code == 200 and second.json()["status"] == "duplicate"
+    finally:
+        await close_all()
+    async with Database(dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
+        assert await tx.value("count_rows_raw_events") == 2

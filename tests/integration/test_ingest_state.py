@@ -1,0 +1,319 @@
+"""Pipeline state from real payloads, out-of-order safety and concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from flowlens.db import Database
+from tests.conftest import load_fixture
+from tests.helpers import variant
+from tests.integration.conftest import Sender
+
+REPO = "Codertocat/Hello-World"
+SHA1 = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+SHA2 = "2222222222222222222222222222222222222222"
+
+
+async def pr_row(db: Database, number: int = 2, repo: str = REPO) -> dict[str, Any]:
+    async with db.transaction() as tx:
+        row = await tx.one("pull_request_by_number", repository=repo, number=number)
+    assert row is not None
+    return row
+
+
+async def history(db: Database, number: int = 2) -> list[dict[str, Any]]:
+    async with db.transaction() as tx:
+        return await tx.all("pr_history_for", repository=REPO, number=number)
+
+
+async def feed(db: Database, number: int = 2) -> list[dict[str, Any]]:
+    async with db.transaction() as tx:
+        return await tx.all("change_feed_for", repository=REPO, number=number)
+
+
+def pipeline(row: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    return (
+        row["status_pr"], row["status_build"], row["status_approval"], row["status_merge"],
+        row["status"],
+    )  # fmt: skip
+
+
+def opened(at: str = "2019-05-15T15:20:33Z", sha: str = SHA1) -> dict[str, Any]:
+    return variant(
+        load_fixture("pull_request/opened.payload.json"),
+        **{"pull_request.updated_at": at, "pull_request.head.sha": sha},
+    )
+
+
+def pr_action(action: str, at: str, sha: str = SHA1, **changes: Any) -> dict[str, Any]:
+    """A pull_request delivery derived from the opened fixture by its action (+ fields)."""
+    return variant(
+        opened(at, sha),
+        action=action,
+        **{f"pull_request.{k}": v for k, v in changes.items()},
+    )
+
+
+def workflow_run(status: str, conclusion: str | None, at: str, sha: str = SHA1,
+                 run_id: int = 289782451) -> dict[str, Any]:  # fmt: skip
+    """The fixture's run, linked to PR #2 by pull_requests[] (derived: status/conclusion/sha)."""
+    payload = load_fixture("workflow_run/completed.with-pull-requests.payload.json")
+    return variant(
+        payload,
+        action="completed" if status == "completed" else "requested",
+        **{
+            "workflow_run.status": status,
+            "workflow_run.conclusion": conclusion,
+            "workflow_run.updated_at": at,
+            "workflow_run.head_sha": sha,
+            "workflow_run.id": run_id,
+            "workflow_run.pull_requests.0.head.sha": sha,
+            "repository": load_fixture("pull_request/opened.payload.json")["repository"],
+        },
+    )
+
+
+def review(state: str, at: str, review_id: int = 237895671, login: str = "reviewer") -> dict:
+    payload = load_fixture("pull_request_review/submitted.payload.json")
+    return variant(
+        payload,
+        **{"review.state": state, "review.submitted_at": at, "review.id": review_id,
+           "review.user.login": login},
+    )  # fmt: skip
+
+
+async def test_lifecycle_opened_build_approval_merge(sender: Sender, db: Database) -> None:
+    assert (await sender.send("pull_request", opened())).status_code == 202
+    row = await pr_row(db)
+    assert pipeline(row) == ("opened", "pending", "pending", "pending", "pending")
+    assert row["title"] == "Update the README with new information."
+    assert row["author"] == "Codertocat" and row["head_ref"] == "changes"
+
+    await sender.send("workflow_run", workflow_run("in_progress", None, "2019-05-15T15:21:00Z"))
+    assert pipeline(await pr_row(db))[1:] == ("building", "pending", "pending", "building")
+
+    # Derived variant: the fixture's successful run, concluding in failure instead.
+    await sender.send("workflow_run", workflow_run("completed", "failure", "2019-05-15T15:22:00Z"))
+    assert (await pr_row(db))["status"] == "buildFailed"
+
+    # A new head sha resets the build.
+    await sender.send("pull_request", pr_action("synchronize", "2019-05-15T15:23:00Z", SHA2))
+    row = await pr_row(db)
+    assert pipeline(row) == ("updated", "pending", "pending", "pending", "pending")
+    assert row["head_sha"] == SHA2
+
+    await sender.send(
+        "workflow_run", workflow_run("completed", "success", "2019-05-15T15:24:00Z", SHA2, 9)
+    )
+    assert (await pr_row(db))["status"] == "buildPassed"
+
+    # Derived variant: the fixture's "commented" review, approving instead.
+    await sender.send("pull_request_review", review("approved", "2019-05-15T15:25:00Z"))
+    row = await pr_row(db)
+    assert row["status_approval"] == "approved" and row["status"] == "approved"
+
+    # Derived variant: the closed fixture, merged.
+    closed = load_fixture("pull_request/closed.payload.json")
+    merged = variant(
+        closed,
+        **{"pull_request.merged": True, "pull_request.merged_at": "2019-05-15T15:26:00Z",
+           "pull_request.updated_at": "2019-05-15T15:26:00Z", "pull_request.head.sha": SHA2},
+    )  # fmt: skip
+    await sender.send("pull_request", merged)
+    row = await pr_row(db)
+    assert pipeline(row) == ("closed", "buildPassed", "approved", "merged", "merged")
+    assert row["state"] == "merged"
+
+    states = [h["status"] for h in await history(db)]
+    assert states == ["pending", "building", "buildFailed", "pending", "buildPassed",
+                      "approved", "merged"]  # fmt: skip
+    versions = [f["version"] for f in await feed(db)]
+    assert versions == sorted(versions) and len(versions) == len(states)
+    last = (await feed(db))[-1]["payload"]
+    assert last["event"] == "pr_update"
+    assert last["data"]["pipeline_status"]["status_merge"] == "merged"
+    assert last["data"]["pull_request"]["status"] == "merged"
+    assert last["data"]["ai_insight"] is None
+
+
+async def test_closed_without_merge(sender: Sender, db: Database) -> None:
+    await sender.send("pull_request", opened())
+    await sender.send("pull_request", load_fixture("pull_request/closed.payload.json"))
+    row = await pr_row(db)
+    assert pipeline(row)[0] == "closed" and row["status_merge"] == "closed"
+    assert row["status"] == "closed" and row["state"] == "closed"
+    # The reopened fixture is older than the closed one: it must not move the PR back.
+    reopened = load_fixture("pull_request/reopened.payload.json")
+    await sender.send("pull_request", reopened)
+    assert (await pr_row(db))["status"] == "closed"
+    # Derived variant: reopened after the close.
+    later = variant(reopened, **{"pull_request.updated_at": "2019-05-15T15:30:00Z"})
+    await sender.send("pull_request", later)
+    row = await pr_row(db)
+    assert row["status_pr"] == "opened" and row["status_merge"] == "pending"
+    assert row["status"] == "pending" and row["state"] == "open"
+
+
+async def test_every_pull_request_action_is_acted_on(sender: Sender, db: Database) -> None:
+    actions = ["edited", "labeled", "unlabeled", "assigned", "review_requested",
+               "converted_to_draft", "ready_for_review"]  # fmt: skip
+    await sender.send("pull_request", opened())
+    for i, action in enumerate(actions):
+        at = f"2019-05-15T15:3{i}:00Z"
+        payload = pr_action(
+            action, at, title=f"title {action}", draft=action == "converted_to_draft"
+        )
+        assert (await sender.send("pull_request", payload)).status_code == 202
+        row = await pr_row(db)
+        assert row["title"] == f"title {action}", action
+        assert row["status_pr"] == "updated"
+        assert row["is_draft"] is (action == "converted_to_draft")
+
+
+async def test_changes_requested_then_approved_by_same_reviewer(
+    sender: Sender, db: Database
+) -> None:
+    await sender.send("pull_request", opened())
+    await sender.send("pull_request_review", review("changes_requested", "2019-05-15T15:21:00Z", 1))
+    assert (await pr_row(db))["status_approval"] == "changes_requested"
+    await sender.send("pull_request_review", review("commented", "2019-05-15T15:22:00Z", 2))
+    assert (await pr_row(db))["status_approval"] == "changes_requested"
+    await sender.send("pull_request_review", review("approved", "2019-05-15T15:23:00Z", 3))
+    assert (await pr_row(db))["status_approval"] == "approved"
+
+
+async def test_build_linked_by_head_sha(sender: Sender, db: Database) -> None:
+    """check_run and status carry no usable pull_requests[]: the head sha links them."""
+    await sender.send("pull_request", opened())
+    check_run = load_fixture("check_run/completed.payload.json")
+    check_run = variant(check_run, **{"check_run.pull_requests": [],
+                                      "check_run.conclusion": "failure"})  # fmt: skip
+    await sender.send("check_run", check_run)
+    assert (await pr_row(db))["status_build"] == "buildFailed"
+    status = variant(load_fixture("status/payload.json"), sha=SHA2, state="success")
+    await sender.send("pull_request", pr_action("synchronize", "2019-05-15T15:30:00Z", SHA2))
+    await sender.send("status", status)
+    assert (await pr_row(db))["status_build"] == "buildPassed"
+
+
+async def test_workflow_job_and_check_suite_link_by_sha(sender: Sender, db: Database) -> None:
+    await sender.send("pull_request", opened())
+    job = variant(load_fixture("workflow_job/in_progress.payload.json"),
+                  **{"workflow_job.head_sha": SHA1,
+                     "repository": opened()["repository"]})  # fmt: skip
+    await sender.send("workflow_job", job)
+    assert (await pr_row(db))["status_build"] == "building"
+    suite = load_fixture("check_suite/completed.payload.json")
+    await sender.send("check_suite", suite)
+    # The job still runs: building wins over a passed suite.
+    assert (await pr_row(db))["status_build"] == "building"
+
+
+async def test_repository_metadata_and_rename(sender: Sender, db: Database) -> None:
+    await sender.send("pull_request", opened())
+    # Derived: the edited fixture (another org's repo) as a rename of this PR's repository.
+    repository = variant(
+        opened()["repository"],
+        name="Hello-Universe", full_name="Codertocat/Hello-Universe", stargazers_count=42,
+        updated_at="2030-01-01T00:00:00Z",
+    )  # fmt: skip
+    renamed = variant(
+        load_fixture("repository/edited.payload.json"),
+        action="renamed",
+        changes={"repository": {"name": {"from": "Hello-World"}}},
+        repository=repository,
+    )
+    assert (await sender.send("repository", renamed)).status_code == 202
+    async with db.transaction() as tx:
+        repo = await tx.one("repository_by_github_id", github_id=186853002)
+    assert repo is not None
+    assert repo["full_name"] == "Codertocat/Hello-Universe" and repo["stars"] == 42
+    assert repo["owner_avatar"] and repo["default_branch"] == "master"
+    row = await pr_row(db, 2, "Codertocat/Hello-Universe")
+    assert row["title"]
+    # An older payload never takes metadata back.
+    await sender.send("pull_request", opened())
+    async with db.transaction() as tx:
+        repo = await tx.one("repository_by_github_id", github_id=186853002)
+    assert repo is not None and repo["full_name"] == "Codertocat/Hello-Universe"
+
+
+async def test_push_installation_are_accepted(sender: Sender) -> None:
+    for event, name in [
+        ("push", "push/payload.json"),
+        ("installation", "installation/created.payload.json"),
+    ]:
+        resp = await sender.send(event, load_fixture(name))
+        assert resp.status_code == 202 and resp.json()["status"] == "accepted", event
+
+
+def story() -> list[tuple[str, dict[str, Any]]]:
+    """One PR's deliveries, each with its own timestamp."""
+    return [
+        ("pull_request", opened("2019-05-15T15:20:00Z")),
+        ("pull_request", pr_action("labeled", "2019-05-15T15:20:30Z", title="labelled")),
+        ("workflow_run", workflow_run("in_progress", None, "2019-05-15T15:21:00Z")),
+        ("workflow_run", workflow_run("completed", "failure", "2019-05-15T15:22:00Z")),
+        ("pull_request", pr_action("synchronize", "2019-05-15T15:23:00Z", SHA2, title="fixed")),
+        ("workflow_run", workflow_run("queued", None, "2019-05-15T15:23:30Z", SHA2, 9)),
+        ("workflow_run", workflow_run("completed", "success", "2019-05-15T15:24:00Z", SHA2, 9)),
+        ("pull_request_review", review("changes_requested", "2019-05-15T15:24:30Z", 1)),
+        ("pull_request_review", review("approved", "2019-05-15T15:25:00Z", 2)),
+        ("pull_request", pr_action("edited", "2019-05-15T15:25:30Z", SHA2, title="final")),
+    ]
+
+
+async def test_shuffled_replays_end_in_the_same_state(
+    sender: Sender, db: Database, pg_server, monkeypatch
+) -> None:
+    import httpx
+
+    from tests.integration.conftest import ingest_app
+
+    deliveries = story()
+    for event, payload in deliveries:
+        await sender.send(event, payload)
+    expected = await pr_row(db)
+    assert expected["title"] == "final" and expected["head_sha"] == SHA2
+    assert pipeline(expected) == ("updated", "buildPassed", "approved", "pending", "approved")
+
+    rng = random.Random(1234)
+    for _ in range(6):
+        order = deliveries[:]
+        rng.shuffle(order)
+        name, dsn = await pg_server.fresh_database()
+        app = ingest_app(monkeypatch, dsn)
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url="http://x") as client:  # fmt: skip
+                other = Sender(client)
+                for event, payload in order:
+                    assert (await other.send(event, payload)).status_code == 202
+            async with Database(dsn, min_size=0, max_size=1) as shuffled:
+                got = await pr_row(shuffled)
+        finally:
+            from flowlens.ingest.app import close_all
+
+            await close_all()
+            await pg_server.drop(name)
+        for column in ("title", "head_sha", "status_pr", "status_build", "status_approval",
+                       "status_merge", "status", "state", "source_updated_at"):  # fmt: skip
+            assert got[column] == expected[column], (column, [e for e, _ in order])
+
+
+async def test_200_concurrent_deliveries_store_each_id_once(sender: Sender, counts) -> None:
+    ids = [f"dup-{i % 50}" for i in range(200)]
+    random.Random(7).shuffle(ids)
+    payloads = {f"dup-{i}": pr_action("edited", f"2019-05-15T16:{i:02d}:00Z", title=f"t{i}")
+                for i in range(50)}  # fmt: skip
+    results = await asyncio.gather(
+        *(sender.send("pull_request", payloads[d], delivery=d) for d in ids)
+    )
+    statuses = [r.status_code for r in results]
+    assert statuses.count(202) == 50
+    assert statuses.count(200) == 150
+    assert {r.json()["status"] for r in results if r.status_code == 200} == {"duplicate"}
+    c = await counts()
+    assert c["raw_events"] == 50 and c["pull_requests"] == 1
