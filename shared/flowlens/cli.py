@@ -26,12 +26,87 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _poll(args: argparse.Namespace) -> int:
+    import json
+    import signal
+
+    from flowlens.poller.service import PollerService
+    from flowlens.settings import PollerSettings
+
+    settings = PollerSettings.from_env()
+    logs.setup("poller", settings.log_format, settings.log_level)
+
+    async def run() -> dict[str, object]:
+        service = PollerService(settings)
+        try:
+            if args.once:
+                return (await service.once()).as_dict()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            return (await service.loop(stop)).as_dict()
+        finally:
+            await service.close()
+
+    print(json.dumps(asyncio.run(run())))
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    from flowlens.db import Database
+
+    settings = Settings.from_env()
+    logs.setup("events", settings.log_format, settings.log_level)
+
+    async def run() -> int:
+        async with Database(settings.dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
+            if args.events_command == "failed":
+                rows = await tx.all("list_failed_events", limit=args.limit)
+                if not rows:
+                    print("no failed events")
+                for row in rows:
+                    where = f"{row['repository'] or '-'}#{row['pr_number'] or '-'}"
+                    print(
+                        f"{row['id']}\t{row['event']}.{row['action'] or '-'}\t{where}\t"
+                        f"attempts={row['attempts']}\t{row['last_error'] or ''}"
+                    )
+                return 0
+            if args.all:
+                ids = [r["id"] for r in await tx.all("retry_all_failed")]
+            elif args.id is not None:
+                ids = [r["id"] for r in [await tx.one("retry_failed_event", id=args.id)] if r]
+                if not ids:
+                    print(f"flowlens: event {args.id} is not a failed event", file=sys.stderr)
+                    return 1
+            else:
+                print("flowlens: give an event ID or --all", file=sys.stderr)
+                return 2
+            print(f"requeued {len(ids)} event(s)" + (f": {ids}" if ids else ""))
+            return 0
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="flowlens", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("migrate", help="apply pending database migrations")
     p.set_defaults(func=_migrate)
+
+    p = sub.add_parser("poll", help="run the poller: scan for events and analyse new commits")
+    p.add_argument("--once", action="store_true", help="one scan, then exit")
+    p.set_defaults(func=_poll)
+
+    p = sub.add_parser("events", help="inspect and requeue failed events")
+    ev = p.add_subparsers(dest="events_command", required=True)
+    failed = ev.add_parser("failed", help="list events that failed for good, with their errors")
+    failed.add_argument("--limit", type=int, default=100)
+    retry = ev.add_parser("retry", help="put failed events back in the queue")
+    retry.add_argument("id", nargs="?", type=int, help="event id (from `events failed`)")
+    retry.add_argument("--all", action="store_true", help="every failed event")
+    p.set_defaults(func=_events)
     return parser
 
 

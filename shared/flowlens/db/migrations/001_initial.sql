@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS pull_requests (
     -- Latest insight, denormalised so one row is the whole client view.
     risk_level      TEXT CHECK (risk_level IN ('low', 'medium', 'high')),
     latest_insight  JSONB,
+    -- A poller's lease on analysing this PR, so two pollers never analyse one head twice.
+    analysis_owner  TEXT,
+    analysis_leased_until TIMESTAMPTZ,
     gh_created_at   TIMESTAMPTZ,
     gh_updated_at   TIMESTAMPTZ,
     merged_at       TIMESTAMPTZ,

@@ -48,3 +48,6 @@ SELECT (SELECT count(*) FROM raw_events) AS raw_events,
        (SELECT count(*) FROM builds) AS builds,
        (SELECT count(*) FROM reviews) AS reviews,
        (SELECT count(*) FROM change_feed) AS change_feed;
+
+-- name: raw_event_owner
+SELECT lease_owner FROM raw_events WHERE delivery_id = %(delivery_id)s;

@@ -1,0 +1,93 @@
+-- name: claim_events
+-- A lease, committed at once: no row lock is held while the events are worked on.
+UPDATE raw_events SET
+    leased_until = now() + make_interval(secs => %(lease_seconds)s::float8),
+    lease_owner = %(owner)s,
+    attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM raw_events
+    WHERE NOT processed AND NOT failed AND next_attempt_at <= now()
+      AND (leased_until IS NULL OR leased_until < now())
+    ORDER BY next_attempt_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, delivery_id, event, action, repository, pr_number, head_sha, needs_analysis,
+          attempts;
+
+-- name: mark_processed
+UPDATE raw_events SET processed = TRUE, processed_at = now(), leased_until = NULL,
+    last_error = NULL
+WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
+
+-- name: release_events
+-- Back to the queue after a delay; `refund` gives back the attempt when nothing was tried.
+UPDATE raw_events SET leased_until = NULL,
+    next_attempt_at = now() + make_interval(secs => %(delay_seconds)s::float8),
+    last_error = COALESCE(%(error)s, last_error),
+    attempts = GREATEST(attempts - %(refund)s::int, 0)
+WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
+
+-- name: fail_events
+UPDATE raw_events SET failed = TRUE, leased_until = NULL, last_error = %(error)s
+WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
+
+-- name: pr_for_analysis
+SELECT p.*, r.full_name AS repository FROM pull_requests p
+JOIN repositories r ON r.id = p.repository_id
+WHERE r.full_name = %(repository)s AND p.number = %(number)s;
+
+-- name: lease_pr_analysis
+UPDATE pull_requests SET analysis_owner = %(owner)s,
+    analysis_leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
+WHERE id = %(id)s
+  AND (analysis_leased_until IS NULL OR analysis_leased_until < now()
+       OR analysis_owner = %(owner)s)
+RETURNING id;
+
+-- name: release_pr_analysis
+UPDATE pull_requests SET analysis_owner = NULL, analysis_leased_until = NULL
+WHERE id = %(id)s AND analysis_owner = %(owner)s;
+
+-- name: insight_exists
+SELECT id FROM insights
+WHERE repository_id = %(repository_id)s AND pr_number = %(pr_number)s
+  AND commit_sha = %(commit_sha)s;
+
+-- name: insert_insight
+INSERT INTO insights (repository_id, pull_request_id, pr_number, commit_sha, risk_level,
+                      summary, recommendation, key_changes, confidence_score, model)
+VALUES (%(repository_id)s, %(pull_request_id)s, %(pr_number)s, %(commit_sha)s, %(risk_level)s,
+        %(summary)s, %(recommendation)s, %(key_changes)s, %(confidence_score)s, %(model)s)
+ON CONFLICT (repository_id, pr_number, commit_sha) DO NOTHING
+RETURNING *;
+
+-- name: lock_pull_request_by_id
+SELECT * FROM pull_requests WHERE id = %(id)s FOR UPDATE;
+
+-- name: list_failed_events
+SELECT id, delivery_id, event, action, repository, pr_number, attempts, last_error, received_at
+FROM raw_events WHERE failed ORDER BY id LIMIT %(limit)s;
+
+-- name: retry_failed_event
+UPDATE raw_events SET failed = FALSE, attempts = 0, next_attempt_at = now(),
+    leased_until = NULL
+WHERE id = %(id)s AND failed
+RETURNING id;
+
+-- name: retry_all_failed
+UPDATE raw_events SET failed = FALSE, attempts = 0, next_attempt_at = now(), leased_until = NULL
+WHERE failed
+RETURNING id;
+
+-- name: prune_change_feed
+-- The feed is a short-lived outbox; REST serves anything older.
+DELETE FROM change_feed WHERE created_at < now() - make_interval(secs => %(keep_seconds)s::float8);
+
+-- name: pending_event_count
+SELECT count(*) AS n FROM raw_events WHERE NOT processed AND NOT failed;
+
+-- name: insights_for_pr
+SELECT i.* FROM insights i JOIN repositories r ON r.id = i.repository_id
+WHERE r.full_name = %(repository)s AND i.pr_number = %(number)s
+ORDER BY i.created_at DESC, i.id DESC;

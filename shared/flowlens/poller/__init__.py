@@ -1,0 +1,1 @@
+"""Poller: claim unprocessed events, analyse new head commits, write insights."""

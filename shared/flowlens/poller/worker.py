@@ -1,0 +1,294 @@
+"""One poller: leases events, coalesces them per PR, analyses each new head sha once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import httpx
+from psycopg.types.json import Jsonb
+
+from flowlens import logs, serialize
+from flowlens.db import Database
+from flowlens.ingest.store import retrying, save_pr
+from flowlens.insights.github_files import GitHubError
+from flowlens.insights.models import Analyser, AnalysisError, ChangeContext, FileChange, Insight
+from flowlens.settings import Settings
+
+log = logging.getLogger("flowlens.poller")
+
+FEED_KEEP_SECONDS = 3600.0
+
+
+class FilesSource(Protocol):
+    """Where the changed files of a PR come from (GitHub's pulls/{n}/files API)."""
+
+    async def list_files(self, repository: str, number: int) -> list[FileChange]: ...
+
+
+@dataclass
+class Summary:
+    """What an invocation did; returned as JSON to Cloud Scheduler."""
+
+    scans: int = 0
+    events: int = 0
+    insights: int = 0
+    ai_calls: int = 0
+    failures: int = 0
+    retries: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: Summary) -> None:
+        for name in ("scans", "events", "insights", "ai_calls", "failures", "retries", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
+
+class Poller:
+    """Claims leased batches of raw events and turns analysable ones into insights."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        analyser: Analyser,
+        files: FilesSource | None = None,
+        *,
+        owner: str | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.analyser = analyser
+        self.files = files
+        self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self._ai_slots = asyncio.Semaphore(settings.ai_concurrency)
+
+    async def scan_once(self) -> Summary:
+        """Claim one batch, finish it, and say what happened."""
+        summary = Summary(scans=1)
+        async with self.db.transaction() as tx:
+            claimed = await tx.all(
+                "claim_events",
+                owner=self.owner,
+                lease_seconds=self.settings.lease_seconds,
+                limit=self.settings.poll_batch_size,
+            )
+        summary.events = len(claimed)
+        if not claimed:
+            return summary
+        plain = [e["id"] for e in claimed if not (e["needs_analysis"] and e["repository"])]
+        groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+        for event in claimed:
+            if event["needs_analysis"] and event["repository"] and event["pr_number"]:
+                groups[(event["repository"], event["pr_number"])].append(event)
+            elif event["id"] not in plain:
+                plain.append(event["id"])
+        if plain:
+            # Reviews, builds, pings...: their PR changes reached the feed in ingest's transaction.
+            await self._mark(plain)
+        results = await asyncio.gather(
+            *(
+                self._analyse_group(repo, number, events)
+                for (repo, number), events in groups.items()
+            )
+        )
+        for result in results:
+            summary.add(result)
+        return summary
+
+    async def _mark(self, ids: list[int]) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute("mark_processed", ids=ids, owner=self.owner)
+
+    async def _release(self, ids: list[int], delay: float, error: str | None, refund: int) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "release_events", ids=ids, owner=self.owner, delay_seconds=delay, error=error,
+                refund=refund,
+            )  # fmt: skip
+
+    async def _analyse_group(
+        self, repository: str, number: int, events: list[dict[str, Any]]
+    ) -> Summary:
+        """Many events of one PR cost one analysis: of its newest head sha."""
+        summary = Summary()
+        ids = [e["id"] for e in events]
+        with logs.bind(repository=repository, pr=number):
+            async with self.db.transaction() as tx:
+                pr = await tx.one("pr_for_analysis", repository=repository, number=number)
+                if pr is None or pr["state"] != "open" or not pr["head_sha"]:
+                    await tx.execute("mark_processed", ids=ids, owner=self.owner)
+                    summary.skipped += len(ids)
+                    return summary
+                exists = await tx.one(
+                    "insight_exists", repository_id=pr["repository_id"], pr_number=number,
+                    commit_sha=pr["head_sha"],
+                )  # fmt: skip
+                if exists:
+                    await tx.execute("mark_processed", ids=ids, owner=self.owner)
+                    summary.skipped += len(ids)
+                    return summary
+                leased = await tx.one(
+                    "lease_pr_analysis", id=pr["id"], owner=self.owner,
+                    lease_seconds=self.settings.lease_seconds,
+                )  # fmt: skip
+            if leased is None:
+                # Another poller is analysing this PR right now; look again shortly.
+                await self._release(ids, self.settings.poll_interval_seconds, None, refund=1)
+                summary.retries += len(ids)
+                return summary
+            try:
+                return await self._analyse(pr, events, summary)
+            finally:
+                async with self.db.transaction() as tx:
+                    await tx.execute("release_pr_analysis", id=pr["id"], owner=self.owner)
+
+    async def _analyse(
+        self, pr: dict[str, Any], events: list[dict[str, Any]], summary: Summary
+    ) -> Summary:
+        ids = [e["id"] for e in events]
+        sha = pr["head_sha"]
+        with logs.bind(sha=sha[:12]):
+            files = await self._files(pr)
+            ctx = ChangeContext(
+                repository=pr["repository"],
+                pr_number=pr["number"],
+                title=pr["title"] or "",
+                body=pr["body"] or "",
+                branch=pr["head_ref"] or "",
+                base_branch=pr["base_ref"] or "",
+                author=pr["author"] or "",
+                head_sha=sha,
+                ci_state=pr["status_build"],
+                files=files,
+                additions=pr["additions"] or 0,
+                deletions=pr["deletions"] or 0,
+            )
+            try:
+                async with self._ai_slots:
+                    summary.ai_calls += 1
+                    insight = await self.analyser.analyse(ctx)
+            except AnalysisError as exc:
+                await self._failed(events, str(exc), exc.retryable, summary)
+                return summary
+            except Exception as exc:  # an analyser bug must not lose the events
+                log.exception("analyser crashed")
+                await self._failed(events, f"analyser error: {exc!r}", True, summary)
+                return summary
+            stored = await retrying(self._store, pr, insight, files, ids)
+            summary.insights += int(stored)
+            log.info("insight %s (%s) for %s", insight.risk_level, insight.model, sha[:12])
+            return summary
+
+    async def _files(self, pr: dict[str, Any]) -> list[FileChange]:
+        if self.files is None:
+            return []
+        try:
+            return await self.files.list_files(pr["repository"], pr["number"])
+        except (GitHubError, httpx.HTTPError) as exc:
+            # GitHub is optional: analyse what the payload told us rather than nothing.
+            log.warning("changed files unavailable, analysing without them: %s", exc)
+            return []
+
+    async def _failed(
+        self, events: list[dict[str, Any]], error: str, retryable: bool, summary: Summary
+    ) -> None:
+        ids = [e["id"] for e in events]
+        attempts = max(e["attempts"] for e in events)
+        summary.errors.append(error[:300])
+        if retryable and attempts < self.settings.max_attempts:
+            delay = min(300.0, 2.0**attempts) * (0.5 + random.random())
+            await self._release(ids, delay, error[:2000], refund=0)
+            summary.retries += len(ids)
+            log.warning(
+                "analysis failed (attempt %d), retrying in %.0fs: %s", attempts, delay, error
+            )
+            return
+        async with self.db.transaction() as tx:
+            await tx.execute("fail_events", ids=ids, owner=self.owner, error=error[:2000])
+        summary.failures += len(ids)
+        log.error("analysis failed for good after %d attempt(s): %s", attempts, error)
+
+    async def _store(
+        self, pr: dict[str, Any], insight: Insight, files: list[FileChange], ids: list[int]
+    ) -> bool:
+        """Insight + PR row + feed entry + processed marks, in one transaction."""
+        async with self.db.transaction() as tx:
+            row = await tx.one(
+                "insert_insight",
+                repository_id=pr["repository_id"],
+                pull_request_id=pr["id"],
+                pr_number=pr["number"],
+                commit_sha=pr["head_sha"],
+                risk_level=insight.risk_level,
+                summary=insight.summary,
+                recommendation=insight.recommendation,
+                key_changes=Jsonb(list(insight.key_changes)),
+                confidence_score=insight.confidence_score,
+                model=insight.model,
+            )
+            if row is not None:
+                locked = await tx.one("lock_pull_request_by_id", id=pr["id"])
+                assert locked is not None
+                new = dict(locked)
+                # A newer head may have arrived meanwhile: only the head's insight is "latest".
+                if locked["head_sha"] == row["commit_sha"]:
+                    new["latest_insight"] = serialize.insight_snapshot(row)
+                    new["risk_level"] = row["risk_level"]
+                    if files:
+                        new["files_changed"] = [f.path for f in files]
+                await save_pr(
+                    tx, locked, new, pr["repository"], source="insight", delivery_id=None,
+                    notify=self.settings.feed_notify, kind="insight",
+                )  # fmt: skip
+            await tx.execute("mark_processed", ids=ids, owner=self.owner)
+            return row is not None
+
+    async def run(self, budget_seconds: float, *, stop: asyncio.Event | None = None) -> Summary:
+        """Scan every POLL_INTERVAL_SECONDS until the budget is spent (or stop is set)."""
+        started = time.monotonic()
+        total = Summary()
+        interval = self.settings.poll_interval_seconds
+        await self.prune_feed()
+        while True:
+            scan_started = time.monotonic()
+            try:
+                total.add(await self.scan_once())
+            except Exception as exc:  # keep the loop alive; the lease returns the events
+                log.exception("scan failed")
+                total.errors.append(f"scan failed: {exc}"[:300])
+            elapsed = time.monotonic() - started
+            if stop is not None and stop.is_set():
+                break
+            if elapsed + interval > budget_seconds:
+                break
+            wait = max(0.0, interval - (time.monotonic() - scan_started))
+            if stop is None:
+                await asyncio.sleep(wait)
+            else:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=wait)
+                    break
+                except TimeoutError:
+                    pass
+        total.seconds = time.monotonic() - started
+        return total
+
+    async def prune_feed(self) -> None:
+        """Drop change-feed rows older than any reader's window."""
+        async with self.db.transaction() as tx:
+            await tx.execute("prune_change_feed", keep_seconds=FEED_KEEP_SECONDS)
