@@ -88,10 +88,60 @@ def _events(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _dev(args: argparse.Namespace) -> int:
+    from flowlens.devserver import main as dev_main
+
+    return dev_main(demo=args.demo)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from flowlens.replay import replay
+
+    settings = Settings.from_env()
+    secret = args.secret or settings.secret("github_webhook_secret")
+    if not secret:
+        kept = Path(".flowlens/webhook-secret")
+        secret = kept.read_text().strip() if kept.exists() else None
+    if not secret:
+        print("flowlens: no secret: pass --secret or set GITHUB_WEBHOOK_SECRET", file=sys.stderr)
+        return 2
+    url = (
+        args.url
+        or os.environ.get("FLOWLENS_INGEST_URL")
+        or (f"http://localhost:{settings.ingest_port}/")
+    )
+    refused = 0
+    sent = 0
+    try:
+        for result in replay(args.files, url, secret, args.event):
+            print(result.line(), flush=True)
+            sent += 1
+            refused += 0 if result.ok else 1
+    except FileNotFoundError as exc:
+        print(f"flowlens: {exc}", file=sys.stderr)
+        return 2
+    print(f"{sent} sent, {refused} refused")
+    return 1 if refused or not sent else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="flowlens", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("dev", help="run the whole system locally (database, ingest, poller, API)")
+    p.add_argument("--demo", action="store_true", help="replay a bundled demo story once up")
+    p.set_defaults(func=_dev)
+
+    p = sub.add_parser("replay", help="sign and send webhook payload files as GitHub would")
+    p.add_argument("files", nargs="+", metavar="FILE_OR_DIR")
+    p.add_argument("--event", help="event name (default: the file's folder name)")
+    p.add_argument("--url", help="ingest URL (default: http://localhost:$INGEST_PORT/)")
+    p.add_argument("--secret", help="webhook secret (default: $GITHUB_WEBHOOK_SECRET)")
+    p.set_defaults(func=_replay)
+
     p = sub.add_parser("migrate", help="apply pending database migrations")
     p.set_defaults(func=_migrate)
 

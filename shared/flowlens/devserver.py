@@ -1,0 +1,232 @@
+"""`flowlens dev`: the whole system on one machine, one log stream, Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import importlib.util
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from flowlens import logs
+from flowlens.settings import Settings
+
+log = logging.getLogger("flowlens.dev")
+
+
+class PortInUse(SystemExit):
+    """A port FlowLens wants is taken; the message names the variable to change."""
+
+
+def project_root() -> Path:
+    """The checkout (where functions/ and services/ live)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "functions" / "ingest" / "main.py").exists():
+            return parent
+    return Path.cwd()
+
+
+def state_dir(root: Path) -> Path:
+    """.flowlens/ beside the checkout: database files and the generated secret."""
+    path = root / ".flowlens"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def webhook_secret(folder: Path) -> str:
+    """GITHUB_WEBHOOK_SECRET, or one generated once and kept in .flowlens/webhook-secret."""
+    if os.environ.get("GITHUB_WEBHOOK_SECRET"):
+        return os.environ["GITHUB_WEBHOOK_SECRET"]
+    path = folder / "webhook-secret"
+    if not path.exists():
+        path.write_text(secrets.token_hex(20) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def check_port(port: int, variable: str, host: str = "0.0.0.0") -> None:  # noqa: S104
+    """Fail with one line naming the port and the variable when the port is taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"flowlens: port {port} is already in use; set {variable} to a free port"
+                ) from None
+            raise
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to `flowlens dev`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def load_attr(path: Path, attr: str) -> Any:
+    """Load `attr` from a deployable's entry file (exactly what production runs)."""
+    spec = importlib.util.spec_from_file_location(f"flowlens_dev_{path.parent.name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, attr)
+
+
+def start_database(folder: Path) -> tuple[str, Any]:
+    """The embedded PostgreSQL under .flowlens/ (data kept between runs)."""
+    from flowlens.devdb import EmbeddedPostgres, free_port
+
+    port_file = folder / "pg-port"
+    port = int(port_file.read_text()) if port_file.exists() else 54329
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            port = free_port()
+    port_file.write_text(str(port))
+    server = EmbeddedPostgres(folder / "pgdata", port=port)
+    print(f"starting embedded PostgreSQL on 127.0.0.1:{port} (data in {folder / 'pgdata'})")
+    server.start()
+    return server.dsn("postgres"), server
+
+
+async def _ensure_database(admin_dsn: str, name: str) -> str:
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from flowlens.db.database import create_database
+
+    with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+        await create_database(admin_dsn, name)
+    return make_conninfo(admin_dsn, dbname=name)
+
+
+async def _demo(ingest_url: str, secret: str, delay: float) -> None:
+    import httpx
+
+    from flowlens.demo import story
+    from flowlens.replay import send
+
+    await asyncio.sleep(1.0)
+    print("demo: replaying a pull request's story (open the dashboard to watch it)")
+    with httpx.Client(timeout=10) as client:
+        for event, title, payload in story():
+            _, resp = await asyncio.to_thread(send, client, ingest_url, secret, event, payload)
+            print(f"demo: {title:<28} -> {resp.status_code} {resp.json().get('status')}")
+            await asyncio.sleep(delay)
+
+
+async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
+    """Start database, migrate, run ingest + poller + API until SIGINT/SIGTERM."""
+    root = project_root()
+    folder = state_dir(root)
+    base = Settings.from_env()
+    logs.setup("dev", base.log_format if base.log_format != "auto" else "text", base.log_level)
+    check_port(base.ingest_port, "INGEST_PORT")
+    check_port(base.api_port, "API_PORT")
+
+    embedded = None
+    if base.secret("database_url"):
+        dsn = base.dsn
+    else:
+        admin, embedded = await asyncio.to_thread(start_database, folder)
+        dsn = await _ensure_database(admin, "flowlens")
+    secret = webhook_secret(folder)
+    os.environ["DATABASE_URL"] = dsn
+    os.environ["GITHUB_WEBHOOK_SECRET"] = secret
+    os.environ.setdefault("LOG_FORMAT", "text")
+    try:
+        from flowlens.db import Database
+
+        applied = await Database(dsn, min_size=0, max_size=1).migrate()
+        print(f"database ready ({len(applied)} migration(s) applied)")
+
+        from functions_framework.aio import create_asgi_app
+
+        from flowlens.poller.service import PollerService
+        from flowlens.settings import PollerSettings
+
+        ingest_app = create_asgi_app(  # type: ignore[no-untyped-call]
+            target="ingest", source=str(root / "functions/ingest/main.py")
+        )
+        api_app = load_attr(root / "services" / "api" / "main.py", "app")
+        poller = PollerService(PollerSettings.from_env())
+        # Each deployable loaded its own logging setup; one readable stream for all of them.
+        logs.setup("dev", "text" if base.log_format == "auto" else base.log_format, base.log_level)
+
+        servers = []
+        for app, port, component in (
+            (ingest_app, base.ingest_port, "ingest"),
+            (api_app, base.api_port, "api"),
+        ):
+            config = uvicorn.Config(
+                app, host="0.0.0.0", port=port, log_config=None, access_log=False,  # noqa: S104
+                lifespan="on" if component == "api" else "off", ws="websockets-sansio",
+            )  # fmt: skip
+            servers.append((_Server(config), component))
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        analyser = getattr(poller.analyser, "name", "heuristic")
+        ingest_url = f"http://localhost:{base.ingest_port}/"
+        print(
+            "\nFlowLens is running\n"
+            f"  webhook URL    {ingest_url}  (content type application/json)\n"
+            f"  webhook secret {secret}\n"
+            f"  CI build path  {ingest_url}api/webhook/github-actions (Bearer CI_WRITE_KEY)\n"
+            f"  API            http://localhost:{base.api_port}/api/prs\n"
+            f"  dashboard      http://localhost:{base.api_port}/\n"
+            f"  analyser       {analyser}"
+            + (" (set GEMINI_API_KEY for Gemini)" if analyser == "heuristic" else "")
+            + "\n  stop           Ctrl-C\n",
+            flush=True,
+        )
+        tasks: list[asyncio.Task[Any]] = []
+        for server, component in servers:
+            with logs.bind(component=component):
+                tasks.append(asyncio.create_task(server.serve()))
+        with logs.bind(component="poller"):
+            tasks.append(asyncio.create_task(poller.loop(stop)))
+        if demo:
+            with logs.bind(component="demo"):
+                tasks.append(asyncio.create_task(_demo(ingest_url, secret, demo_delay)))
+        await stop.wait()
+        print("\nstopping...", flush=True)
+        for server, _ in servers:
+            server.should_exit = True
+        await asyncio.wait(tasks, timeout=10)
+        for task in tasks:
+            task.cancel()
+        await poller.close()
+        from flowlens.ingest.app import close_all
+
+        await close_all()
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop, "fast")
+            print("embedded PostgreSQL stopped")
+    return 0
+
+
+def main(demo: bool = False) -> int:
+    """Entry point of `flowlens dev`."""
+    try:
+        return asyncio.run(run_dev(demo=demo))
+    except PortInUse as exc:
+        print(exc.code, file=sys.stderr)
+        return 1
