@@ -54,6 +54,8 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "build_updated_at": _TS,
         "risk_level": "text",
         "latest_insight": "jsonb",
+        "analysis_owner": "text",
+        "analysis_leased_until": _TS,
         "gh_created_at": _TS,
         "gh_updated_at": _TS,
         "merged_at": _TS,
