@@ -38,9 +38,9 @@ def project_root() -> Path:
 
 
 def state_dir(root: Path) -> Path:
-    """.flowlens/ beside the checkout: database files and the generated secret."""
-    path = root / ".flowlens"
-    path.mkdir(exist_ok=True)
+    """.flowlens/ beside the checkout (or FLOWLENS_HOME): database files, generated secret."""
+    path = Path(os.environ.get("FLOWLENS_HOME") or root / ".flowlens")
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
