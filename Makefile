@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test check lint format bundle clean
+.PHONY: dev test check lint format bundle clean checkov tf-fmt
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,32 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-check: lint $(STAMP)
+check: lint $(STAMP) tf-fmt checkov
 	$(BIN)/mypy shared/flowlens
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# checkov lives in its own venv: it pins packaging and ships its own `hcl2` module, both of
+# which clash with the project's dev tools (python-hcl2).
+CHECKOV_VENV := build/tools/checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+
+$(CHECKOV):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
+
+# IaC scan of infra/terraform and the API Dockerfile (config and skip policy: .checkov.yaml).
+checkov: $(CHECKOV)
+	$(CHECKOV) --config-file .checkov.yaml
+
+# terraform fmt needs no providers or network; skipped where terraform is not installed.
+tf-fmt:
+	@if command -v terraform >/dev/null 2>&1; then \
+		terraform fmt -check -recursive -diff infra/terraform; \
+	else echo "tf-fmt: terraform not installed, skipping terraform fmt -check"; fi
+
+# Each function's deploy folder (main.py, requirements.txt, the flowlens wheel) under build/bundles/.
+bundle: $(STAMP)
+	$(BIN)/python tools/bundle.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

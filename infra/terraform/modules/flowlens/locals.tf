@@ -1,0 +1,132 @@
+# Names, and the exact environment each deployable receives.
+#
+# Every env name below is a field of flowlens.settings.Settings, and each deployable's
+# *_required_secrets cover its settings class's REQUIRED tuple (IngestSettings,
+# PollerSettings, ApiSettings; the migrate job runs `flowlens migrate`, which needs
+# DATABASE_URL). tests/unit/test_terraform.py checks both, so keep these literal.
+
+locals {
+  names = {
+    api       = "${var.name_prefix}-api"
+    ingest    = "${var.name_prefix}-ingest"
+    poller    = "${var.name_prefix}-poller"
+    migrate   = "${var.name_prefix}-migrate"
+    scheduler = "${var.name_prefix}-poller-tick"
+    registry  = var.name_prefix
+    connector = "${var.name_prefix}-vpc"
+  }
+
+  labels = merge({ app = "flowlens", managed-by = "terraform" }, var.labels)
+
+  apis = [
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "compute.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "run.googleapis.com",
+    "secretmanager.googleapis.com",
+    "servicenetworking.googleapis.com",
+    "sqladmin.googleapis.com",
+    "storage.googleapis.com",
+    "vpcaccess.googleapis.com",
+  ]
+
+  cloudsql = var.database_mode == "cloudsql"
+
+  # --- ingest: functions/ingest/main.py, target `ingest` (IngestSettings) ---
+  ingest_env = {
+    LOG_FORMAT  = "json"
+    LOG_LEVEL   = var.log_level
+    DB_POOL_MAX = tostring(var.ingest_db_pool_max)
+    FEED_NOTIFY = tostring(var.feed_notify)
+  }
+  ingest_required_secrets = ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET"]
+  ingest_optional_secrets = ["CI_WRITE_KEY"]
+
+  # --- poller: functions/poller/main.py, target `poll` (PollerSettings) ---
+  poller_env = {
+    LOG_FORMAT            = "json"
+    LOG_LEVEL             = var.log_level
+    DB_POOL_MAX           = tostring(var.poller_db_pool_max)
+    GEMINI_MODEL          = var.gemini_model
+    GITHUB_API_URL        = var.github_api_url
+    POLL_INTERVAL_SECONDS = tostring(var.poll_interval_seconds)
+    POLL_BUDGET_SECONDS   = tostring(var.poll_budget_seconds)
+    AI_CONCURRENCY        = tostring(var.ai_concurrency)
+    FEED_NOTIFY           = tostring(var.feed_notify)
+  }
+  poller_required_secrets = ["DATABASE_URL"]
+  poller_optional_secrets = ["GEMINI_API_KEY", "GITHUB_TOKEN"]
+
+  # --- api: services/api (ApiSettings) ---
+  api_env = {
+    LOG_FORMAT   = "json"
+    LOG_LEVEL    = var.log_level
+    DB_POOL_MAX  = tostring(var.api_db_pool_max)
+    CORS_ORIGINS = var.cors_origins
+    FEED_NOTIFY  = tostring(var.feed_notify)
+  }
+  api_required_secrets = ["DATABASE_URL"]
+  api_optional_secrets = ["API_TOKENS"]
+
+  # --- migrate: Cloud Run job running `flowlens migrate` (Settings + DATABASE_URL) ---
+  migrate_env = {
+    LOG_FORMAT  = "json"
+    LOG_LEVEL   = var.log_level
+    DB_POOL_MAX = "1"
+  }
+  migrate_required_secrets = ["DATABASE_URL"]
+  migrate_optional_secrets = []
+
+  # --- secrets ---
+  secret_names          = ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN"]
+  optional_secret_names = ["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN"]
+  secret_ids            = { for n in local.secret_names : n => "${var.name_prefix}-${lower(replace(n, "_", "-"))}" }
+
+  # Secret names only, so the (sensitive) values never decide what is created.
+  given_secret_names = nonsensitive(toset(keys(var.secret_values)))
+  enabled_optional_secrets = setunion(
+    var.optional_secrets,
+    setintersection(local.given_secret_names, local.optional_secret_names),
+  )
+
+  ingest_secrets  = setunion(local.ingest_required_secrets, setintersection(local.ingest_optional_secrets, local.enabled_optional_secrets))
+  poller_secrets  = setunion(local.poller_required_secrets, setintersection(local.poller_optional_secrets, local.enabled_optional_secrets))
+  api_secrets     = setunion(local.api_required_secrets, setintersection(local.api_optional_secrets, local.enabled_optional_secrets))
+  migrate_secrets = toset(local.migrate_required_secrets)
+
+  # One secretAccessor binding per (deployable, secret) it reads, and no other.
+  secret_access = merge([
+    for sa, names in {
+      ingest  = local.ingest_secrets
+      poller  = local.poller_secrets
+      api     = local.api_secrets
+      migrate = local.migrate_secrets
+    } : { for n in names : "${sa}/${n}" => { sa = sa, secret = n } }
+  ]...)
+
+  # Versions Terraform wrote itself are referenced by number, so replacing one (a rotated
+  # database password, a new webhook secret) rolls every deployable that reads it onto a new
+  # revision. Versions added with gcloud are read as "latest" unless var.secret_versions pins them.
+  managed_secret_versions = merge(
+    { for n, v in google_secret_manager_secret_version.given : n => v.version },
+    { for v in google_secret_manager_secret_version.database_url : "DATABASE_URL" => v.version },
+    { for v in google_secret_manager_secret_version.webhook : "GITHUB_WEBHOOK_SECRET" => v.version },
+  )
+  secret_version = {
+    for n in local.secret_names : n => lookup(var.secret_versions, n, lookup(local.managed_secret_versions, n, "latest"))
+  }
+
+  connector_id = local.cloudsql ? google_vpc_access_connector.connector[0].id : null
+
+  # Worst case of open database connections, checked against db_max_connections.
+  db_connection_budget = (
+    var.ingest_max_instances * var.ingest_db_pool_max
+    + var.poller_max_instances * var.poller_db_pool_max
+    + var.api_max_instances * var.api_db_pool_max
+    + 1
+  )
+}

@@ -1,0 +1,407 @@
+"""Static checks of infra/terraform and cloudbuild.yaml: parse, document, match the settings."""
+
+from __future__ import annotations
+
+import ast
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any, get_args
+
+import hcl2
+import pytest
+import yaml
+from hcl2 import SerializationOptions
+from pydantic import SecretStr
+
+from flowlens.settings import ApiSettings, IngestSettings, PollerSettings, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TF = ROOT / "infra" / "terraform"
+MODULE = TF / "modules" / "flowlens"
+EXAMPLE = TF / "example"
+TF_FILES = sorted(TF.rglob("*.tf"))
+SIX_SECRETS = {
+    "DATABASE_URL",
+    "GITHUB_WEBHOOK_SECRET",
+    "GEMINI_API_KEY",
+    "CI_WRITE_KEY",
+    "API_TOKENS",
+    "GITHUB_TOKEN",
+}
+# Deployable -> (settings class, settings it cannot start without).
+DEPLOYABLES: dict[str, tuple[type[Settings], set[str]]] = {
+    "ingest": (IngestSettings, set(IngestSettings.REQUIRED)),
+    "poller": (PollerSettings, set(PollerSettings.REQUIRED)),
+    "api": (ApiSettings, set(ApiSettings.REQUIRED)),
+    # `flowlens migrate` loads Settings and needs the DSN.
+    "migrate": (Settings, {"DATABASE_URL"}),
+}
+FUNCTION_TARGETS = {"ingest": "ingest", "poller": "poll"}
+_OPTIONS = SerializationOptions(
+    strip_string_quotes=True, explicit_blocks=False, with_comments=False
+)
+
+
+@cache
+def load(path: Path) -> dict[str, Any]:
+    """One .tf file as python-hcl2 parses it (quotes stripped)."""
+    with path.open(encoding="utf-8") as fh:
+        data: dict[str, Any] = hcl2.load(fh, serialization_options=_OPTIONS)
+    return data
+
+
+def blocks(kind: str, folder: Path = MODULE) -> dict[str, Any]:
+    """Every top-level `kind` block of a folder, merged (variable, output, locals...)."""
+    merged: dict[str, Any] = {}
+    for path in sorted(folder.glob("*.tf")):
+        for block in load(path).get(kind, []):
+            merged.update(block)
+    return merged
+
+
+def resources(rtype: str) -> dict[str, Any]:
+    """Resources of one type in the module, by name."""
+    found: dict[str, Any] = {}
+    for path in sorted(MODULE.glob("*.tf")):
+        for block in load(path).get("resource", []):
+            found.update(block.get(rtype, {}))
+    return found
+
+
+def one(value: Any) -> Any:
+    """A nested block: python-hcl2 gives a list of one dict."""
+    assert isinstance(value, list) and len(value) == 1, value
+    return value[0]
+
+
+def dynamic(block: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The `dynamic "name"` blocks inside block."""
+    return [d[name] for d in block.get("dynamic", []) if name in d]
+
+
+def function_targets() -> dict[str, str]:
+    """Bundle name -> entry point of every Cloud Run function Terraform deploys."""
+    targets = {}
+    for fn in resources("google_cloudfunctions2_function").values():
+        build = one(fn["build_config"])
+        obj = one(one(build["source"])["storage_source"])["object"]
+        match = re.search(r'bundle\["(\w+)"\]', obj)
+        assert match, obj
+        targets[match.group(1)] = build["entry_point"]
+    return targets
+
+
+def locals_() -> dict[str, Any]:
+    return blocks("locals")
+
+
+def settings_fields() -> dict[str, Any]:
+    return {name.upper(): field for name, field in Settings.model_fields.items()}
+
+
+def is_secret(field: Any) -> bool:
+    """A SecretStr (or SecretStr | None) setting."""
+    return field.annotation is SecretStr or SecretStr in get_args(field.annotation)
+
+
+# --- every file parses, every variable is documented ------------------------------------
+
+
+@pytest.mark.parametrize("path", TF_FILES, ids=lambda p: str(p.relative_to(TF)))
+def test_tf_file_parses(path: Path) -> None:
+    assert load(path), f"{path} is empty"
+
+
+def test_layout_one_file_per_concern() -> None:
+    expected = {
+        "versions.tf",
+        "variables.tf",
+        "locals.tf",
+        "apis.tf",
+        "iam.tf",
+        "secrets.tf",
+        "network.tf",
+        "database.tf",
+        "registry.tf",
+        "storage.tf",
+        "ingest.tf",
+        "poller.tf",
+        "scheduler.tf",
+        "api.tf",
+        "migrate.tf",
+        "cicd.tf",
+        "checks.tf",
+        "outputs.tf",
+    }
+    assert {p.name for p in MODULE.glob("*.tf")} == expected
+    # Each concern's resources live in its own file.
+    where = {
+        "google_cloudfunctions2_function": {"ingest.tf", "poller.tf"},
+        "google_cloud_run_v2_service": {"api.tf"},
+        "google_cloud_run_v2_job": {"migrate.tf"},
+        "google_cloud_scheduler_job": {"scheduler.tf"},
+        "google_secret_manager_secret": {"secrets.tf"},
+        "google_sql_database_instance": {"database.tf"},
+        "google_artifact_registry_repository": {"registry.tf"},
+    }
+    for rtype, files in where.items():
+        seen = {
+            p.name for p in MODULE.glob("*.tf") for b in load(p).get("resource", []) if rtype in b
+        }
+        assert seen == files, rtype
+    assert {p.name for p in EXAMPLE.glob("*.tf")} >= {"main.tf", "variables.tf", "outputs.tf"}
+
+
+@pytest.mark.parametrize("folder", [MODULE, EXAMPLE], ids=["module", "example"])
+def test_every_variable_has_type_description_and_validation(folder: Path) -> None:
+    variables = blocks("variable", folder)
+    assert variables
+    for name, spec in variables.items():
+        assert spec.get("type"), f"variable {name} has no type"
+        assert len(spec.get("description", "")) > 10, f"variable {name} has no description"
+        assert spec.get("validation"), f"variable {name} has no validation"
+
+
+def test_providers_are_pinned() -> None:
+    for folder in (MODULE, EXAMPLE):
+        terraform = one(blocks("terraform", folder)["required_providers"])
+        google = terraform["google"]
+        assert google["source"] == "hashicorp/google"
+        assert re.search(r"[<~]", google["version"]), f"{folder}: google provider is not bounded"
+    root = one(blocks("terraform", EXAMPLE)["required_providers"])
+    assert root["google"]["version"].startswith("~>"), "the example root pins the provider"
+    module_call = blocks("module", EXAMPLE)["flowlens"]
+    assert module_call["source"] == "../modules/flowlens"
+
+
+def test_every_module_variable_without_default_is_given_by_the_example() -> None:
+    required = {n for n, spec in blocks("variable").items() if "default" not in spec}
+    given = set(blocks("module", EXAMPLE)["flowlens"])
+    assert required <= given, required - given
+    assert given - {"source"} <= set(blocks("variable")), "example passes an unknown variable"
+
+
+def test_outputs_include_webhook_and_api_urls() -> None:
+    for folder in (MODULE, EXAMPLE):
+        outputs = blocks("output", folder)
+        assert {"webhook_url", "api_url", "service_names"} <= set(outputs)
+        for name, spec in outputs.items():
+            assert spec.get("description"), f"output {name} has no description"
+
+
+# --- the environment of each deployable matches its settings class ----------------------
+
+
+def _resolve(value: Any, defaults: dict[str, Any]) -> str | None:
+    """A literal, or var.X / tostring(var.X) resolved to X's default; None otherwise."""
+    if not isinstance(value, str):
+        return str(value)
+    match = re.fullmatch(r"\$\{(?:tostring\()?var\.(\w+)\)?\}", value)
+    if match:
+        default = defaults[match.group(1)].get("default")
+        if isinstance(default, bool):
+            return "true" if default else "false"
+        return None if default is None else str(default)
+    return None if "${" in value else value
+
+
+@pytest.mark.parametrize("deployable", sorted(DEPLOYABLES))
+def test_env_matches_settings_class(deployable: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cls, required = DEPLOYABLES[deployable]
+    loc = locals_()
+    env: dict[str, Any] = loc[f"{deployable}_env"]
+    req_secrets = set(loc[f"{deployable}_required_secrets"])
+    opt_secrets = set(loc[f"{deployable}_optional_secrets"])
+    fields = settings_fields()
+
+    given = set(env) | req_secrets | opt_secrets
+    unknown = given - set(fields)
+    assert not unknown, f"{deployable} gets env names that are no Settings field: {unknown}"
+    assert required <= set(env) | req_secrets, (
+        f"{deployable} requires {required - set(env) - req_secrets} but Terraform always gives "
+        "only " + ", ".join(sorted(set(env) | req_secrets))
+    )
+    assert not set(env) & (req_secrets | opt_secrets), "a name is both plain env and secret"
+    for name in req_secrets | opt_secrets:
+        assert name in SIX_SECRETS, f"{name} is not a Secret Manager secret"
+        assert is_secret(fields[name]), f"{name} is not a SecretStr setting"
+    for name in env:
+        assert not is_secret(fields[name]), f"secret {name} in plain env"
+
+    # The literal values (and variable defaults) are ones the settings class accepts.
+    defaults = blocks("variable")
+    values = {k: _resolve(v, defaults) for k, v in env.items()}
+    for name in fields:
+        monkeypatch.delenv(name, raising=False)
+    for name in req_secrets:
+        values[name] = "postgresql://u:p@db:5432/flowlens" if name == "DATABASE_URL" else "x"
+    parsed = cls.from_env(**{k.lower(): v for k, v in values.items() if v is not None})
+    assert isinstance(parsed, cls)
+
+
+def test_deployables_wire_exactly_those_locals() -> None:
+    functions = resources("google_cloudfunctions2_function")
+    for name in ("ingest", "poller"):
+        svc = one(functions[name]["service_config"])
+        assert svc["environment_variables"] == f"${{local.{name}_env}}"
+        (secret_block,) = dynamic(svc, "secret_environment_variables")
+        assert secret_block["for_each"] == f"${{local.{name}_secrets}}"
+    api = one(one(resources("google_cloud_run_v2_service")["api"]["template"])["containers"])
+    job_template = one(one(resources("google_cloud_run_v2_job")["migrate"]["template"])["template"])
+    job = one(job_template["containers"])
+    for name, container in (("api", api), ("migrate", job)):
+        assert [d["for_each"] for d in dynamic(container, "env")] == [
+            f"${{local.{name}_env}}",
+            f"${{local.{name}_secrets}}",
+        ]
+        assert "env" not in container, "plain env blocks bypass the checked locals"
+    loc = locals_()
+    for name in ("ingest", "poller", "api"):
+        expr = loc[f"{name}_secrets"]
+        assert f"local.{name}_required_secrets" in expr and f"local.{name}_optional_secrets" in expr
+
+
+def test_all_six_secrets_live_in_secret_manager() -> None:
+    loc = locals_()
+    assert set(loc["secret_names"]) == SIX_SECRETS
+    assert "google_secret_manager_secret" in {
+        k for p in MODULE.glob("*.tf") for b in load(p).get("resource", []) for k in b
+    }
+    assert resources("google_secret_manager_secret")["secret"]["for_each"] == "${local.secret_ids}"
+
+
+# --- shape of the deployment -------------------------------------------------------------
+
+
+def test_function_targets_exist_in_their_entry_points() -> None:
+    assert function_targets() == FUNCTION_TARGETS
+    for bundle, target in FUNCTION_TARGETS.items():
+        main = ROOT / "functions" / bundle / "main.py"
+        if not main.exists():  # written by another change; test_bundles loads it for real
+            continue
+        tree = ast.parse(main.read_text("utf-8"))
+        defined = {
+            n.name for n in ast.walk(tree) if isinstance(n, ast.AsyncFunctionDef | ast.FunctionDef)
+        }
+        assert target in defined, f"functions/{bundle}/main.py defines no {target}()"
+
+
+def test_ingest_is_public_and_poller_is_private() -> None:
+    members = resources("google_cloud_run_v2_service_iam_member")
+    public = {m["name"] for m in members.values() if m["member"] == "allUsers"}
+    assert public == {
+        "${google_cloudfunctions2_function.ingest.name}",
+        "${google_cloud_run_v2_service.api.name}",
+    }
+    invokers = [m for m in members.values() if "poller" in m["name"]]
+    assert [m["member"] for m in invokers] == ['${google_service_account.sa["scheduler"].member}']
+    functions = resources("google_cloudfunctions2_function")
+    assert one(functions["ingest"]["build_config"])["runtime"] == "${var.function_runtime}"
+
+
+def test_poller_timeout_above_budget_and_bounded() -> None:
+    svc = one(resources("google_cloudfunctions2_function")["poller"]["service_config"])
+    assert svc["timeout_seconds"] == "${var.poller_timeout_seconds}"
+    assert svc["max_instance_count"] == "${var.poller_max_instances}"
+    defaults = blocks("variable")
+    assert (
+        defaults["poller_timeout_seconds"]["default"] > defaults["poll_budget_seconds"]["default"]
+    )
+    pre = one(
+        one(resources("google_cloudfunctions2_function")["poller"]["lifecycle"])["precondition"]
+    )
+    assert "var.poller_timeout_seconds > var.poll_budget_seconds" in pre["condition"]
+
+
+def test_scheduler_every_minute_with_its_own_oidc_identity() -> None:
+    job = resources("google_cloud_scheduler_job")["poller"]
+    assert blocks("variable")["poller_schedule"]["default"] == "* * * * *"
+    target = one(job["http_target"])
+    oidc = one(target["oidc_token"])
+    assert oidc["service_account_email"] == '${google_service_account.sa["scheduler"].email}'
+    assert "poller" in target["uri"]
+
+
+def test_api_service_settings_for_websockets() -> None:
+    api = resources("google_cloud_run_v2_service")["api"]
+    template = one(api["template"])
+    assert template["timeout"] == "${var.api_timeout_seconds}s"
+    assert blocks("variable")["api_timeout_seconds"]["default"] == 3600
+    assert template["session_affinity"] is True
+    assert template["max_instance_request_concurrency"] == "${var.api_concurrency}"
+    scaling = one(template["scaling"])
+    assert scaling["min_instance_count"] == "${var.api_min_instances}"
+    assert scaling["max_instance_count"] == "${var.api_max_instances}"
+
+
+def test_one_service_account_per_deployable() -> None:
+    accounts = resources("google_service_account")["sa"]["for_each"]
+    assert {"ingest", "poller", "api", "migrate", "scheduler"} <= set(accounts)
+    for rtype, key in (
+        ("google_cloudfunctions2_function", "ingest"),
+        ("google_cloudfunctions2_function", "poller"),
+    ):
+        svc = one(resources(rtype)[key]["service_config"])
+        assert svc["service_account_email"] == f'${{google_service_account.sa["{key}"].email}}'
+    # Runtime accounts get no project-wide role: secrets are bound one by one.
+    project_roles = resources("google_project_iam_member")
+    for binding in project_roles.values():
+        assert "builder" in binding["member"] or "deployer" in binding["member"]
+
+
+def test_database_modes() -> None:
+    db = resources("google_sql_database_instance")["db"]
+    settings = one(db["settings"])
+    ip = one(settings["ip_configuration"])
+    assert ip["ipv4_enabled"] is False
+    backup = one(settings["backup_configuration"])
+    assert backup["enabled"] is True and backup["point_in_time_recovery_enabled"] is True
+    assert "cloudsql" in db["count"]
+    mode = blocks("variable")["database_mode"]
+    assert "external" in one(mode["validation"])["condition"]
+
+
+def test_migrations_run_as_a_job() -> None:
+    job = resources("google_cloud_run_v2_job")["migrate"]
+    container = one(one(one(job["template"])["template"])["containers"])
+    assert container["command"] == ["flowlens"] and container["args"] == ["migrate"]
+
+
+# --- checkov skips carry their reason ------------------------------------------------------
+
+_SKIP = re.compile(r"checkov:skip=([A-Z0-9_]+)(?::(.*))?")
+
+
+def test_every_checkov_skip_is_justified() -> None:
+    files = [*TF_FILES, ROOT / "services" / "api" / "Dockerfile"]
+    skips = []
+    for path in files:
+        if not path.exists():
+            continue
+        for line in path.read_text("utf-8").splitlines():
+            match = _SKIP.search(line)
+            if match:
+                skips.append((path.name, match.group(1), (match.group(2) or "").strip()))
+    assert skips, "expected the documented skips"
+    for name, check, reason in skips:
+        assert len(reason) >= 40, f"{name}: skip of {check} needs a reason beside it"
+    config = yaml.safe_load((ROOT / ".checkov.yaml").read_text("utf-8"))
+    assert "skip-check" not in config, "skips belong inline, beside the resource, with a reason"
+
+
+# --- cloudbuild.yaml ------------------------------------------------------------------------
+
+
+def test_cloudbuild_runs_the_pipeline_in_order() -> None:
+    build = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text("utf-8"))
+    ids = [step["id"] for step in build["steps"]]
+    order = ["test", "build-api", "push-api", "bundle", "migrate-job", "migrate", "deploy"]
+    positions = [ids.index(step) for step in order]
+    assert positions == sorted(positions), ids
+    for step in build["steps"]:
+        assert "waitFor" not in step or step["waitFor"] != ["-"], f"{step['id']} runs early"
+        script = " ".join(str(a) for a in step.get("args", [])) + step.get("script", "")
+        if step.get("entrypoint") in {"bash", "sh"}:
+            assert "set -e" in script, f"step {step['id']} does not stop on errors"
+    assert "${_REGION}" in str(build) and "_TF_STATE_BUCKET" in build["substitutions"]
