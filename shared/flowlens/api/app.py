@@ -1,0 +1,115 @@
+"""The API app factory: REST for the first load, /ws for every change after it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from flowlens.api.feed import FeedTailer
+from flowlens.api.hub import Hub
+from flowlens.api.routes import ApiError, Services, health_router, router, websocket_endpoint
+from flowlens.db import Database, DatabaseUnavailable
+from flowlens.settings import ApiSettings
+
+log = logging.getLogger("flowlens.api")
+
+DESCRIPTION = """Live pull-request pipeline state. Load once over REST, then follow `/ws`:
+every change arrives as a `pr_update` message carrying the PR's complete new state.
+Connect the socket first, then load over REST, so nothing falls between the two.
+When `API_TOKENS` is set every `/api` path needs `Authorization: Bearer <token>`."""
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The contract's error shape."""
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _api_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return error(exc.status, exc.message, headers)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return error(exc.status_code, str(exc.detail), dict(exc.headers or {}) or None)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
+        problems.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", ""))
+    return error(422, "; ".join(problems) or "invalid request")
+
+
+async def _database_down(_: Request, exc: Exception) -> Response:
+    log.error("database unavailable: %s", exc)
+    return error(503, "database unavailable")
+
+
+async def _unexpected(_: Request, exc: Exception) -> Response:
+    log.error("unhandled error: %r", exc)
+    return error(500, "internal server error")
+
+
+def create_app(settings: ApiSettings | None = None, *, database: Database | None = None) -> FastAPI:
+    """A FastAPI app with its own pool, feed tailer and WebSocket hub."""
+    settings = settings or ApiSettings.from_env()
+    db = database or Database(
+        settings.dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    hub = Hub(settings.ws_queue_size)
+    tailer = FeedTailer(
+        db,
+        hub.publish,
+        window_seconds=settings.feed_window_seconds,
+        poll_seconds=settings.feed_poll_seconds,
+        notify=settings.feed_notify,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The pool opens without waiting: a database that is down gives 503s, not a dead app.
+        await db.open()
+        tailer.start()
+        try:
+            yield
+        finally:
+            await tailer.stop()
+            if database is None:
+                await db.close()
+
+    app = FastAPI(
+        title="FlowLens API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.flowlens = Services(settings=settings, db=db, hub=hub, tailer=tailer)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DatabaseUnavailable, _database_down)
+    app.add_exception_handler(Exception, _unexpected)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.include_router(router)
+    app.include_router(health_router)
+    app.add_api_websocket_route("/ws", websocket_endpoint)
+    return app

@@ -1,0 +1,124 @@
+"""WebSocket fan-out: each client has a bounded queue and its own sender task.
+
+publish() never awaits, so one stalled client cannot hold up the rest: when a client's queue
+is full it is dropped from the fan-out at once and closed with CLOSE_SLOW (1013).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from flowlens.api.feed import Change
+
+log = logging.getLogger("flowlens.api.ws")
+
+# RFC 6455 / IANA: 1008 policy violation (no or wrong token, bad filter),
+# 1013 try again later (the client could not keep up and was dropped).
+CLOSE_POLICY = 1008
+CLOSE_SLOW = 1013
+# How long a dropped client gets to take its close frame before the handler gives up on it.
+CLOSE_WAIT_SECONDS = 5.0
+
+
+class Client:
+    """One connected socket: its repository filter and its bounded outbox."""
+
+    def __init__(self, repos: Iterable[str], queue_size: int) -> None:
+        self.repos = frozenset(repos)
+        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        self.overflowed = asyncio.Event()
+
+
+class Hub:
+    """The clients of this API instance, indexed by the repositories they subscribed to."""
+
+    def __init__(self, queue_size: int = 256) -> None:
+        self.queue_size = queue_size
+        self._clients: set[Client] = set()
+        self._everything: set[Client] = set()
+        self._by_repo: dict[str, set[Client]] = {}
+        self.dropped = 0
+        self.published = 0
+
+    @property
+    def client_count(self) -> int:
+        """Connected clients."""
+        return len(self._clients)
+
+    def add(self, repos: Iterable[str]) -> Client:
+        """Register a client; it receives every change published from now on."""
+        client = Client(repos, self.queue_size)
+        self._clients.add(client)
+        if not client.repos:
+            self._everything.add(client)
+        for repo in client.repos:
+            self._by_repo.setdefault(repo, set()).add(client)
+        return client
+
+    def remove(self, client: Client) -> None:
+        """Stop sending to a client."""
+        self._clients.discard(client)
+        self._everything.discard(client)
+        for repo in client.repos:
+            clients = self._by_repo.get(repo)
+            if clients is not None:
+                clients.discard(client)
+                if not clients:
+                    del self._by_repo[repo]
+
+    def publish(self, change: Change) -> None:
+        """Queue a change for every client subscribed to its repository; never waits."""
+        self.published += 1
+        targets = list(self._everything)
+        targets.extend(self._by_repo.get(change.repository, ()))
+        for client in targets:
+            try:
+                client.queue.put_nowait(change.text)
+            except asyncio.QueueFull:
+                self.remove(client)
+                self.dropped += 1
+                client.overflowed.set()
+
+    async def serve(self, websocket: WebSocket, repos: Iterable[str]) -> None:
+        """Run one accepted socket until it disconnects or falls behind."""
+        client = self.add(repos)
+        sender = asyncio.create_task(_send_loop(websocket, client.queue))
+        receiver = asyncio.create_task(_receive_loop(websocket))
+        overflow = asyncio.create_task(client.overflowed.wait())
+        try:
+            await asyncio.wait({sender, receiver, overflow}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.remove(client)
+            for task in (sender, receiver, overflow):
+                task.cancel()
+            await asyncio.gather(sender, receiver, overflow, return_exceptions=True)
+        if client.overflowed.is_set():
+            log.warning("dropping a WebSocket client that fell %d messages behind", self.queue_size)
+            await close_quietly(websocket, CLOSE_SLOW, "client too slow; reconnect and reload")
+
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close, without waiting forever on a client whose buffers are full."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(code=code, reason=reason), CLOSE_WAIT_SECONDS)
+
+
+async def _send_loop(websocket: WebSocket, queue: asyncio.Queue[str]) -> None:
+    while True:
+        text = await queue.get()
+        await websocket.send_text(text)
+
+
+async def _receive_loop(websocket: WebSocket) -> None:
+    # Server to client only: anything a client sends is read (so disconnects are noticed)
+    # and ignored.
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return

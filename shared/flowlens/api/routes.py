@@ -1,0 +1,258 @@
+"""REST endpoints of the contract (DESIGN.md), the health check and the WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket
+
+from flowlens import serialize
+from flowlens.api import auth
+from flowlens.api.feed import FeedTailer
+from flowlens.api.hub import CLOSE_POLICY, Hub, close_quietly
+from flowlens.api.schemas import (
+    Build,
+    Error,
+    Health,
+    Insight,
+    MetricsSummary,
+    PullRequest,
+    Repository,
+)
+from flowlens.db import Database, Tx
+from flowlens.settings import ApiSettings
+
+REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class Services:
+    """What the handlers of one app instance share."""
+
+    settings: ApiSettings
+    db: Database
+    hub: Hub
+    tailer: FeedTailer
+
+
+class ApiError(Exception):
+    """An answer other than 2xx, rendered as {"error": message}."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def services(request: Request) -> Services:
+    """The app instance's shared services."""
+    svc: Services = request.app.state.flowlens
+    return svc
+
+
+def require_token(request: Request) -> None:
+    """401 unless API_TOKENS is unset or the request carries one of them."""
+    if not auth.allowed(request, services(request).settings.api_token_list):
+        raise ApiError(401, "missing or invalid bearer token (Authorization: Bearer <token>)")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Error, "description": text}
+    for code, text in [
+        (400, "Malformed parameter (e.g. repo not owner/name)"),
+        (401, "API_TOKENS is set and no valid bearer token was sent"),
+        (404, "No such repository, pull request or build"),
+        (422, "A parameter failed validation"),
+        (503, "The database is unavailable"),
+    ]
+}
+
+RepoParam = Annotated[
+    str | None,
+    Query(description="Repository as owner/name; unknown repositories answer 404."),
+]
+LimitParam = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
+OffsetParam = Annotated[int, Query(ge=0, description="Items to skip.")]
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=ERRORS)
+
+
+def ok(content: Any) -> Response:
+    """A 200 JSON answer, already in the contract's shape (no model validation per request)."""
+    return JSONResponse(content)
+
+
+async def repository_id(tx: Tx, repo: str | None) -> int | None:
+    """The id of `repo` (None when no filter); 400 when malformed, 404 when unknown."""
+    if repo is None or repo == "":
+        return None
+    if not REPO_NAME.fullmatch(repo):
+        raise ApiError(400, f"repo must be owner/name, got {repo!r}")
+    found = await tx.value("api_repository_id", full_name=repo)
+    if found is None:
+        raise ApiError(404, f"no repository {repo}")
+    return int(found)
+
+
+@router.get("/prs", response_model=list[PullRequest], summary="Pull requests")
+async def list_prs(
+    request: Request,
+    repo: RepoParam = None,
+    state: Annotated[
+        Literal["open", "closed", "merged", "all"],
+        Query(description="Which pull requests; `all` (the default) includes closed and merged."),
+    ] = "all",
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
+    offset: OffsetParam = 0,
+) -> Response:
+    """Pull requests, most recently changed first."""
+    async with services(request).db.transaction() as tx:
+        rid = await repository_id(tx, repo)
+        rows = await tx.all(
+            "api_list_prs",
+            repository_id=rid,
+            state=None if state == "all" else state,
+            limit=limit,
+            offset=offset,
+        )
+    return ok([serialize.pr_item(row, row["repository"]) for row in rows])
+
+
+@router.get("/insights/{pr_number}", response_model=list[Insight], summary="AI insights of a PR")
+async def list_insights(
+    request: Request,
+    pr_number: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    repo: RepoParam = None,
+) -> Response:
+    """A PR's insights, newest first; without `repo`, that PR number in every repository."""
+    async with services(request).db.transaction() as tx:
+        rid = await repository_id(tx, repo)
+        rows = await tx.all("api_insights_for_pr", number=pr_number, repository_id=rid)
+        if not rows and await tx.one("api_pr_exists", number=pr_number, repository_id=rid) is None:
+            where = f" in {repo}" if repo else ""
+            raise ApiError(404, f"no pull request #{pr_number}{where}")
+    return ok([serialize.insight_item(row, row["repository"]) for row in rows])
+
+
+@router.get("/repository", response_model=Repository, summary="One repository")
+async def get_repository(request: Request, repo: RepoParam = None) -> Response:
+    """The named repository, or without `repo` the most recently active one."""
+    async with services(request).db.transaction() as tx:
+        rid = await repository_id(tx, repo)
+        rows = await tx.all("api_repositories", repository_id=rid, limit=1)
+    if not rows:
+        raise ApiError(404, "no repositories yet")
+    return ok(serialize.repository_item(rows[0]))
+
+
+@router.get("/repositories", response_model=list[Repository], summary="All repositories")
+async def list_repositories(request: Request) -> Response:
+    """Every repository, most recently active first."""
+    async with services(request).db.transaction() as tx:
+        rows = await tx.all("api_repositories", repository_id=None, limit=10_000)
+    return ok([serialize.repository_item(row) for row in rows])
+
+
+@router.get("/builds", response_model=list[Build], summary="Builds")
+async def list_builds(
+    request: Request,
+    repo: RepoParam = None,
+    branch: Annotated[str | None, Query(max_length=255)] = None,
+    status: Annotated[Literal["queued", "running", "success", "failed"] | None, Query()] = None,
+    limit: LimitParam = 50,
+    offset: OffsetParam = 0,
+) -> Response:
+    """Builds, newest first."""
+    async with services(request).db.transaction() as tx:
+        rid = await repository_id(tx, repo)
+        rows = await tx.all(
+            "api_list_builds",
+            repository_id=rid,
+            branch=branch or None,
+            status=status,
+            limit=limit,
+            offset=offset,
+        )
+    return ok([serialize.build_item(row) for row in rows])
+
+
+@router.get("/builds/{build_id}", response_model=Build, summary="One build")
+async def get_build(
+    request: Request, build_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+) -> Response:
+    """One build by id."""
+    async with services(request).db.transaction() as tx:
+        row = await tx.one("api_build_by_id", id=build_id)
+    if row is None:
+        raise ApiError(404, f"no build {build_id}")
+    return ok(serialize.build_item(row))
+
+
+@router.get("/metrics/summary", response_model=MetricsSummary, summary="Build metrics")
+async def metrics_summary(
+    request: Request,
+    repo: RepoParam = None,
+    days: Annotated[int, Query(ge=1, le=365, description="Window in days.")] = 7,
+) -> Response:
+    """Build counts and rates of the last `days` days; the last build whatever its age."""
+    async with services(request).db.transaction() as tx:
+        rid = await repository_id(tx, repo)
+        stats = await tx.one("api_build_metrics", repository_id=rid, days=days)
+        last = await tx.one("api_last_build", repository_id=rid)
+    assert stats is not None
+    finished = int(stats["successes"]) + int(stats["failures"])
+    avg = stats["avg_duration"]
+    return ok(
+        {
+            "windowDays": days,
+            "buildCount": int(stats["build_count"]),
+            "successRate": round(stats["successes"] / finished, 4) if finished else 0.0,
+            "failureRate": round(stats["failures"] / finished, 4) if finished else 0.0,
+            "avgBuildTimeSeconds": round(float(avg), 3) if avg is not None else None,
+            "lastBuildStatus": last["status"] if last else None,
+            "lastUpdated": serialize.iso(last["updated_at"]) if last else None,
+        }
+    )
+
+
+health_router = APIRouter()
+
+
+@health_router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"model": Error, "description": "The database does not answer"}},
+    summary="Liveness and database check",
+)
+async def healthz(request: Request) -> Response:
+    """200 when the database answers, 503 otherwise (never needs a token)."""
+    svc = services(request)
+    try:
+        up = await asyncio.wait_for(svc.db.ping(), HEALTH_TIMEOUT_SECONDS)
+    except TimeoutError:
+        up = False
+    if not up:
+        return JSONResponse({"error": "database unavailable"}, status_code=503)
+    return ok({"status": "ok", "clients": svc.hub.client_count})
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    """/ws[?repo=owner/name...][&token=...]: pr_update messages from now on."""
+    svc: Services = websocket.app.state.flowlens
+    # Accepted first, so that the client sees the 1008 close code rather than a bare 403.
+    await websocket.accept()
+    if not auth.allowed(websocket, svc.settings.api_token_list, query=True):
+        await close_quietly(websocket, CLOSE_POLICY, "missing or invalid token")
+        return
+    repos = websocket.query_params.getlist("repo")
+    bad = [r for r in repos if not REPO_NAME.fullmatch(r)]
+    if bad:
+        await close_quietly(websocket, CLOSE_POLICY, f"repo must be owner/name: {bad[0][:100]}")
+        return
+    await svc.hub.serve(websocket, repos)

@@ -1,0 +1,95 @@
+-- Queries of the API service (REST reads and the change-feed tailer).
+-- Optional filters are NULL when absent; repository ids are looked up first so every list
+-- query can use its (repository_id, ...) index.
+
+-- name: api_repository_id
+SELECT id FROM repositories WHERE full_name = %(full_name)s;
+
+-- name: api_list_prs
+-- Most recently changed first (updated_at moves with every visible change, builds included).
+SELECT p.id, p.number, p.title, p.body, p.author, p.author_avatar, p.head_sha, p.head_ref,
+       p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed, p.additions, p.deletions,
+       p.status_pr, p.status_build, p.status_approval, p.status_merge, p.status, p.risk_level,
+       p.gh_created_at, p.gh_updated_at, p.created_at, p.updated_at, r.full_name AS repository
+FROM pull_requests p
+JOIN repositories r ON r.id = p.repository_id
+WHERE (%(repository_id)s::bigint IS NULL OR p.repository_id = %(repository_id)s::bigint)
+  AND (%(state)s::text IS NULL OR p.state = %(state)s::text)
+ORDER BY p.updated_at DESC, p.id DESC
+LIMIT %(limit)s::int OFFSET %(offset)s::int;
+
+-- name: api_insights_for_pr
+SELECT i.*, r.full_name AS repository
+FROM insights i
+JOIN repositories r ON r.id = i.repository_id
+WHERE i.pr_number = %(number)s::int
+  AND (%(repository_id)s::bigint IS NULL OR i.repository_id = %(repository_id)s::bigint)
+ORDER BY i.created_at DESC, i.id DESC;
+
+-- name: api_pr_exists
+SELECT 1 AS found FROM pull_requests
+WHERE number = %(number)s::int
+  AND (%(repository_id)s::bigint IS NULL OR repository_id = %(repository_id)s::bigint)
+LIMIT 1;
+
+-- name: api_repositories
+-- Most recently active first; counts per repository through its (repository_id, ...) index.
+SELECT r.*, c.open_prs, c.total_prs
+FROM repositories r
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE p.state = 'open') AS open_prs, count(*) AS total_prs
+    FROM pull_requests p WHERE p.repository_id = r.id
+) c
+WHERE (%(repository_id)s::bigint IS NULL OR r.id = %(repository_id)s::bigint)
+ORDER BY r.last_activity DESC, r.id DESC
+LIMIT %(limit)s::int;
+
+-- name: api_list_builds
+SELECT b.*, r.full_name AS repository
+FROM builds b
+JOIN repositories r ON r.id = b.repository_id
+WHERE (%(repository_id)s::bigint IS NULL OR b.repository_id = %(repository_id)s::bigint)
+  AND (%(branch)s::text IS NULL OR b.branch = %(branch)s::text)
+  AND (%(status)s::text IS NULL OR b.status = %(status)s::text)
+ORDER BY b.created_at DESC, b.id DESC
+LIMIT %(limit)s::int OFFSET %(offset)s::int;
+
+-- name: api_build_by_id
+SELECT b.*, r.full_name AS repository
+FROM builds b
+JOIN repositories r ON r.id = b.repository_id
+WHERE b.id = %(id)s::bigint;
+
+-- name: api_build_metrics
+-- Builds that started (or, without a start time, were first seen) inside the window.
+SELECT count(*) AS build_count,
+       count(*) FILTER (WHERE status = 'success') AS successes,
+       count(*) FILTER (WHERE status = 'failed') AS failures,
+       avg(duration_seconds) FILTER (
+           WHERE status IN ('success', 'failed') AND duration_seconds IS NOT NULL
+       ) AS avg_duration
+FROM builds
+WHERE (%(repository_id)s::bigint IS NULL OR repository_id = %(repository_id)s::bigint)
+  AND COALESCE(started_at, created_at) >= now() - make_interval(days => %(days)s::int);
+
+-- name: api_last_build
+SELECT status, updated_at FROM builds
+WHERE (%(repository_id)s::bigint IS NULL OR repository_id = %(repository_id)s::bigint)
+ORDER BY COALESCE(started_at, created_at) DESC, id DESC
+LIMIT 1;
+
+-- name: feed_keys
+-- Keys of the trailing window, measured on the database's clock (the one that stamped the
+-- rows); always one row, so the reader learns that clock even when the window is empty.
+SELECT n.now, f.pull_request_id, f.version, f.created_at
+FROM (SELECT now() AS now) n
+LEFT JOIN change_feed f ON f.created_at >= n.now - make_interval(secs => %(window)s::float8);
+
+-- name: feed_payloads
+SELECT f.pull_request_id, f.version, f.repository, f.created_at, f.payload::text AS payload
+FROM change_feed f
+JOIN unnest(%(pr_ids)s::bigint[], %(versions)s::bigint[]) AS k (pull_request_id, version)
+  ON f.pull_request_id = k.pull_request_id AND f.version = k.version;
+
+-- name: feed_listen
+LISTEN flowlens_feed;
