@@ -1,0 +1,764 @@
+// FlowLens dashboard: one REST load, then live pr_update messages from /ws.
+// No build step, no network beyond this origin.
+
+import { Api, AuthCancelled, getToken, socketUrl } from "./modules/api.js";
+import { h } from "./modules/dom.js";
+import { PR_STATUS, describe, insightFromSocket, prKey, relativeTime } from "./modules/format.js";
+import { LiveSocket } from "./modules/live.js";
+import {
+  buildRows,
+  cardId,
+  chartBlock,
+  createCard,
+  createGroup,
+  emptyState,
+  fillCard,
+  groupMeta,
+  historyBody,
+  metricCards,
+  noRepositories,
+} from "./modules/view.js";
+
+const BUILDS_MIN_INTERVAL_MS = 2000;
+const BUILDS_SETTLE_MS = 300;
+// If the socket first opens this long after the REST snapshot was taken,
+// changes in between could be missed, so the snapshot is taken again.
+const SNAPSHOT_GAP_MS = 1000;
+const METRICS_DAYS = 7;
+
+const $ = (sel) => document.querySelector(sel);
+
+const els = {
+  conn: $("#conn"),
+  connText: $("[data-testid=conn-state]"),
+  announcer: $("#announcer"),
+  select: $("#repo-select"),
+  banner: $("#banner"),
+  prGroups: $("#pr-groups"),
+  prSummary: $("#pr-summary"),
+  buildsBody: $("#builds-body"),
+  buildsEmpty: $("#builds-empty"),
+  buildsTable: $("[data-testid=builds-table]"),
+  metrics: $("#metric-cards"),
+  chart: $("#chart-box"),
+  windowLabel: $("#window-label"),
+  dialog: $("#token-dialog"),
+  tokenForm: $("#token-form"),
+  tokenInput: $("#token-input"),
+  tokenError: $("#token-error"),
+};
+
+const state = {
+  repos: [],
+  repo: new URLSearchParams(window.location.search).get("repo") ?? "",
+  prs: new Map(), // prKey → PR (REST shape)
+  insights: new Map(), // prKey → latest insight | null (none); absent = not fetched
+  histories: new Map(), // prKey → insight array
+  historyErrors: new Map(),
+  versions: new Map(), // prKey → highest pr_update version applied
+  touched: new Map(), // prKey → socket sequence number of the last update applied
+  socketSeq: 0,
+  builds: [],
+  metrics: null,
+  snapshotAt: 0,
+  loadSeq: 0,
+  loaded: false,
+  lastLoadFailed: false,
+  loadError: null,
+  authBlocked: false,
+  messagesApplied: 0,
+  lastBuildsFetch: 0,
+  buildsTimer: null,
+};
+
+const cards = new Map(); // prKey → card element
+const groups = new Map(); // repo → group element
+
+// ---------------------------------------------------------------- token form
+
+function askToken({ rejected }) {
+  return new Promise((resolve) => {
+    const dialog = els.dialog;
+    els.tokenInput.value = "";
+    els.tokenError.hidden = !rejected;
+    els.tokenError.textContent = rejected ? "That token was not accepted. Check the value and try again." : "";
+    const onClose = () => {
+      dialog.removeEventListener("close", onClose);
+      const token = dialog.returnValue === "ok" ? els.tokenInput.value.trim() : "";
+      els.tokenInput.value = "";
+      resolve(token || null);
+    };
+    dialog.addEventListener("close", onClose);
+    dialog.returnValue = "";
+    if (typeof dialog.showModal === "function") {
+      if (!dialog.open) dialog.showModal();
+    } else {
+      dialog.setAttribute("open", "");
+    }
+    els.tokenInput.focus();
+  });
+}
+
+els.tokenForm.addEventListener("submit", (event) => {
+  // method=dialog closes the dialog itself; this only guards an empty value.
+  if (event.submitter?.value === "ok" && !els.tokenInput.value.trim()) {
+    event.preventDefault();
+    els.tokenError.hidden = false;
+    els.tokenError.textContent = "Enter the token to continue.";
+    els.tokenInput.focus();
+  }
+});
+
+const api = new Api({ askToken });
+
+// ---------------------------------------------------------------- banner / announcements
+
+function showBanner(message, action) {
+  const children = [h("p", { text: message })];
+  if (action) children.push(h("button", { type: "button", class: "btn", on: { click: action.run }, text: action.label }));
+  els.banner.replaceChildren(...children);
+  els.banner.hidden = false;
+}
+
+function hideBanner() {
+  els.banner.hidden = true;
+  els.banner.replaceChildren();
+}
+
+let pendingAnnouncements = [];
+let announceTimer = null;
+
+/** Polite announcements, coalesced so a burst of updates is one sentence. */
+function announce(text) {
+  pendingAnnouncements.push(text);
+  if (announceTimer) return;
+  announceTimer = setTimeout(() => {
+    const items = pendingAnnouncements;
+    pendingAnnouncements = [];
+    announceTimer = null;
+    els.announcer.textContent = items.length > 3 ? `${items.length} updates: ${items.slice(-3).join(". ")}` : items.join(". ");
+  }, 700);
+}
+
+// ---------------------------------------------------------------- connection state
+
+const CONN_TEXT = {
+  idle: "Not connected",
+  connecting: "Connecting…",
+  connected: "Connected",
+  auth: "Waiting for an access token",
+  offline: "Offline",
+};
+
+let lastConnState = null;
+
+function onConnState({ state: s, retryInMs }) {
+  let text = CONN_TEXT[s] ?? s;
+  if (s === "reconnecting") {
+    const secs = Math.ceil((retryInMs ?? 0) / 1000);
+    text = secs > 0 ? `Reconnecting in ${secs}s` : "Reconnecting…";
+  }
+  if (s === "offline") text = "Offline — waiting for the network";
+  els.conn.dataset.state = s;
+  els.connText.dataset.state = s;
+  els.connText.textContent = text;
+  document.documentElement.dataset.conn = s;
+  if (s !== lastConnState) {
+    if (s === "connected") announce(lastConnState === "reconnecting" ? "Live updates reconnected" : "Live updates connected");
+    else if (s === "reconnecting" && lastConnState === "connected") announce("Live updates lost; reconnecting");
+    else if (s === "offline") announce("Offline; live updates paused");
+    lastConnState = s;
+  }
+}
+
+const live = new LiveSocket({
+  url: () => socketUrl(state.repo),
+  onMessage,
+  onState: onConnState,
+  onOpen(reconnect) {
+    // After a drop, catch up once over REST; on the first connection only if
+    // the snapshot is older than the subscription by more than a moment.
+    if (reconnect || state.lastLoadFailed || Date.now() - state.snapshotAt > SNAPSHOT_GAP_MS) {
+      loadAll({ quiet: true });
+    }
+  },
+  async onAuthProblem() {
+    // A 1008 close may mean a bad token: a REST call asks for a new one if so.
+    try {
+      await api.repositories();
+    } catch (err) {
+      if (err instanceof AuthCancelled) blockOnAuth();
+    }
+  },
+});
+
+function blockOnAuth() {
+  state.authBlocked = true;
+  live.stop();
+  onConnState({ state: "idle" });
+  renderPrs();
+  showBanner("This FlowLens API needs an access token (API_TOKENS is set).", {
+    label: "Enter token",
+    run: () => {
+      state.authBlocked = false;
+      live.start();
+      loadAll({});
+    },
+  });
+}
+
+// ---------------------------------------------------------------- loading
+
+async function loadAll({ quiet = false } = {}) {
+  const seq = ++state.loadSeq;
+  const socketSeqAtStart = state.socketSeq;
+  const repo = state.repo;
+  state.snapshotAt = Date.now();
+  if (!quiet && !state.loaded) setBusy(true);
+  try {
+    const repos = await api.repositories();
+    if (seq !== state.loadSeq) return;
+    state.repos = Array.isArray(repos) ? repos : [];
+    renderRepoOptions();
+    const [prs, builds, metrics] = await Promise.allSettled([
+      api.prs(repo),
+      api.builds(repo),
+      api.metrics(repo, METRICS_DAYS),
+    ]);
+    if (seq !== state.loadSeq) return;
+    const auth = [prs, builds, metrics].find((r) => r.status === "rejected" && r.reason instanceof AuthCancelled);
+    if (auth) throw auth.reason;
+    const errors = [];
+    if (prs.status === "fulfilled") mergePrs(prs.value, socketSeqAtStart);
+    else errors.push(`pull requests (${prs.reason.message})`);
+    if (builds.status === "fulfilled") state.builds = Array.isArray(builds.value) ? builds.value : [];
+    else errors.push(`builds (${builds.reason.message})`);
+    if (metrics.status === "fulfilled") state.metrics = metrics.value;
+    else errors.push(`metrics (${metrics.reason.message})`);
+    state.lastBuildsFetch = Date.now();
+    state.loaded = true;
+    state.loadError = null;
+    state.lastLoadFailed = errors.length > 0;
+    renderAll();
+    if (errors.length) showBanner(`Could not load ${errors.join(", ")}.`, { label: "Retry", run: () => loadAll({}) });
+    else hideBanner();
+    // A REST success proves the API is reachable: do not sit out a long backoff.
+    if (!state.authBlocked && live.waiting) live.openNow();
+  } catch (err) {
+    if (seq !== state.loadSeq) return;
+    state.lastLoadFailed = true;
+    state.loadError = err.message;
+    if (err instanceof AuthCancelled) {
+      blockOnAuth();
+    } else {
+      showBanner(`Could not reach the FlowLens API: ${err.message}. Live updates will retry by themselves.`, {
+        label: "Retry now",
+        run: () => loadAll({}),
+      });
+      if (!state.loaded) renderAll();
+    }
+  } finally {
+    if (seq === state.loadSeq) {
+      setBusy(false);
+      document.documentElement.dataset.loaded = state.loaded ? "true" : "false";
+      resolveReady();
+    }
+  }
+}
+
+function setBusy(busy) {
+  for (const id of ["prs", "builds", "overview"]) document.getElementById(id)?.setAttribute("aria-busy", String(busy));
+}
+
+/** Takes the REST list, but keeps rows the socket updated after the request was sent. */
+function mergePrs(list, socketSeqAtStart) {
+  const next = new Map();
+  for (const pr of Array.isArray(list) ? list : []) {
+    const key = prKey(pr.repositoryName, pr.number);
+    const existing = state.prs.get(key);
+    if (existing && (state.touched.get(key) ?? 0) > socketSeqAtStart) {
+      next.set(key, existing);
+      continue;
+    }
+    const v = Number(pr.version);
+    if (Number.isFinite(v) && v > (state.versions.get(key) ?? -Infinity)) state.versions.set(key, v);
+    next.set(key, pr);
+    // riskLevel moved on since the insight was cached: fetch it again when visible.
+    const cached = state.insights.get(key);
+    if (cached !== undefined && (cached?.riskLevel ?? null) !== (pr.riskLevel ?? null)) {
+      state.insights.delete(key);
+      state.histories.delete(key);
+    }
+  }
+  for (const [key, pr] of state.prs) {
+    if (!next.has(key) && (state.touched.get(key) ?? 0) > socketSeqAtStart) next.set(key, pr);
+  }
+  state.prs = next;
+}
+
+async function refreshBuilds() {
+  const repo = state.repo;
+  state.lastBuildsFetch = Date.now();
+  const [builds, metrics] = await Promise.allSettled([api.builds(repo), api.metrics(repo, METRICS_DAYS)]);
+  if (repo !== state.repo) return;
+  if (builds.status === "fulfilled") {
+    state.builds = Array.isArray(builds.value) ? builds.value : [];
+    renderBuilds();
+  }
+  if (metrics.status === "fulfilled") state.metrics = metrics.value;
+  renderMetrics();
+}
+
+/** Pushed build changes refetch builds and metrics, at most once per 2 s. */
+function scheduleBuildsRefresh() {
+  if (state.buildsTimer) return;
+  const wait = Math.max(BUILDS_SETTLE_MS, BUILDS_MIN_INTERVAL_MS - (Date.now() - state.lastBuildsFetch));
+  state.buildsTimer = setTimeout(() => {
+    state.buildsTimer = null;
+    refreshBuilds().catch(() => undefined);
+  }, wait);
+}
+
+let reposTimer = null;
+function scheduleReposRefresh() {
+  clearTimeout(reposTimer);
+  reposTimer = setTimeout(async () => {
+    try {
+      state.repos = await api.repositories();
+      renderRepoOptions();
+    } catch {
+      // the next load catches up
+    }
+  }, 500);
+}
+
+// ---------------------------------------------------------------- live updates
+
+function snakePipeline(ps) {
+  if (!ps || typeof ps !== "object") return null;
+  return {
+    statusPr: ps.status_pr ?? null,
+    statusBuild: ps.status_build ?? null,
+    statusApproval: ps.status_approval ?? null,
+    statusMerge: ps.status_merge ?? null,
+  };
+}
+
+function sameInsight(a, b) {
+  if (!a || !b) return a === b;
+  return (
+    a.commitSha === b.commitSha &&
+    a.riskLevel === b.riskLevel &&
+    a.summary === b.summary &&
+    a.model === b.model &&
+    a.confidenceScore === b.confidenceScore
+  );
+}
+
+function onMessage(msg) {
+  if (!msg || msg.event !== "pr_update" || !msg.data || typeof msg.data !== "object") return;
+  const d = msg.data;
+  const full = d.pull_request && typeof d.pull_request === "object" ? d.pull_request : null;
+  const repo = d.repository ?? full?.repositoryName;
+  const number = d.pr_number ?? full?.number;
+  if (!repo || number === null || number === undefined) return;
+  if (state.repo && repo !== state.repo) return;
+  const key = prKey(repo, number);
+
+  const version = Number(d.version ?? full?.version);
+  if (Number.isFinite(version)) {
+    const have = state.versions.get(key);
+    if (have !== undefined && version <= have) return;
+    state.versions.set(key, version);
+  }
+  state.socketSeq += 1;
+  state.touched.set(key, state.socketSeq);
+  state.messagesApplied += 1;
+
+  const prev = state.prs.get(key);
+  let next;
+  if (full) {
+    next = { ...full };
+  } else if (prev) {
+    next = {
+      ...prev,
+      title: d.title ?? prev.title,
+      updatedAt: d.updated_at ?? prev.updatedAt,
+      pipelineStatus: snakePipeline(d.pipeline_status) ?? prev.pipelineStatus,
+    };
+  } else {
+    next = {
+      number,
+      title: d.title ?? "",
+      repositoryName: repo,
+      updatedAt: d.updated_at ?? null,
+      pipelineStatus: snakePipeline(d.pipeline_status) ?? {},
+      status: null,
+      riskLevel: null,
+    };
+  }
+  next.repositoryName = repo;
+  next.number = number;
+
+  if ("ai_insight" in d) {
+    const insight = insightFromSocket(d.ai_insight, number, repo);
+    if (insight) {
+      if (!sameInsight(state.insights.get(key), insight)) {
+        state.histories.delete(key);
+        state.historyErrors.delete(key);
+      }
+      state.insights.set(key, insight);
+      if (!full || !next.riskLevel) next.riskLevel = insight.riskLevel;
+    } else if (!next.riskLevel) {
+      state.insights.set(key, null);
+    }
+  } else if (state.insights.has(key) && (state.insights.get(key)?.riskLevel ?? null) !== (next.riskLevel ?? null)) {
+    // A new risk level without the insight itself: fetch it again.
+    state.insights.delete(key);
+    state.histories.delete(key);
+  }
+
+  const buildBefore = prev?.pipelineStatus?.statusBuild ?? "pending";
+  const buildAfter = next.pipelineStatus?.statusBuild ?? "pending";
+  state.prs.set(key, next);
+
+  if (!state.repos.some((r) => (r.fullName ?? r.name) === repo)) {
+    state.repos = [...state.repos, { fullName: repo }];
+    renderRepoOptions();
+    scheduleReposRefresh();
+  }
+  upsertCard(key, { flash: true });
+  renderPrSummary();
+  if (!full && !prev) loadAll({ quiet: true }); // the message lacked the row: fetch it once
+
+  const card = cards.get(key);
+  if (card?._parts.history.open && !state.histories.has(key)) loadHistory(key, card);
+
+  const status = describe(PR_STATUS, next.status).label;
+  announce(`PR #${number} updated: ${status}`);
+  // A changed build stage means the builds list changed; so may a PR seen for
+  // the first time (ingest creates one when a workflow run names it).
+  if (buildBefore !== buildAfter || !prev) scheduleBuildsRefresh();
+  document.documentElement.dataset.messages = String(state.messagesApplied);
+}
+
+// ---------------------------------------------------------------- insights
+
+const insightQueue = [];
+let insightsInFlight = 0;
+const INSIGHT_CONCURRENCY = 3;
+
+const observer =
+  "IntersectionObserver" in window
+    ? new IntersectionObserver(
+        (entries) => {
+          for (const entry of entries) {
+            if (!entry.isIntersecting) continue;
+            observer.unobserve(entry.target);
+            queueInsight(entry.target.dataset.key);
+          }
+        },
+        { rootMargin: "200px" },
+      )
+    : null;
+
+/** Fetches the latest insight for cards as they scroll into view. */
+function wantInsight(key, card) {
+  const pr = state.prs.get(key);
+  if (!pr || !pr.riskLevel || state.insights.has(key)) return;
+  card.dataset.key = key;
+  if (observer) observer.observe(card);
+  else queueInsight(key);
+}
+
+function queueInsight(key) {
+  if (!key || state.insights.has(key) || insightQueue.includes(key)) return;
+  insightQueue.push(key);
+  pumpInsights();
+}
+
+function pumpInsights() {
+  while (insightsInFlight < INSIGHT_CONCURRENCY && insightQueue.length) {
+    const key = insightQueue.shift();
+    const pr = state.prs.get(key);
+    if (!pr || state.insights.has(key)) continue;
+    insightsInFlight += 1;
+    fetchHistory(key)
+      .catch(() => undefined)
+      .finally(() => {
+        insightsInFlight -= 1;
+        pumpInsights();
+      });
+  }
+}
+
+async function fetchHistory(key) {
+  const pr = state.prs.get(key);
+  if (!pr) return;
+  const socketSeqAtStart = state.socketSeq;
+  try {
+    const list = await api.insights(pr.number, pr.repositoryName);
+    const entries = Array.isArray(list) ? list : [];
+    state.histories.set(key, entries);
+    state.historyErrors.delete(key);
+    // The newest entry is the latest insight, unless the socket brought one meanwhile.
+    if ((state.touched.get(key) ?? 0) <= socketSeqAtStart || !state.insights.get(key)) {
+      state.insights.set(key, entries[0] ?? null);
+    }
+  } catch (err) {
+    if (err instanceof AuthCancelled) throw err;
+    state.historyErrors.set(key, err.message);
+    if (!state.insights.has(key)) state.insights.set(key, null);
+  }
+  upsertCard(key, {});
+}
+
+async function loadHistory(key, card) {
+  const body = card._parts.history.querySelector(".history-body");
+  body.replaceChildren(...historyBody(undefined));
+  await fetchHistory(key).catch(() => undefined);
+}
+
+function onToggleHistory(card, open) {
+  const key = prKey(card.dataset.repo, Number(card.dataset.prNumber));
+  if (!open) return;
+  if (state.histories.has(key)) renderHistory(key, card);
+  else loadHistory(key, card);
+}
+
+function renderHistory(key, card) {
+  const details = card._parts.history;
+  const entries = state.histories.get(key);
+  const summary = details.querySelector("summary span");
+  summary.textContent = entries ? `Insight history (${entries.length})` : "Insight history";
+  if (!details.open) return;
+  details.querySelector(".history-body").replaceChildren(...historyBody(entries, state.historyErrors.get(key)));
+}
+
+// ---------------------------------------------------------------- rendering
+
+function renderAll() {
+  renderRepoOptions();
+  renderPrs();
+  renderBuilds();
+  renderMetrics();
+}
+
+function repoName(r) {
+  return r.fullName ?? r.name ?? "";
+}
+
+function renderRepoOptions() {
+  const select = els.select;
+  const names = state.repos.map(repoName).filter(Boolean);
+  if (state.repo && !names.includes(state.repo)) names.push(state.repo);
+  const wanted = ["", ...names];
+  const have = [...select.options].map((o) => o.value);
+  if (JSON.stringify(wanted) !== JSON.stringify(have)) {
+    select.replaceChildren(
+      h("option", { value: "", text: "All repositories" }),
+      ...names.map((n) => h("option", { value: n, text: n })),
+    );
+  }
+  select.value = state.repo;
+}
+
+function sortPrs(list) {
+  const done = (p) => (p.status === "merged" || p.status === "closed" ? 1 : 0);
+  const time = (p) => Date.parse(p.updatedAt) || 0;
+  return list.sort((a, b) => done(a) - done(b) || time(b) - time(a) || b.number - a.number);
+}
+
+function repoOrder() {
+  if (state.repo) return [state.repo];
+  const names = state.repos.map(repoName).filter(Boolean);
+  for (const pr of state.prs.values()) if (!names.includes(pr.repositoryName)) names.push(pr.repositoryName);
+  return names;
+}
+
+function renderPrs() {
+  // A full re-render (reload, reconnect) keeps open histories and focus where they were.
+  const openKeys = new Set([...cards].filter(([, c]) => c._parts.history.open).map(([k]) => k));
+  const active = document.activeElement;
+  const focusCard = active?.closest?.("[data-testid=pr-row]");
+  const focus = focusCard
+    ? { id: focusCard.id, key: active.dataset.focusKey ?? (active.tagName === "SUMMARY" ? "history" : null) }
+    : null;
+  cards.clear();
+  groups.clear();
+  const order = repoOrder();
+  if (!state.loaded && state.prs.size === 0) {
+    els.prGroups.replaceChildren(
+      state.authBlocked
+        ? emptyState("Access token needed", h("p", { text: "This FlowLens API has API_TOKENS set. Choose “Enter token” above to sign in." }))
+        : state.loadError
+        ? emptyState(
+            "Waiting for the FlowLens API",
+            h("p", { text: `${state.loadError}. The page keeps trying and fills in as soon as the API answers.` }),
+          )
+        : emptyState("Loading pull requests…"),
+    );
+    return;
+  }
+  if (order.length === 0) {
+    els.prGroups.replaceChildren(noRepositories());
+    renderPrSummary();
+    return;
+  }
+  const byRepo = new Map(order.map((r) => [r, []]));
+  for (const pr of state.prs.values()) byRepo.get(pr.repositoryName)?.push(pr);
+  const nodes = [];
+  for (const repo of order) {
+    const group = createGroup(repo);
+    groups.set(repo, group);
+    const prs = sortPrs(byRepo.get(repo));
+    group._meta.textContent = groupMeta(prs);
+    if (prs.length === 0) {
+      group._list.append(emptyState("No pull requests yet", h("p", { text: "Open a pull request in this repository and it appears here within seconds." })));
+    }
+    for (const pr of prs) group._list.append(buildCard(pr));
+    nodes.push(group);
+  }
+  els.prGroups.replaceChildren(...nodes);
+  for (const key of openKeys) {
+    const details = cards.get(key)?._parts.history;
+    if (details) details.open = true; // its toggle event loads the history
+  }
+  if (focus) {
+    const card = document.getElementById(focus.id);
+    const target = focus.key === "history" ? card?.querySelector("summary") : card?.querySelector(`[data-focus-key="${focus.key}"]`);
+    (target ?? card)?.focus?.();
+  }
+  renderPrSummary();
+}
+
+function buildCard(pr) {
+  const key = prKey(pr.repositoryName, pr.number);
+  const card = createCard(pr.repositoryName, pr.number, { onToggleHistory });
+  cards.set(key, card);
+  fillCard(card, pr, state.insights.get(key));
+  if (state.histories.has(key)) renderHistory(key, card);
+  wantInsight(key, card);
+  return card;
+}
+
+/** Updates one PR's card in place, creating it (and its group) if new. */
+function upsertCard(key, { flash }) {
+  const pr = state.prs.get(key);
+  if (!pr || !state.loaded) return;
+  let card = cards.get(key);
+  if (card) {
+    fillCard(card, pr, state.insights.get(key));
+    renderHistory(key, card);
+    wantInsight(key, card);
+  } else {
+    let group = groups.get(pr.repositoryName);
+    if (!group) {
+      // First PR of a repository the page has not shown yet.
+      if (groups.size === 0) els.prGroups.replaceChildren();
+      group = createGroup(pr.repositoryName);
+      groups.set(pr.repositoryName, group);
+      els.prGroups.prepend(group);
+    }
+    group._list.querySelector("[data-testid=empty-state]")?.remove();
+    card = buildCard(pr);
+    group._list.prepend(card);
+  }
+  const group = groups.get(pr.repositoryName);
+  if (group) {
+    group._meta.textContent = groupMeta([...state.prs.values()].filter((p) => p.repositoryName === pr.repositoryName));
+  }
+  if (flash) {
+    card.classList.remove("flash");
+    void card.offsetWidth; // restart the animation
+    card.classList.add("flash");
+  }
+}
+
+function renderPrSummary() {
+  const prs = [...state.prs.values()];
+  if (!prs.length) {
+    els.prSummary.textContent = "";
+    return;
+  }
+  const open = prs.filter((p) => p.status !== "merged" && p.status !== "closed");
+  const failing = open.filter((p) => p.status === "buildFailed").length;
+  const review = open.filter((p) => p.pipelineStatus?.statusApproval === "pending").length;
+  const high = open.filter((p) => p.riskLevel === "high").length;
+  const bits = [`${open.length} open`];
+  if (failing) bits.push(`${failing} with a failing build`);
+  if (review) bits.push(`${review} awaiting review`);
+  if (high) bits.push(`${high} high risk`);
+  els.prSummary.textContent = bits.join(" · ");
+}
+
+function prLink(repo, number) {
+  const key = prKey(repo ?? state.repo, number);
+  return cards.has(key) ? `#${cardId(repo ?? state.repo, number)}` : null;
+}
+
+function renderBuilds() {
+  if (!state.loaded) return;
+  const rows = buildRows(state.builds, { showRepo: !state.repo && state.repos.length > 1, prLink });
+  els.buildsBody.replaceChildren(...rows);
+  els.buildsTable.hidden = rows.length === 0;
+  els.buildsEmpty.hidden = rows.length !== 0;
+}
+
+function renderMetrics() {
+  if (!state.loaded) return;
+  const days = Number(state.metrics?.windowDays) || METRICS_DAYS;
+  els.windowLabel.textContent = `Last ${days} days${state.repo ? ` · ${state.repo}` : " · all repositories"}`;
+  els.metrics.replaceChildren(...metricCards(state.metrics));
+  els.chart.replaceChildren(...chartBlock(state.builds, days));
+}
+
+/** Relative times drift; refresh their text (no network). */
+function refreshTimes() {
+  for (const t of document.querySelectorAll("time[data-ts]")) {
+    const text = relativeTime(t.dataset.ts);
+    if (text && t.textContent !== text) t.textContent = text;
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+els.select.addEventListener("change", () => {
+  state.repo = els.select.value;
+  const url = new URL(window.location.href);
+  if (state.repo) url.searchParams.set("repo", state.repo);
+  else url.searchParams.delete("repo");
+  window.history.replaceState(null, "", url);
+  state.prs = new Map();
+  state.loaded = false;
+  renderPrs();
+  if (!state.authBlocked) live.start();
+  loadAll({});
+});
+
+let resolveReady;
+const ready = new Promise((resolve) => {
+  resolveReady = resolve;
+});
+
+// Hooks for browser tests and for poking at the page from devtools.
+window.flowlens = {
+  state,
+  ready,
+  reload: () => loadAll({}),
+  refreshBuilds,
+  get connection() {
+    return live.state;
+  },
+  get hasToken() {
+    return Boolean(getToken());
+  },
+  socket: live,
+};
+
+setInterval(refreshTimes, 30000);
+renderPrs();
+// REST and the socket start together: updates that land while the snapshot
+// loads are applied on top of it instead of being lost in between.
+live.start();
+loadAll({});

@@ -1,0 +1,141 @@
+// Build outcomes per day as a small stacked-bar SVG. Failed builds are hatched
+// and sit at the bottom of each bar, so the chart reads without colour.
+
+import { s } from "./dom.js";
+
+const W = 360;
+const H = 168;
+const PAD = { top: 12, right: 8, bottom: 30, left: 26 };
+
+let chartId = 0;
+
+/**
+ * @param {Array<{date: Date, success: number, failed: number, other: number, total: number}>} buckets
+ * @returns {SVGSVGElement}
+ */
+export function outcomeChart(buckets) {
+  const id = `chart-${++chartId}`;
+  const totals = buckets.reduce(
+    (acc, b) => ({
+      success: acc.success + b.success,
+      failed: acc.failed + b.failed,
+      other: acc.other + b.other,
+    }),
+    { success: 0, failed: 0, other: 0 },
+  );
+  const max = Math.max(1, ...buckets.map((b) => b.total));
+  const niceMax = max <= 4 ? max : Math.ceil(max / 2) * 2;
+  const plotW = W - PAD.left - PAD.right;
+  const plotH = H - PAD.top - PAD.bottom;
+  const slot = plotW / buckets.length;
+  const barW = Math.min(34, slot * 0.62);
+  const y = (v) => PAD.top + plotH - (v / niceMax) * plotH;
+
+  const weekday = new Intl.DateTimeFormat(undefined, { weekday: "short" });
+  const longDate = new Intl.DateTimeFormat(undefined, { weekday: "long", month: "short", day: "numeric" });
+
+  const describeDay = (b) =>
+    `${longDate.format(b.date)}: ${b.success} passed, ${b.failed} failed` +
+    (b.other ? `, ${b.other} queued or running` : "");
+
+  const svg = s("svg", {
+    class: "chart",
+    viewBox: `0 0 ${W} ${H}`,
+    role: "img",
+    "aria-labelledby": `${id}-title ${id}-desc`,
+    "data-testid": "builds-chart",
+  });
+  svg.append(
+    s("title", { id: `${id}-title`, text: "Build outcomes per day" }),
+    s(
+      "desc",
+      { id: `${id}-desc` },
+      `${totals.success} passed, ${totals.failed} failed, ${totals.other} queued or running over ${buckets.length} days. ` +
+        buckets.map(describeDay).join(". "),
+    ),
+    s(
+      "defs",
+      {},
+      s(
+        "pattern",
+        {
+          id: `${id}-hatch`,
+          width: 5,
+          height: 5,
+          patternUnits: "userSpaceOnUse",
+          patternTransform: "rotate(45)",
+        },
+        s("rect", { width: 5, height: 5, class: "hatch-bg" }),
+        s("line", { x1: 0, y1: 0, x2: 0, y2: 5, class: "hatch-line" }),
+      ),
+    ),
+  );
+
+  // Gridlines at 0, half and max.
+  const ticks = niceMax <= 1 ? [0, 1] : [0, niceMax / 2, niceMax];
+  const grid = s("g", { class: "grid", "aria-hidden": "true" });
+  for (const t of ticks) {
+    const ty = y(t);
+    grid.append(
+      s("line", { x1: PAD.left, x2: W - PAD.right, y1: ty, y2: ty }),
+      s("text", { x: PAD.left - 6, y: ty + 3.5, "text-anchor": "end", text: Number.isInteger(t) ? t : t.toFixed(1) }),
+    );
+  }
+  svg.append(grid);
+
+  const bars = s("g", { class: "bars" });
+  buckets.forEach((b, i) => {
+    const cx = PAD.left + slot * i + slot / 2;
+    const x = cx - barW / 2;
+    const g = s("g", { class: "day" });
+    g.append(s("title", { text: describeDay(b) }));
+    let base = 0;
+    const segment = (count, cls, extra = {}) => {
+      if (!count) return;
+      const top = y(base + count);
+      const height = y(base) - top;
+      g.append(s("rect", { x, y: top, width: barW, height: Math.max(1, height - 1), rx: 2, class: cls, ...extra }));
+      base += count;
+    };
+    segment(b.failed, "seg-failed", { fill: `url(#${id}-hatch)` });
+    segment(b.success, "seg-success");
+    segment(b.other, "seg-other");
+    if (b.total === 0) {
+      g.append(s("rect", { x, y: y(0) - 2, width: barW, height: 2, rx: 1, class: "seg-empty" }));
+    } else {
+      g.append(
+        s("text", { x: cx, y: y(b.total) - 3, "text-anchor": "middle", class: "count", text: b.total }),
+      );
+    }
+    g.append(
+      s("text", {
+        x: cx,
+        y: H - PAD.bottom + 16,
+        "text-anchor": "middle",
+        class: "axis",
+        text: weekday.format(b.date),
+      }),
+    );
+    bars.append(g);
+  });
+  svg.append(bars);
+  return svg;
+}
+
+/** Legend entries; the swatch is decorative, the words carry the meaning. */
+export function chartLegend(h) {
+  const item = (cls, label) =>
+    h(
+      "li",
+      {},
+      h("span", { class: `swatch ${cls}`, "aria-hidden": "true" }),
+      h("span", { text: label }),
+    );
+  return h(
+    "ul",
+    { class: "legend", "aria-label": "Chart legend" },
+    item("swatch-success", "Passed"),
+    item("swatch-failed", "Failed (hatched)"),
+    item("swatch-other", "Queued or running"),
+  );
+}

@@ -1,0 +1,167 @@
+// The live connection: one WebSocket, reconnected with exponential backoff
+// and jitter, reporting its state so the page can show it in words.
+
+import { backoffDelay } from "./format.js";
+
+// A socket that stayed open this long counts as healthy: the next drop starts
+// the backoff again from the shortest delay. A server that accepts and then
+// immediately closes keeps backing off instead.
+const STABLE_MS = 5000;
+// The API closes with 1008 when the token is missing or wrong.
+const POLICY_VIOLATION = 1008;
+
+export class LiveSocket {
+  /**
+   * @param {object} opts
+   * @param {() => string} opts.url             URL to connect to (read at each attempt)
+   * @param {(msg: object) => void} opts.onMessage
+   * @param {(state: object) => void} opts.onState  {state, retryInMs?, attempt}
+   * @param {(reconnect: boolean) => void} opts.onOpen  called each time a socket opens
+   * @param {() => Promise<void>} [opts.onAuthProblem]  called before retrying after a 1008 close
+   */
+  constructor({ url, onMessage, onState, onOpen, onAuthProblem }) {
+    this.url = url;
+    this.onMessage = onMessage;
+    this.onState = onState;
+    this.onOpen = onOpen;
+    this.onAuthProblem = onAuthProblem;
+    this.ws = null;
+    this.attempt = 0;
+    this.generation = 0;
+    this.everOpened = false;
+    this.timer = null;
+    this.ticker = null;
+    this.retryAt = 0;
+    this.state = "idle";
+    this.stopped = true;
+    window.addEventListener("online", () => {
+      if (!this.stopped && this.state !== "connected" && this.state !== "connecting") this.openNow();
+    });
+    window.addEventListener("offline", () => {
+      if (!this.stopped && this.state !== "connected") {
+        this.clearTimers();
+        this.setState("offline");
+      }
+    });
+  }
+
+  /** True while sitting out a backoff delay (or offline) before the next attempt. */
+  get waiting() {
+    return !this.stopped && this.ws === null;
+  }
+
+  /** (Re)subscribes from scratch: a new filter is a new subscription, not a reconnect. */
+  start() {
+    this.stop();
+    this.stopped = false;
+    this.everOpened = false;
+    this.attempt = 0;
+    this.openNow();
+  }
+
+  stop() {
+    this.stopped = true;
+    this.generation += 1;
+    this.clearTimers();
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      try {
+        ws.close(1000, "resubscribe");
+      } catch {
+        // already closing
+      }
+    }
+  }
+
+  clearTimers() {
+    clearTimeout(this.timer);
+    clearInterval(this.ticker);
+    this.timer = null;
+    this.ticker = null;
+  }
+
+  openNow() {
+    this.clearTimers();
+    if (this.ws) {
+      const old = this.ws;
+      this.ws = null;
+      try {
+        old.close(1000, "reconnect");
+      } catch {
+        // ignore
+      }
+    }
+    if (typeof navigator !== "undefined" && navigator.onLine === false) {
+      this.setState("offline");
+      return;
+    }
+    const generation = ++this.generation;
+    this.setState(this.everOpened ? "reconnecting" : "connecting", { retryInMs: 0 });
+    let ws;
+    try {
+      ws = new WebSocket(this.url());
+    } catch {
+      this.scheduleRetry();
+      return;
+    }
+    this.ws = ws;
+    let openedAt = 0;
+    ws.addEventListener("open", () => {
+      if (generation !== this.generation) return;
+      openedAt = Date.now();
+      const wasReconnect = this.everOpened;
+      this.everOpened = true;
+      this.setState("connected");
+      this.onOpen?.(wasReconnect);
+    });
+    ws.addEventListener("message", (event) => {
+      if (generation !== this.generation) return;
+      let msg;
+      try {
+        msg = JSON.parse(event.data);
+      } catch {
+        return; // not ours to interpret
+      }
+      this.onMessage(msg);
+    });
+    ws.addEventListener("close", (event) => {
+      if (generation !== this.generation || this.stopped) return;
+      this.ws = null;
+      if (openedAt && Date.now() - openedAt >= STABLE_MS) this.attempt = 0;
+      if (event.code === POLICY_VIOLATION && this.onAuthProblem) {
+        this.setState("auth");
+        Promise.resolve(this.onAuthProblem())
+          .catch(() => undefined)
+          .then(() => {
+            if (generation === this.generation && !this.stopped) this.scheduleRetry();
+          });
+        return;
+      }
+      this.scheduleRetry();
+    });
+    // "error" is always followed by "close", which does the work.
+  }
+
+  scheduleRetry() {
+    this.clearTimers();
+    if (typeof navigator !== "undefined" && navigator.onLine === false) {
+      this.setState("offline");
+      return;
+    }
+    const delay = backoffDelay(this.attempt);
+    this.attempt += 1;
+    this.retryAt = Date.now() + delay;
+    const tick = () => {
+      this.setState("reconnecting", { retryInMs: Math.max(0, this.retryAt - Date.now()) });
+    };
+    tick();
+    this.ticker = setInterval(tick, 1000);
+    this.timer = setTimeout(() => this.openNow(), delay);
+  }
+
+  setState(state, extra = {}) {
+    this.state = state;
+    this.onState({ state, attempt: this.attempt, ...extra });
+  }
+}
