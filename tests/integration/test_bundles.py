@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_terraform import FUNCTION_TARGETS, function_targets
+from tests.unit.test_terraform import FUNCTION_TARGETS, function_targets, locals_
 
 ROOT = Path(__file__).resolve().parents[2]
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
@@ -32,9 +32,16 @@ import flowlens, functions_framework, functions_framework.aio as aio
 target = sys.argv[1]
 assert flowlens.__file__.startswith(sys.prefix), ("flowlens leaked in from", flowlens.__file__)
 app = aio.create_asgi_app(target=target, source="main.py")
+# What the buildpack's `functions-framework --target` runs: the WSGI factory, which hands
+# an aio target to the ASGI one after main.py ran (and may then re-configure logging).
 auto = functions_framework.create_app(target=target, source="main.py")
+import logging
+root = logging.getLogger()
+disabled = [n for n, lg in root.manager.loggerDict.items()
+            if n.startswith("flowlens") and getattr(lg, "disabled", False)]
 print(json.dumps({"asgi": type(app).__name__, "auto": type(auto).__name__,
-                  "flowlens": flowlens.__file__}))
+                  "flowlens": flowlens.__file__, "level": logging.getLevelName(root.level),
+                  "handlers": [h.get_name() for h in root.handlers], "disabled": disabled}))
 """
 
 
@@ -141,7 +148,10 @@ def test_bundle_installs_and_loads(
         # Import-time settings only: nothing connects while the target loads.
         DATABASE_URL="postgresql://bundle:test@127.0.0.1:9/none",
         GITHUB_WEBHOOK_SECRET="bundle-test-secret",
-        LOG_FORMAT="text",
+        LOG_FORMAT="json",
+        LOG_LEVEL="INFO",
+        # The functions-framework switches Terraform sets (locals.tf).
+        **locals_()["functions_framework_env"],
     )
     loaded = subprocess.run(
         [str(python), "-c", LOADER, target],
@@ -156,6 +166,9 @@ def test_bundle_installs_and_loads(
     assert report["asgi"] == "Starlette"
     assert report["auto"] == "Starlette", "functions-framework did not detect the ASGI target"
     assert report["flowlens"].startswith(str(venv))
+    # flowlens' own logging survives the framework's start-up, as deployed.
+    assert report["level"] == "INFO" and "flowlens" in report["handlers"], report
+    assert report["disabled"] == [], report
 
     # A broken bundle fails the same check: a missing target, and a main.py that cannot import.
     missing = subprocess.run(

@@ -38,6 +38,9 @@ DEPLOYABLES: dict[str, tuple[type[Settings], set[str]]] = {
     "migrate": (Settings, {"DATABASE_URL"}),
 }
 FUNCTION_TARGETS = {"ingest": "ingest", "poller": "poll"}
+# Environment the functions get that is not a flowlens setting: functions-framework's own
+# switches (locals.tf explains LOG_EXECUTION_ID). Nothing else may bypass the settings class.
+FRAMEWORK_ENV = {"LOG_EXECUTION_ID"}
 _OPTIONS = SerializationOptions(
     strip_string_quotes=True, explicit_blocks=False, with_comments=False
 )
@@ -244,7 +247,9 @@ def test_deployables_wire_exactly_those_locals() -> None:
     functions = resources("google_cloudfunctions2_function")
     for name in ("ingest", "poller"):
         svc = one(functions[name]["service_config"])
-        assert svc["environment_variables"] == f"${{local.{name}_env}}"
+        assert svc["environment_variables"] == (
+            f"${{merge(local.{name}_env, local.functions_framework_env)}}"
+        )
         (secret_block,) = dynamic(svc, "secret_environment_variables")
         assert secret_block["for_each"] == f"${{local.{name}_secrets}}"
     api = one(one(resources("google_cloud_run_v2_service")["api"]["template"])["containers"])
@@ -260,6 +265,13 @@ def test_deployables_wire_exactly_those_locals() -> None:
     for name in ("ingest", "poller", "api"):
         expr = loc[f"{name}_secrets"]
         assert f"local.{name}_required_secrets" in expr and f"local.{name}_optional_secrets" in expr
+
+
+def test_functions_framework_env_is_only_its_own_switches() -> None:
+    framework = locals_()["functions_framework_env"]
+    assert set(framework) == FRAMEWORK_ENV
+    assert not FRAMEWORK_ENV & set(settings_fields()), "a framework switch shadows a setting"
+    assert framework["LOG_EXECUTION_ID"] == "false"
 
 
 def test_all_six_secrets_live_in_secret_manager() -> None:

@@ -118,6 +118,13 @@ resource "google_sql_database_instance" "db" {
     }
   }
 
+  lifecycle {
+    precondition {
+      condition     = local.db_connection_budget < var.db_max_connections - 3
+      error_message = "At full scale the deployables may open ${local.db_connection_budget} connections, but Cloud SQL allows ${var.db_max_connections} (3 are reserved): lower *_max_instances or *_db_pool_max, or raise db_max_connections (and db_tier)."
+    }
+  }
+
   depends_on = [google_service_networking_connection.psa]
 }
 

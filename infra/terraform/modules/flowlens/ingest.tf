@@ -35,7 +35,7 @@ resource "google_cloudfunctions2_function" "ingest" {
     max_instance_request_concurrency = var.ingest_concurrency
     vpc_connector                    = local.connector_id
     vpc_connector_egress_settings    = local.cloudsql ? "PRIVATE_RANGES_ONLY" : null
-    environment_variables            = local.ingest_env
+    environment_variables            = merge(local.ingest_env, local.functions_framework_env)
 
     dynamic "secret_environment_variables" {
       for_each = local.ingest_secrets

@@ -36,6 +36,14 @@ locals {
 
   cloudsql = var.database_mode == "cloudsql"
 
+  # functions-framework's own switch, not a flowlens setting. Cloud Run functions turns it on
+  # by default, and then functions-framework re-configures logging after main.py ran: root
+  # at WARNING, flowlens' handler dropped, every existing logger disabled. Off, flowlens'
+  # JSON lines (with their trace field) are the function's logs.
+  functions_framework_env = {
+    LOG_EXECUTION_ID = "false"
+  }
+
   # --- ingest: functions/ingest/main.py, target `ingest` (IngestSettings) ---
   ingest_env = {
     LOG_FORMAT  = "json"

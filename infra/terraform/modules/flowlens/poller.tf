@@ -35,7 +35,7 @@ resource "google_cloudfunctions2_function" "poller" {
     max_instance_request_concurrency = 1
     vpc_connector                    = local.connector_id
     vpc_connector_egress_settings    = local.cloudsql ? "PRIVATE_RANGES_ONLY" : null
-    environment_variables            = local.poller_env
+    environment_variables            = merge(local.poller_env, local.functions_framework_env)
 
     dynamic "secret_environment_variables" {
       for_each = local.poller_secrets

@@ -25,6 +25,17 @@ resource "google_storage_bucket" "functions" {
     }
   }
 
+  lifecycle_rule {
+    # Versioning guards against an accidental overwrite; old generations go after a week.
+    condition {
+      days_since_noncurrent_time = 7
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   depends_on = [google_project_service.api]
 }
 
