@@ -248,16 +248,19 @@ def test_deployables_wire_exactly_those_locals() -> None:
     for name in ("ingest", "poller"):
         svc = one(functions[name]["service_config"])
         assert svc["environment_variables"] == (
-            f"${{merge(local.{name}_env, local.functions_framework_env)}}"
+            f"${{merge(local.{name}_env, var.extra_env.{name}, local.functions_framework_env)}}"
         )
         (secret_block,) = dynamic(svc, "secret_environment_variables")
         assert secret_block["for_each"] == f"${{local.{name}_secrets}}"
     api = one(one(resources("google_cloud_run_v2_service")["api"]["template"])["containers"])
     job_template = one(one(resources("google_cloud_run_v2_job")["migrate"]["template"])["template"])
     job = one(job_template["containers"])
-    for name, container in (("api", api), ("migrate", job)):
+    for name, container, plain in (
+        ("api", api, "${merge(local.api_env, var.extra_env.api)}"),
+        ("migrate", job, "${local.migrate_env}"),
+    ):
         assert [d["for_each"] for d in dynamic(container, "env")] == [
-            f"${{local.{name}_env}}",
+            plain,
             f"${{local.{name}_secrets}}",
         ]
         assert "env" not in container, "plain env blocks bypass the checked locals"
@@ -265,6 +268,24 @@ def test_deployables_wire_exactly_those_locals() -> None:
     for name in ("ingest", "poller", "api"):
         expr = loc[f"{name}_secrets"]
         assert f"local.{name}_required_secrets" in expr and f"local.{name}_optional_secrets" in expr
+
+
+def test_extra_env_admits_only_tunable_non_secret_settings() -> None:
+    loc = locals_()
+    tunable = set(loc["tunable_settings"])
+    fields = settings_fields()
+    assert tunable <= set(fields), tunable - set(fields)
+    assert not any(is_secret(fields[n]) for n in tunable), "secrets go to Secret Manager"
+    for name in ("ingest", "poller", "api"):
+        assert not tunable & set(loc[f"{name}_env"]), f"{name}: extra_env may not override"
+    guarded = {
+        "ingest": resources("google_cloudfunctions2_function")["ingest"],
+        "poller": resources("google_cloudfunctions2_function")["poller"],
+        "api": resources("google_cloud_run_v2_service")["api"],
+    }
+    for name, resource in guarded.items():
+        conditions = [p["condition"] for p in one(resource["lifecycle"])["precondition"]]
+        assert f'${{local.extra_env_ok["{name}"]}}' in conditions, name
 
 
 def test_functions_framework_env_is_only_its_own_switches() -> None:
@@ -320,10 +341,9 @@ def test_poller_timeout_above_budget_and_bounded() -> None:
     assert (
         defaults["poller_timeout_seconds"]["default"] > defaults["poll_budget_seconds"]["default"]
     )
-    pre = one(
-        one(resources("google_cloudfunctions2_function")["poller"]["lifecycle"])["precondition"]
-    )
-    assert "var.poller_timeout_seconds > var.poll_budget_seconds" in pre["condition"]
+    lifecycle = one(resources("google_cloudfunctions2_function")["poller"]["lifecycle"])
+    conditions = " ".join(p["condition"] for p in lifecycle["precondition"])
+    assert "var.poller_timeout_seconds > var.poll_budget_seconds" in conditions
 
 
 def test_scheduler_every_minute_with_its_own_oidc_identity() -> None:

@@ -50,7 +50,7 @@ resource "google_cloud_run_v2_service" "api" {
       }
 
       dynamic "env" {
-        for_each = local.api_env
+        for_each = merge(local.api_env, var.extra_env.api)
         content {
           name  = env.key
           value = env.value
@@ -91,6 +91,11 @@ resource "google_cloud_run_v2_service" "api" {
 
   lifecycle {
     ignore_changes = [client, client_version]
+
+    precondition {
+      condition     = local.extra_env_ok["api"]
+      error_message = "extra_env.api may only set: ${join(", ", local.tunable_settings)}."
+    }
   }
 
   depends_on = [

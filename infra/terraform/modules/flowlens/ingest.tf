@@ -35,7 +35,7 @@ resource "google_cloudfunctions2_function" "ingest" {
     max_instance_request_concurrency = var.ingest_concurrency
     vpc_connector                    = local.connector_id
     vpc_connector_egress_settings    = local.cloudsql ? "PRIVATE_RANGES_ONLY" : null
-    environment_variables            = merge(local.ingest_env, local.functions_framework_env)
+    environment_variables            = merge(local.ingest_env, var.extra_env.ingest, local.functions_framework_env)
 
     dynamic "secret_environment_variables" {
       for_each = local.ingest_secrets
@@ -45,6 +45,13 @@ resource "google_cloudfunctions2_function" "ingest" {
         secret     = google_secret_manager_secret.secret[secret_environment_variables.value].secret_id
         version    = local.secret_version[secret_environment_variables.value]
       }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.extra_env_ok["ingest"]
+      error_message = "extra_env.ingest may only set: ${join(", ", local.tunable_settings)}."
     }
   }
 

@@ -89,6 +89,25 @@ locals {
   migrate_required_secrets = ["DATABASE_URL"]
   migrate_optional_secrets = []
 
+  # Settings an operator may add through var.extra_env: non-secret knobs with safe
+  # defaults that the module does not set itself. Each is a flowlens Settings field (the
+  # test checks); resources reject any other name with a precondition.
+  tunable_settings = [
+    "DB_POOL_MIN",
+    "LEASE_SECONDS",
+    "MAX_ATTEMPTS",
+    "POLL_BATCH_SIZE",
+    "FEED_WINDOW_SECONDS",
+    "FEED_POLL_SECONDS",
+    "WS_QUEUE_SIZE",
+    "GEMINI_TIMEOUT_SECONDS",
+    "GEMINI_MAX_ATTEMPTS",
+    "GITHUB_PATCH_MAX_BYTES",
+  ]
+  extra_env_ok = {
+    for d, m in var.extra_env : d => alltrue([for k in keys(m) : contains(local.tunable_settings, k)])
+  }
+
   # --- secrets ---
   secret_names          = ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN"]
   optional_secret_names = ["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN"]

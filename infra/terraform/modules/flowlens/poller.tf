@@ -35,7 +35,7 @@ resource "google_cloudfunctions2_function" "poller" {
     max_instance_request_concurrency = 1
     vpc_connector                    = local.connector_id
     vpc_connector_egress_settings    = local.cloudsql ? "PRIVATE_RANGES_ONLY" : null
-    environment_variables            = merge(local.poller_env, local.functions_framework_env)
+    environment_variables            = merge(local.poller_env, var.extra_env.poller, local.functions_framework_env)
 
     dynamic "secret_environment_variables" {
       for_each = local.poller_secrets
@@ -49,6 +49,10 @@ resource "google_cloudfunctions2_function" "poller" {
   }
 
   lifecycle {
+    precondition {
+      condition     = local.extra_env_ok["poller"]
+      error_message = "extra_env.poller may only set: ${join(", ", local.tunable_settings)}."
+    }
     precondition {
       condition     = var.poller_timeout_seconds > var.poll_budget_seconds + 30
       error_message = "poller_timeout_seconds must exceed poll_budget_seconds by more than 30 s (the last batch of AI calls)."

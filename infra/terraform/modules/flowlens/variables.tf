@@ -319,6 +319,24 @@ variable "feed_notify" {
   }
 }
 
+variable "extra_env" {
+  type = object({
+    ingest = optional(map(string), {})
+    poller = optional(map(string), {})
+    api    = optional(map(string), {})
+  })
+  description = "More non-secret flowlens settings per deployable, e.g. { poller = { LEASE_SECONDS = \"300\" } }. Only names in locals.tf's tunable_settings are accepted (a precondition checks)."
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for k in concat(keys(var.extra_env.ingest), keys(var.extra_env.poller), keys(var.extra_env.api)) :
+      can(regex("^[A-Z][A-Z0-9_]*$", k))
+    ])
+    error_message = "extra_env names are upper-case setting names such as LEASE_SECONDS."
+  }
+}
+
 # --- Ingest function -------------------------------------------------------------------------
 
 variable "ingest_min_instances" {
