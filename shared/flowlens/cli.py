@@ -1,4 +1,4 @@
-"""The `flowlens` command: dev, migrate, poll, replay, events."""
+"""The `flowlens` command: dev, migrate, poll, replay, sync, events."""
 
 from __future__ import annotations
 
@@ -127,6 +127,70 @@ def _replay(args: argparse.Namespace) -> int:
     return 1 if refused or not sent else 0
 
 
+def _sync(args: argparse.Namespace) -> int:
+    import json
+    import signal
+
+    from flowlens.db import Database
+    from flowlens.sync import SyncError, SyncScheduler, make_client, sync_once
+
+    settings = Settings.from_env()
+    logs.setup("sync", settings.log_format, settings.log_level)
+    repositories = args.repositories or settings.sync_repository_list
+    if not repositories:
+        print("flowlens: name owner/repo or set SYNC_REPOSITORIES", file=sys.stderr)
+        return 2
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    async def run() -> int:
+        db = Database(settings.dsn, min_size=0, max_size=4)
+        client = make_client(settings)
+        try:
+            if args.loop:
+                scheduler = SyncScheduler(
+                    db, settings, repositories, client=client, progress=progress
+                )
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                print(json.dumps((await scheduler.run(None, stop=stop)).as_dict()))
+                return 0
+            status = 0
+            since = args.since if args.since is not None else settings.sync_since_days
+            for repository in repositories:
+                try:
+                    result = await sync_once(
+                        db, client, repository, since_days=since, progress=progress,
+                        notify=settings.feed_notify,
+                    )  # fmt: skip
+                except SyncError as exc:
+                    print(f"flowlens: {repository}: {exc}", file=sys.stderr)
+                    status = 1
+                    continue
+                print(result.line(), flush=True)
+            return status
+        finally:
+            await client.aclose()
+            await db.close()
+
+    try:
+        return asyncio.run(run())
+    except SyncError as exc:
+        print(f"flowlens: {exc}", file=sys.stderr)
+        return 2
+
+
+def _positive_days(value: str) -> float:
+    days = float(value)
+    if days <= 0:
+        raise argparse.ArgumentTypeError("DAYS must be above 0")
+    return days
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="flowlens", description=__doc__)
@@ -148,6 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("poll", help="run the poller: scan for events and analyse new commits")
     p.add_argument("--once", action="store_true", help="one scan, then exit")
     p.set_defaults(func=_poll)
+
+    p = sub.add_parser(
+        "sync", help="pull recent pull requests, reviews and workflow runs from the GitHub API"
+    )
+    p.add_argument("repositories", nargs="*", metavar="OWNER/REPO",
+                   help="default: $SYNC_REPOSITORIES")  # fmt: skip
+    p.add_argument("--since", type=_positive_days, metavar="DAYS",
+                   help="how far back (default: $SYNC_SINCE_DAYS, 7)")  # fmt: skip
+    p.add_argument("--loop", action="store_true",
+                   help="keep syncing every $SYNC_INTERVAL_SECONDS (shared schedule)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_sync)
 
     p = sub.add_parser("events", help="inspect and requeue failed events")
     ev = p.add_subparsers(dest="events_command", required=True)

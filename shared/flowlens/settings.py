@@ -52,6 +52,32 @@ class Settings(BaseSettings):
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
     log_level: str = "INFO"
 
+    # Alerts (docs/ALERTS.md): sent by the poller's alert pass; no channel listed, no alerts.
+    alert_channels: str = Field(default="", pattern=r"^[a-z, ]*$")
+    alert_on: str = "build_failed"
+    alert_build_providers: str = "github_actions,ci,status"
+    alert_window_hours: float = Field(default=24.0, gt=0)
+    alert_max_attempts: int = Field(default=5, ge=1)
+    alert_retry_seconds: float = Field(default=30.0, ge=0)
+    alert_interval_seconds: float = Field(default=5.0, gt=0)
+    alert_timeout_seconds: float = Field(default=10.0, gt=0)
+    alert_slack_webhook_url: SecretStr | None = None
+    alert_email_to: str = ""
+    alert_email_from: str = "flowlens@localhost"
+    alert_email_transport: str = Field(default="smtp", pattern="^(smtp|ses)$")
+    alert_smtp_host: str = "localhost"
+    alert_smtp_port: int = Field(default=587, ge=1, le=65535)
+    alert_smtp_username: str | None = None
+    alert_smtp_password: SecretStr | None = None
+    alert_smtp_tls: str = Field(default="starttls", pattern="^(none|starttls|ssl)$")
+    alert_ses_region: str | None = None
+
+    # GitHub sync (docs/SYNC.md): `flowlens sync`, and on a schedule when repositories are listed.
+    sync_repositories: str = ""
+    sync_interval_seconds: float = Field(default=60.0, gt=0)
+    sync_since_days: float = Field(default=7.0, gt=0)
+    sync_max_wait_seconds: float = Field(default=300.0, ge=0)
+
     @classmethod
     def from_env(cls: type[_S], **overrides: Any) -> _S:
         """Load settings; a missing required or invalid value names the variable."""
@@ -85,6 +111,11 @@ class Settings(BaseSettings):
     def cors_origin_list(self) -> list[str]:
         """CORS_ORIGINS split on commas."""
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @cached_property
+    def sync_repository_list(self) -> list[str]:
+        """SYNC_REPOSITORIES split on commas."""
+        return [r.strip() for r in self.sync_repositories.split(",") if r.strip()]
 
     @property
     def dsn(self) -> str:

@@ -160,6 +160,18 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "created_at": _TS,
         "sent_at": _TS,
     },
+    "sync_state": {
+        "repository": "text",
+        "next_run_at": _TS,
+        "leased_until": _TS,
+        "lease_owner": "text",
+        "prs_cursor": _TS,
+        "runs_cursor": _TS,
+        "last_started_at": _TS,
+        "last_finished_at": _TS,
+        "last_error": "text",
+        "runs": "integer",
+    },
 }
 
 # The indexes the hot paths rely on.
@@ -172,4 +184,6 @@ EXPECTED_INDEXES: set[tuple[str, str]] = {
     ("builds", "builds_repo_created_idx"),
     ("insights", "insights_repository_id_pr_number_commit_sha_key"),
     ("change_feed", "change_feed_created_idx"),
+    ("builds", "builds_failed_updated_idx"),
+    ("insights", "insights_high_created_idx"),
 }

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
+from flowlens.alerts import AlertConfig, AlertDispatcher, build_channels
 from flowlens.db import Database
 from flowlens.insights.factory import make_analyser
 from flowlens.insights.github_files import GitHubFilesClient
 from flowlens.poller.worker import Poller, Summary
-from flowlens.settings import PollerSettings
+from flowlens.settings import ConfigError, PollerSettings
+from flowlens.sync import SyncError, SyncScheduler
 
 log = logging.getLogger("flowlens.poller")
 
@@ -33,13 +36,40 @@ class PollerService:
             )
         self.poller = Poller(self.db, settings, self.analyser, self.files)
         log.info("analyser: %s", getattr(self.analyser, "name", type(self.analyser).__name__))
+        # Extra duties beside event processing; each is off unless configured.
+        self.alerts = _alert_dispatcher(self.db, settings)
+        self.sync = _sync_scheduler(self.db, settings)
+
+    async def _duties(self, budget: float | None, stop: asyncio.Event | None) -> dict[str, Any]:
+        """Run the alert pass and the scheduled sync until budget/stop; their summaries."""
+        names: list[str] = []
+        jobs: list[Any] = []
+        if self.alerts is not None:
+            names.append("alerts")
+            jobs.append(self.alerts.run(budget, stop=stop))
+        if self.sync is not None:
+            names.append("sync")
+            jobs.append(self.sync.run(budget, stop=stop))
+        out: dict[str, Any] = {}
+        for name, result in zip(
+            names, await asyncio.gather(*jobs, return_exceptions=True), strict=True
+        ):
+            if isinstance(result, BaseException):
+                # A duty must never fail the invocation that processes events.
+                log.error("%s duty failed: %r", name, result)
+                out[name] = {"errors": [repr(result)[:300]]}
+            else:
+                out[name] = result.as_dict()
+        return out
 
     async def invoke(self, budget_seconds: float | None = None) -> dict[str, Any]:
         """One Cloud Scheduler invocation: scan until the budget is spent; a JSON summary."""
         budget = self.settings.poll_budget_seconds if budget_seconds is None else budget_seconds
-        summary = await self.poller.run(budget)
-        log.info("invocation done: %s", summary.as_dict())
-        return summary.as_dict()
+        summary, extra = await asyncio.gather(self.poller.run(budget), self._duties(budget, None))
+        result: dict[str, Any] = summary.as_dict()
+        result.update(extra)
+        log.info("invocation done: %s", result)
+        return result
 
     async def once(self) -> Summary:
         """A single scan."""
@@ -48,15 +78,53 @@ class PollerService:
     async def loop(self, stop: asyncio.Event) -> Summary:
         """Scan until stop is set (the CLI's `flowlens poll` and `make dev`)."""
         total = Summary()
-        while not stop.is_set():
-            total.add(await self.poller.run(3600.0, stop=stop))
+        duties = asyncio.create_task(self._duties(None, stop))
+        try:
+            while not stop.is_set():
+                total.add(await self.poller.run(3600.0, stop=stop))
+        finally:
+            if not stop.is_set():  # the scan loop died: its duties go with it
+                duties.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await duties
         return total
 
     async def close(self) -> None:
         """Release the pool and HTTP clients."""
+        if self.alerts is not None:
+            await self.alerts.aclose()
+        if self.sync is not None:
+            await self.sync.aclose()
         await self.db.close()
         if self.files is not None:
             await self.files.aclose()
         closer = getattr(self.analyser, "aclose", None)
         if closer is not None:
             await closer()
+
+
+def _alert_dispatcher(db: Database, settings: PollerSettings) -> AlertDispatcher | None:
+    """The alert pass when ALERT_CHANNELS names a channel; bad alert settings only disable it."""
+    try:
+        config = AlertConfig.from_settings(settings)
+    except ConfigError as exc:
+        log.error("alerts disabled: %s", exc)
+        return None
+    if not config.enabled:
+        return None
+    log.info("alerts on: %s via %s", ", ".join(config.channels), settings.alert_email_transport)
+    return AlertDispatcher(db, config, build_channels(settings, config))
+
+
+def _sync_scheduler(db: Database, settings: PollerSettings) -> SyncScheduler | None:
+    """The scheduled sync when SYNC_REPOSITORIES lists repositories."""
+    repositories = settings.sync_repository_list
+    if not repositories:
+        return None
+    try:
+        scheduler = SyncScheduler(db, settings, repositories)
+    except SyncError as exc:
+        log.error("scheduled sync disabled: %s", exc)
+        return None
+    log.info("scheduled sync of %s", ", ".join(repositories))
+    return scheduler

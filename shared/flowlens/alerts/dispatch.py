@@ -1,0 +1,211 @@
+"""The alert pass: find new subjects, claim due alerts, send each, record the outcome.
+
+It runs beside event processing (the poller's extra duty), never inside it: a slow or
+broken channel delays nothing but its own alerts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from flowlens.alerts.channels import Channel, ChannelError
+from flowlens.alerts.config import AlertConfig
+from flowlens.alerts.message import Alert, build_alert, insight_alert
+from flowlens.db import Database
+
+log = logging.getLogger("flowlens.alerts")
+
+# The longest pause between two attempts of one alert, however many failed before.
+MAX_RETRY_DELAY = 3600.0
+
+
+@dataclass
+class AlertSummary:
+    """What alert passes did (part of the poller's JSON summary)."""
+
+    passes: int = 0
+    enqueued: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: AlertSummary) -> None:
+        for name in ("passes", "enqueued", "sent", "retried", "failed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AlertDispatcher:
+    """Turns failed builds and high-risk insights into alert_history rows and sends them."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: AlertConfig,
+        channels: list[Channel],
+        *,
+        batch_size: int = 50,
+        concurrency: int = 8,
+        jitter: Callable[[], float] = lambda: random.uniform(0.75, 1.25),
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.channels = {c.name: c for c in channels}
+        self.batch_size = batch_size
+        self._slots = asyncio.Semaphore(concurrency)
+        self._jitter = jitter
+        # A send may take a connect and a transfer; the lease must outlast both.
+        self.send_timeout = config.timeout_seconds * 3
+        self.lease_seconds = self.send_timeout + 30.0
+
+    def retry_delay(self, attempts: int, hint: float | None = None) -> float:
+        """Backoff with jitter after `attempts` failures (at least the server's hint)."""
+        base = self.config.retry_seconds * 2.0 ** max(0, attempts - 1)
+        delay = min(MAX_RETRY_DELAY, base * self._jitter())
+        return max(delay, min(hint, MAX_RETRY_DELAY)) if hint is not None else delay
+
+    async def enqueue(self) -> int:
+        """Insert a pending row per (new subject, channel); returns how many."""
+        names = list(self.channels)
+        if not names:
+            return 0
+        count = 0
+        async with self.db.transaction() as tx:
+            if self.config.on_build_failed:
+                rows = await tx.all(
+                    "enqueue_build_alerts",
+                    channels=names,
+                    window_seconds=self.config.window_seconds,
+                    providers=list(self.config.build_providers),
+                )
+                count += len(rows)
+            if self.config.on_high_risk:
+                rows = await tx.all(
+                    "enqueue_insight_alerts",
+                    channels=names,
+                    window_seconds=self.config.window_seconds,
+                )
+                count += len(rows)
+        return count
+
+    async def pass_once(self) -> AlertSummary:
+        """One pass: enqueue new subjects, then send what is due."""
+        summary = AlertSummary(passes=1)
+        summary.enqueued = await self.enqueue()
+        async with self.db.transaction() as tx:
+            claims = await tx.all(
+                "claim_alerts",
+                channels=list(self.channels),
+                lease_seconds=self.lease_seconds,
+                limit=self.batch_size,
+            )
+        if not claims:
+            return summary
+        alerts = await self._load(claims)
+        outcomes = await asyncio.gather(*(self._deliver(c, alerts) for c in claims))
+        for outcome, error in outcomes:
+            setattr(summary, outcome, getattr(summary, outcome) + 1)
+            if error and len(summary.errors) < 20:
+                summary.errors.append(error)
+        return summary
+
+    async def _load(self, claims: list[dict[str, Any]]) -> dict[tuple[str, int], Alert]:
+        """The alert of every claimed subject, keyed by (kind, id)."""
+        out: dict[tuple[str, int], Alert] = {}
+        build_ids = sorted({c["subject_id"] for c in claims if c["subject_kind"] == "build"})
+        insight_ids = sorted({c["subject_id"] for c in claims if c["subject_kind"] == "insight"})
+        async with self.db.transaction() as tx:
+            if build_ids:
+                for row in await tx.all("build_alert_subjects", ids=build_ids):
+                    out[("build", row["id"])] = build_alert(row)
+            if insight_ids:
+                for row in await tx.all("insight_alert_subjects", ids=insight_ids):
+                    out[("insight", row["id"])] = insight_alert(row)
+        return out
+
+    async def _deliver(
+        self, claim: dict[str, Any], alerts: dict[tuple[str, int], Alert]
+    ) -> tuple[str, str | None]:
+        """Send one claimed alert and record what happened: (sent|retried|failed, error)."""
+        alert = alerts.get((claim["subject_kind"], claim["subject_id"]))
+        channel = self.channels.get(claim["channel"])
+        where = f"{claim['channel']} {claim['subject_kind']}:{claim['subject_id']}"
+        if alert is None or channel is None:
+            error = "subject no longer exists" if alert is None else "channel not configured"
+            await self._record("alert_failed", id=claim["id"], error=error)
+            return "failed", f"{where}: {error}"
+        hint: float | None = None
+        try:
+            async with self._slots:
+                await asyncio.wait_for(channel.send(alert), timeout=self.send_timeout)
+        except ChannelError as exc:
+            error, permanent, hint = str(exc), exc.permanent, exc.retry_after
+        except TimeoutError:
+            error, permanent = f"{claim['channel']}: timed out after {self.send_timeout:g}s", False
+        except Exception as exc:  # a bug in one channel must not stop the others
+            log.exception("alert channel %s raised", claim["channel"])
+            error, permanent = f"{claim['channel']}: {type(exc).__name__}: {exc}"[:300], False
+        else:
+            await self._record("alert_sent", id=claim["id"])
+            log.info("alert sent: %s", where, extra={"repository": alert.repository})
+            return "sent", None
+        attempts = int(claim["attempts"])
+        if permanent or attempts >= self.config.max_attempts:
+            await self._record("alert_failed", id=claim["id"], error=error)
+            log.error("alert failed for good (%d attempts): %s: %s", attempts, where, error)
+            return "failed", f"{where}: {error}"
+        delay = self.retry_delay(attempts, hint)
+        await self._record("alert_retry", id=claim["id"], error=error, delay_seconds=delay)
+        log.warning("alert send failed, retry in %.0fs: %s: %s", delay, where, error)
+        return "retried", f"{where}: {error}"
+
+    async def _record(self, query: str, **params: Any) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(query, **params)
+
+    async def run(
+        self, budget_seconds: float | None = None, *, stop: asyncio.Event | None = None
+    ) -> AlertSummary:
+        """Pass every ALERT_INTERVAL_SECONDS until the budget is spent or stop is set."""
+        started = time.monotonic()
+        total = AlertSummary()
+        interval = self.config.interval_seconds
+        while True:
+            try:
+                total.add(await self.pass_once())
+            except Exception as exc:  # the database may be down for a moment; try next pass
+                log.exception("alert pass failed")
+                if len(total.errors) < 20:
+                    total.errors.append(f"alert pass failed: {exc}"[:300])
+            if stop is not None and stop.is_set():
+                break
+            elapsed = time.monotonic() - started
+            if budget_seconds is not None and elapsed + interval > budget_seconds:
+                break
+            if stop is None:
+                await asyncio.sleep(interval)
+                continue
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+                break
+            except TimeoutError:
+                pass
+        return total
+
+    async def aclose(self) -> None:
+        """Close every channel."""
+        for channel in self.channels.values():
+            try:
+                await channel.aclose()
+            except Exception:  # closing is best effort
+                log.exception("closing alert channel %s", channel.name)

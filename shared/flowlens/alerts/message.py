@@ -1,0 +1,135 @@
+"""What an alert says: built from a stored build or insight row, rendered per channel (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def format_duration(seconds: float | None) -> str:
+    """3725.0 -> '1h 2m 5s'; unknown -> 'unknown'."""
+    if seconds is None:
+        return "unknown"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m {secs}s"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def _slack_escape(text: str) -> str:
+    # Slack's mrkdwn treats these three as control characters (links, mentions).
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert, independent of the channel that carries it."""
+
+    kind: str  # build_failed | high_risk
+    headline: str
+    repository: str
+    link: str | None
+    # (label, value) lines every channel shows, in order.
+    facts: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    detail: str | None = None
+
+    def text(self) -> str:
+        """Plain text: the headline, one 'Label: value' line per fact, the link."""
+        lines = [self.headline, ""]
+        lines += [f"{label}: {value}" for label, value in self.facts]
+        if self.detail:
+            lines += ["", self.detail]
+        if self.link:
+            lines += ["", f"Link: {self.link}"]
+        return "\n".join(lines)
+
+    def email_subject(self) -> str:
+        """A subject line (no newlines: header injection is not possible from PR text)."""
+        subject = f"[FlowLens] {self.headline}"
+        return " ".join(subject.split())[:200]
+
+    def slack_payload(self) -> dict[str, Any]:
+        """An incoming-webhook body: a fallback `text` and one section block."""
+        lines = [f"*{_slack_escape(self.headline)}*"]
+        lines += [
+            f"*{_slack_escape(label)}:* {_slack_escape(value)}" for label, value in self.facts
+        ]
+        if self.detail:
+            lines.append(_slack_escape(self.detail))
+        if self.link:
+            lines.append(f"<{self.link}|Open on GitHub>")
+        return {
+            "text": _slack_escape(self.headline),
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}],
+        }
+
+
+def _short(sha: str | None) -> str:
+    return sha[:7] if sha else "unknown"
+
+
+def build_alert(row: dict[str, Any]) -> Alert:
+    """The alert of a failed build row (build_alert_subjects)."""
+    repository = str(row["repository"])
+    workflow = str(row.get("workflow_name") or row.get("provider") or "build")
+    where: tuple[str, str]
+    if row.get("pr_number") is not None:
+        title = f" {row['pr_title']}" if row.get("pr_title") else ""
+        where = ("Pull request", f"#{row['pr_number']}{title}")
+        headline_where = f"#{row['pr_number']}"
+    else:
+        where = ("Branch", str(row.get("branch") or "unknown"))
+        headline_where = str(row.get("branch") or "")
+    facts: list[tuple[str, str]] = [("Repository", repository), where]
+    if row.get("pr_number") is not None and row.get("branch"):
+        facts.append(("Branch", str(row["branch"])))
+    facts += [
+        ("Commit", _short(row.get("commit_sha"))),
+        ("Workflow", workflow),
+        ("Conclusion", str(row.get("conclusion") or row.get("status") or "failed")),
+        ("Duration", format_duration(row.get("duration_seconds"))),
+    ]
+    if row.get("triggered_by"):
+        facts.append(("Triggered by", str(row["triggered_by"])))
+    link = row.get("url") or row.get("pr_url") or row.get("repository_url")
+    headline = f"Build failed: {repository} {headline_where} {workflow}".replace("  ", " ")
+    return Alert(
+        kind="build_failed",
+        headline=headline.strip(),
+        repository=repository,
+        link=str(link) if link else None,
+        facts=tuple(facts),
+    )
+
+
+def insight_alert(row: dict[str, Any]) -> Alert:
+    """The alert of a high-risk insight row (insight_alert_subjects)."""
+    repository = str(row["repository"])
+    title = f" {row['pr_title']}" if row.get("pr_title") else ""
+    facts: list[tuple[str, str]] = [
+        ("Repository", repository),
+        ("Pull request", f"#{row['pr_number']}{title}"),
+    ]
+    if row.get("branch"):
+        facts.append(("Branch", str(row["branch"])))
+    facts += [
+        ("Commit", _short(row.get("commit_sha"))),
+        ("Risk", f"{row.get('risk_level')} (confidence {float(row['confidence_score']):.2f})"),
+        ("Model", str(row.get("model") or "")),
+    ]
+    detail = str(row.get("summary") or "")
+    if row.get("recommendation"):
+        detail += f"\nRecommendation: {row['recommendation']}"
+    link = row.get("pr_url") or row.get("repository_url")
+    return Alert(
+        kind="high_risk",
+        headline=f"High-risk change: {repository} #{row['pr_number']}",
+        repository=repository,
+        link=str(link) if link else None,
+        facts=tuple(facts),
+        detail=detail.strip() or None,
+    )

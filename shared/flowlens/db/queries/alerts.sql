@@ -1,0 +1,103 @@
+-- Alerts: one row per (subject, channel) in alert_history, ever; the row carries the retries.
+
+-- name: enqueue_build_alerts
+-- Failed builds of the recent window that a channel has not been told about yet. Both the row's
+-- own change time and the build's time must be recent: a sync that writes old failures now
+-- (or alerts switched on over an old database) must not page anyone.
+INSERT INTO alert_history (subject_kind, subject_id, channel, status)
+SELECT 'build', b.id, c.channel, 'pending'
+FROM builds b
+CROSS JOIN unnest(%(channels)s::text[]) AS c (channel)
+WHERE b.status = 'failed'
+  AND b.updated_at > now() - make_interval(secs => %(window_seconds)s::float8)
+  AND COALESCE(b.finished_at, b.source_updated_at, b.updated_at)
+      > now() - make_interval(secs => %(window_seconds)s::float8)
+  AND b.provider = ANY(%(providers)s::text[])
+  AND NOT EXISTS (
+      SELECT 1 FROM alert_history a
+      WHERE a.subject_kind = 'build' AND a.subject_id = b.id AND a.channel = c.channel
+  )
+ON CONFLICT (subject_kind, subject_id, channel) DO NOTHING
+RETURNING id;
+
+-- name: enqueue_insight_alerts
+INSERT INTO alert_history (subject_kind, subject_id, channel, status)
+SELECT 'insight', i.id, c.channel, 'pending'
+FROM insights i
+CROSS JOIN unnest(%(channels)s::text[]) AS c (channel)
+WHERE i.risk_level = 'high'
+  AND i.created_at > now() - make_interval(secs => %(window_seconds)s::float8)
+  AND NOT EXISTS (
+      SELECT 1 FROM alert_history a
+      WHERE a.subject_kind = 'insight' AND a.subject_id = i.id AND a.channel = c.channel
+  )
+ON CONFLICT (subject_kind, subject_id, channel) DO NOTHING
+RETURNING id;
+
+-- name: claim_alerts
+-- A lease (next_attempt_at pushed past the send's timeout), committed at once: two pollers never
+-- send one alert at the same time, and a poller killed mid-send leaves it to the next pass.
+UPDATE alert_history SET
+    attempts = attempts + 1,
+    next_attempt_at = now() + make_interval(secs => %(lease_seconds)s::float8)
+WHERE id IN (
+    SELECT id FROM alert_history
+    WHERE status = 'pending' AND next_attempt_at <= now()
+      AND channel = ANY(%(channels)s::text[])
+    ORDER BY next_attempt_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, subject_kind, subject_id, channel, attempts;
+
+-- name: alert_sent
+UPDATE alert_history SET status = 'sent', sent_at = now(), last_error = NULL
+WHERE id = %(id)s AND status = 'pending';
+
+-- name: alert_retry
+UPDATE alert_history SET
+    next_attempt_at = now() + make_interval(secs => %(delay_seconds)s::float8),
+    last_error = %(error)s
+WHERE id = %(id)s AND status = 'pending';
+
+-- name: alert_failed
+UPDATE alert_history SET status = 'failed', last_error = %(error)s
+WHERE id = %(id)s AND status = 'pending';
+
+-- name: build_alert_subjects
+-- The build with its repository and the pull request it belongs to (by number, else head sha).
+SELECT b.id, b.provider, b.external_id, b.workflow_name, b.status, b.conclusion, b.branch,
+       b.commit_sha, b.triggered_by, b.url, b.started_at, b.finished_at, b.duration_seconds,
+       r.full_name AS repository, r.html_url AS repository_url,
+       p.number AS pr_number, p.title AS pr_title, p.html_url AS pr_url
+FROM builds b
+JOIN repositories r ON r.id = b.repository_id
+LEFT JOIN LATERAL (
+    SELECT pr.number, pr.title, pr.html_url FROM pull_requests pr
+    WHERE pr.repository_id = b.repository_id
+      AND (pr.number = b.pr_number OR (b.pr_number IS NULL AND pr.head_sha = b.commit_sha))
+    ORDER BY pr.gh_updated_at DESC NULLS LAST
+    LIMIT 1
+) p ON TRUE
+WHERE b.id = ANY(%(ids)s::bigint[]);
+
+-- name: insight_alert_subjects
+SELECT i.id, i.pr_number, i.commit_sha, i.risk_level, i.summary, i.recommendation,
+       i.confidence_score, i.model, i.key_changes,
+       r.full_name AS repository, r.html_url AS repository_url,
+       p.title AS pr_title, p.html_url AS pr_url, p.head_ref AS branch
+FROM insights i
+JOIN repositories r ON r.id = i.repository_id
+LEFT JOIN pull_requests p ON p.id = i.pull_request_id
+WHERE i.id = ANY(%(ids)s::bigint[]);
+
+-- name: alert_history_list
+SELECT id, subject_kind, subject_id, channel, status, attempts, next_attempt_at, last_error,
+       created_at, sent_at
+FROM alert_history
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: alert_make_due
+-- Tests and operators: retry a pending alert now rather than after its backoff.
+UPDATE alert_history SET next_attempt_at = now() WHERE status = 'pending';

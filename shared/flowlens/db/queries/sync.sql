@@ -1,0 +1,104 @@
+-- GitHub sync: what the sync needs to know about stored state, and the shared schedule.
+
+-- name: sync_delivery_seen
+-- A synthetic delivery id already recorded: that object version is in the database.
+SELECT 1 AS seen FROM raw_events WHERE delivery_id = %(delivery_id)s;
+
+-- name: sync_pr_state
+-- The stored pull request the sync compares a fresh REST object with (to name the action).
+SELECT p.head_sha, p.title, p.body, p.base_ref, p.is_draft, p.state, p.source_updated_at
+FROM pull_requests p
+JOIN repositories r ON r.id = p.repository_id
+WHERE r.full_name = %(repository)s AND p.number = %(number)s;
+
+-- name: sync_state_ensure
+INSERT INTO sync_state (repository) VALUES (%(repository)s)
+ON CONFLICT (repository) DO NOTHING;
+
+-- name: sync_state_get
+SELECT * FROM sync_state WHERE repository = %(repository)s;
+
+-- name: sync_claim
+-- A due repository nobody holds: the conditional UPDATE lets exactly one process win it.
+UPDATE sync_state SET
+    leased_until = now() + make_interval(secs => %(lease_seconds)s::float8),
+    lease_owner = %(owner)s,
+    last_started_at = now()
+WHERE repository = %(repository)s
+  AND next_run_at <= now()
+  AND (leased_until IS NULL OR leased_until < now())
+RETURNING *;
+
+-- name: sync_finish
+-- Cursors move forward only, and only when this walk reached back to where the last one ended
+-- (a short one-off `--since 1` must not make the schedule skip older changes).
+UPDATE sync_state SET
+    leased_until = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE leased_until END,
+    lease_owner = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE lease_owner END,
+    next_run_at = CASE WHEN %(schedule)s::bool
+                       THEN now() + make_interval(secs => %(next_in_seconds)s::float8)
+                       ELSE next_run_at END,
+    prs_cursor = CASE
+        WHEN %(prs_cursor)s::timestamptz IS NULL THEN prs_cursor
+        WHEN prs_cursor IS NULL OR %(prs_from)s::timestamptz <= prs_cursor
+            THEN GREATEST(prs_cursor, %(prs_cursor)s::timestamptz)
+        ELSE prs_cursor END,
+    runs_cursor = CASE
+        WHEN %(runs_cursor)s::timestamptz IS NULL THEN runs_cursor
+        WHEN runs_cursor IS NULL OR %(runs_from)s::timestamptz <= runs_cursor
+            THEN GREATEST(runs_cursor, %(runs_cursor)s::timestamptz)
+        ELSE runs_cursor END,
+    last_finished_at = now(),
+    last_error = NULL,
+    runs = runs + 1
+WHERE repository = %(repository)s;
+
+-- name: sync_fail
+UPDATE sync_state SET
+    leased_until = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE leased_until END,
+    lease_owner = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE lease_owner END,
+    next_run_at = CASE WHEN %(schedule)s::bool
+                       THEN now() + make_interval(secs => %(next_in_seconds)s::float8)
+                       ELSE next_run_at END,
+    last_error = %(error)s,
+    runs = runs + 1
+WHERE repository = %(repository)s;
+
+-- name: sync_next_due
+-- Seconds until the earliest of these repositories is due (0 when one is due now).
+SELECT GREATEST(0, EXTRACT(EPOCH FROM min(GREATEST(next_run_at, COALESCE(leased_until, next_run_at)))
+                                       - now()))::float8 AS seconds
+FROM sync_state WHERE repository = ANY(%(repositories)s::text[]);
+
+-- name: sync_snapshot_repository
+-- Tests and operators: what the sync (or webhooks) left for one repository.
+SELECT * FROM repositories WHERE full_name = %(repository)s;
+
+-- name: sync_snapshot_pull_requests
+SELECT p.* FROM pull_requests p
+JOIN repositories r ON r.id = p.repository_id
+WHERE r.full_name = %(repository)s
+ORDER BY p.number;
+
+-- name: sync_snapshot_reviews
+SELECT p.number, v.review_id, v.reviewer, v.state, v.commit_sha, v.submitted_at
+FROM reviews v
+JOIN pull_requests p ON p.id = v.pull_request_id
+JOIN repositories r ON r.id = p.repository_id
+WHERE r.full_name = %(repository)s
+ORDER BY p.number, v.review_id;
+
+-- name: sync_snapshot_analysis
+-- The (PR, head) pairs queued for analysis: what the poller would analyse.
+SELECT DISTINCT pr_number, head_sha FROM raw_events
+WHERE repository = %(repository)s AND needs_analysis
+ORDER BY pr_number, head_sha;
+
+-- name: sync_snapshot_deliveries
+SELECT delivery_id, event, action FROM raw_events
+WHERE delivery_id LIKE 'sync:%%'
+ORDER BY id;
+
+-- name: sync_make_due
+-- Operators and tests: sync this repository at the next chance rather than at next_run_at.
+UPDATE sync_state SET next_run_at = now() WHERE repository = %(repository)s;

@@ -1,0 +1,25 @@
+"""GitHub sync: pull requests, reviews and workflow runs from the REST API, as webhooks would."""
+
+from flowlens.sync.client import (
+    DeadlineReached,
+    ETagCache,
+    GitHubSyncClient,
+    RateLimited,
+    SyncError,
+)
+from flowlens.sync.runner import RepositorySync, SyncResult
+from flowlens.sync.schedule import SyncScheduler, SyncSummary, make_client, sync_once
+
+__all__ = [
+    "DeadlineReached",
+    "ETagCache",
+    "GitHubSyncClient",
+    "RateLimited",
+    "RepositorySync",
+    "SyncError",
+    "SyncResult",
+    "SyncScheduler",
+    "SyncSummary",
+    "make_client",
+    "sync_once",
+]

@@ -1,0 +1,216 @@
+"""One sync of one repository: runs, then pull requests with their reviews, as deliveries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from flowlens.db import Database
+from flowlens.github.parse import ts
+from flowlens.ingest.store import Outcome, record_delivery
+from flowlens.sync import payloads
+from flowlens.sync.client import GitHubSyncClient, SyncError
+
+log = logging.getLogger("flowlens.sync")
+
+REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+PER_PAGE = 100
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SyncResult:
+    """What one sync of one repository did."""
+
+    repository: str
+    complete: bool = False
+    pull_requests: int = 0  # in the window
+    pull_requests_synced: int = 0  # fetched and written (the rest were already stored)
+    reviews: int = 0
+    runs: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    pages: int = 0
+    requests: int = 0
+    not_modified: int = 0
+    error: str | None = None
+    prs_cursor: datetime | None = None
+    runs_cursor: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("prs_cursor", "runs_cursor"):
+            out[key] = out[key].isoformat() if out[key] else None
+        return out
+
+    def line(self) -> str:
+        """One human line for the CLI."""
+        state = "done" if self.complete else f"incomplete: {self.error}"
+        return (
+            f"{self.repository}: {state}; {self.pull_requests} pull request(s) in window, "
+            f"{self.pull_requests_synced} synced, {self.reviews} review(s), {self.runs} run(s); "
+            f"{self.accepted} new delivery(ies), {self.duplicates} already stored; "
+            f"{self.requests} request(s), {self.not_modified} not modified"
+        )
+
+
+def check_repository(name: str) -> str:
+    """owner/name, or a SyncError."""
+    if not REPOSITORY.match(name):
+        raise SyncError(f"sync: bad repository name {name!r} (want owner/name)", retryable=False)
+    return name
+
+
+class RepositorySync:
+    """Syncs one repository through the webhook code path."""
+
+    def __init__(
+        self,
+        db: Database,
+        client: GitHubSyncClient,
+        repository: str,
+        *,
+        progress: Progress | None = None,
+        notify: bool = True,
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.repository = check_repository(repository)
+        self.progress = progress or (lambda line: None)
+        self.notify = notify
+        self.result = SyncResult(repository=repository)
+        self._repo: dict[str, Any] = {}
+
+    async def run(self, *, prs_since: datetime, runs_since: datetime) -> SyncResult:
+        """Sync runs created and pull requests updated since the given times."""
+        requests_before = self.client.stats.requests
+        not_modified_before = self.client.stats.not_modified
+        try:
+            repo, _ = await self.client.get_json(self.client.url(f"/repos/{self.repository}"))
+            if not isinstance(repo, dict) or not repo.get("full_name"):
+                raise SyncError(f"github: no repository object for {self.repository}")
+            self._repo = repo
+            # Runs first: a pull request written afterwards derives its build state from every
+            # build of its head, whatever order GitHub would have delivered them in.
+            await self._runs(runs_since)
+            await self._pulls(prs_since)
+            self.result.complete = True
+        except SyncError as exc:
+            self.result.error = str(exc)
+            raise
+        finally:
+            self.result.requests = self.client.stats.requests - requests_before
+            self.result.not_modified = self.client.stats.not_modified - not_modified_before
+        return self.result
+
+    async def _record(self, delivery_id: str, event: str, payload: dict[str, Any]) -> None:
+        outcome = await record_delivery(
+            self.db, delivery_id, event, payload, json.dumps(payload), notify=self.notify
+        )
+        if outcome == Outcome.DUPLICATE:
+            self.result.duplicates += 1
+        else:
+            self.result.accepted += 1
+
+    async def _runs(self, since: datetime) -> None:
+        url = self.client.url(f"/repos/{self.repository}/actions/runs?per_page={PER_PAGE}")
+        newest: datetime | None = None
+        oldest_unfinished: datetime | None = None
+        async for page in self.client.pages(url, items_key="workflow_runs"):
+            self.result.pages += 1
+            reached_end = False
+            taken = 0
+            for run in page.items:
+                created = ts(run.get("created_at"))
+                if created is None or created < since:
+                    reached_end = True
+                    continue
+                taken += 1
+                newest = created if newest is None or created > newest else newest
+                if run.get("status") != "completed" and (
+                    oldest_unfinished is None or created < oldest_unfinished
+                ):
+                    oldest_unfinished = created
+                payload = payloads.workflow_run_payload(run, self._repo)
+                await self._record(payloads.run_delivery_id(run), "workflow_run", payload)
+            self.result.runs += taken
+            self.progress(
+                f"{self.repository}: runs page {page.number}: {taken} in window"
+                + (" (not modified)" if page.not_modified else "")
+                + f", {self.result.runs} so far"
+            )
+            if reached_end:
+                break
+        # Next time, list again from the oldest run that had not finished (it will change).
+        self.result.runs_cursor = (
+            min(oldest_unfinished, newest) if oldest_unfinished and newest else newest
+        )
+
+    async def _pulls(self, since: datetime) -> None:
+        url = self.client.url(
+            f"/repos/{self.repository}/pulls?state=all&sort=updated&direction=desc"
+            f"&per_page={PER_PAGE}"
+        )
+        async for page in self.client.pages(url):
+            self.result.pages += 1
+            reached_end = False
+            for item in page.items:
+                updated = ts(item.get("updated_at"))
+                if updated is None or updated < since:
+                    # Sorted by updated_at, newest first: the rest of the list is older still.
+                    reached_end = True
+                    break
+                if self.result.prs_cursor is None or updated > self.result.prs_cursor:
+                    self.result.prs_cursor = updated
+                self.result.pull_requests += 1
+                await self._pull(item, updated)
+            self.progress(
+                f"{self.repository}: pulls page {page.number}"
+                + (" (not modified)" if page.not_modified else "")
+                + f": {self.result.pull_requests} pull request(s) in window, "
+                f"{self.result.pull_requests_synced} synced"
+            )
+            if reached_end:
+                break
+
+    async def _pull(self, item: dict[str, Any], updated: datetime) -> None:
+        """One pull request: skipped when this version is stored, else detail + reviews + PR."""
+        number = int(item["number"])
+        async with self.db.transaction() as tx:
+            seen = await tx.value("sync_delivery_seen", delivery_id=payloads.pr_delivery_id(item))
+            stored = await tx.one(
+                "sync_pr_state", repository=self._repo["full_name"], number=number
+            )
+        stored_at = stored.get("source_updated_at") if stored else None
+        if seen or (stored_at is not None and stored_at > updated):
+            return
+        base = f"/repos/{self.repository}/pulls/{number}"
+        # The list's objects lack the counts (additions, deletions, changed_files) webhooks carry.
+        pr, _ = await self.client.get_json(self.client.url(base))
+        if not isinstance(pr, dict) or pr.get("number") != number:
+            raise SyncError(f"github: unexpected pull request object for #{number}")
+        reviews: list[dict[str, Any]] = []
+        async for page in self.client.pages(self.client.url(f"{base}/reviews?per_page={PER_PAGE}")):
+            reviews.extend(r for r in page.items if isinstance(r, dict))
+        action = payloads.pr_action(stored, pr)
+        # Reviews before the pull request: its delivery id is what marks this version as done,
+        # so a run that dies in between does the whole pull request again next time.
+        for review in reviews:
+            payload = payloads.review_payload(review, pr, self._repo)
+            if payload is not None:
+                self.result.reviews += 1
+                await self._record(
+                    payloads.review_delivery_id(review), "pull_request_review", payload
+                )
+        await self._record(
+            payloads.pr_delivery_id(pr),
+            "pull_request",
+            payloads.pull_request_payload(pr, self._repo, action),
+        )
+        self.result.pull_requests_synced += 1

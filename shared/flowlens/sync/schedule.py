@@ -1,0 +1,307 @@
+"""One-off and scheduled syncs; the schedule lives in sync_state, shared by every process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flowlens.db import Database
+from flowlens.settings import Settings
+from flowlens.sync.client import (
+    DeadlineReached,
+    ETagCache,
+    GitHubSyncClient,
+    RateLimited,
+    SyncError,
+)
+from flowlens.sync.runner import Progress, RepositorySync, SyncResult, check_repository
+
+log = logging.getLogger("flowlens.sync")
+
+# Listed again behind the cursors: clocks differ and GitHub's lists shift while we page.
+OVERLAP = timedelta(minutes=5)
+# Margin between a run's deadline and its lease, so a run never outlives its lease.
+LEASE_MARGIN = 30.0
+# The CLI loop's longest single run (a big first backfill goes on in the next run).
+LOOP_RUN_SECONDS = 540.0
+
+
+def make_client(settings: Settings, cache: ETagCache | None = None) -> GitHubSyncClient:
+    """A sync client for GITHUB_API_URL, with GITHUB_TOKEN when set."""
+    return GitHubSyncClient(
+        settings.github_api_url or "https://api.github.com",
+        settings.secret("github_token"),
+        cache=cache,
+        max_wait=settings.sync_max_wait_seconds,
+    )
+
+
+async def sync_once(
+    db: Database,
+    client: GitHubSyncClient,
+    repository: str,
+    *,
+    since_days: float,
+    progress: Progress | None = None,
+    notify: bool = True,
+) -> SyncResult:
+    """`flowlens sync owner/repo --since DAYS`: the whole window, outside the schedule."""
+    check_repository(repository)
+    since = datetime.now(UTC) - timedelta(days=since_days)
+    async with db.transaction() as tx:
+        await tx.execute("sync_state_ensure", repository=repository)
+    client.start_run()
+    sync = RepositorySync(db, client, repository, progress=progress, notify=notify)
+    try:
+        result = await sync.run(prs_since=since, runs_since=since)
+    except SyncError as exc:
+        await _fail(db, repository, owner="", error=str(exc), schedule=False, next_in=0.0)
+        raise
+    await _finish(db, repository, "", result, since, since, schedule=False, next_in=0.0)
+    return result
+
+
+async def _finish(
+    db: Database,
+    repository: str,
+    owner: str,
+    result: SyncResult,
+    prs_from: datetime,
+    runs_from: datetime,
+    *,
+    schedule: bool,
+    next_in: float,
+) -> None:
+    async with db.transaction() as tx:
+        await tx.execute(
+            "sync_finish",
+            repository=repository,
+            owner=owner,
+            schedule=schedule,
+            next_in_seconds=next_in,
+            prs_cursor=result.prs_cursor,
+            prs_from=prs_from,
+            runs_cursor=result.runs_cursor,
+            runs_from=runs_from,
+        )
+
+
+async def _fail(
+    db: Database, repository: str, *, owner: str, error: str, schedule: bool, next_in: float
+) -> None:
+    async with db.transaction() as tx:
+        await tx.execute(
+            "sync_fail",
+            repository=repository,
+            owner=owner,
+            error=error[:500],
+            schedule=schedule,
+            next_in_seconds=next_in,
+        )
+
+
+@dataclass
+class SyncSummary:
+    """What scheduled syncs did (part of the poller's JSON summary)."""
+
+    runs: int = 0
+    complete: int = 0
+    failed: int = 0
+    accepted: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, result: SyncResult) -> None:
+        self.runs += 1
+        self.accepted += result.accepted
+        if result.complete:
+            self.complete += 1
+        else:
+            self.failed += 1
+            if result.error and len(self.errors) < 20:
+                self.errors.append(f"{result.repository}: {result.error}"[:300])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "complete": self.complete,
+            "failed": self.failed,
+            "accepted": self.accepted,
+            "errors": list(self.errors),
+        }
+
+
+class SyncScheduler:
+    """Syncs SYNC_REPOSITORIES every SYNC_INTERVAL_SECONDS (with jitter), leased per repository.
+
+    The schedule and the cursors are rows of sync_state, so any number of pollers and
+    `flowlens sync --loop` processes share one schedule: each due repository is claimed by
+    exactly one of them, and the next run lists only what changed since the last complete one.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        repositories: list[str],
+        *,
+        client: GitHubSyncClient | None = None,
+        owner: str | None = None,
+        progress: Progress | None = None,
+        jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2),
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.repositories = [check_repository(r) for r in repositories]
+        self._owns_client = client is None
+        self.client = client or make_client(settings)
+        self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self.progress = progress
+        self._jitter = jitter
+        self._ensured = False
+
+    def next_interval(self) -> float:
+        """SYNC_INTERVAL_SECONDS with jitter, so many repositories do not sync in lockstep."""
+        return self.settings.sync_interval_seconds * self._jitter()
+
+    async def run_due(self, deadline: float | None = None) -> SyncSummary:
+        """Sync every repository that is due and not held by another process."""
+        summary = SyncSummary()
+        if not self._ensured:
+            async with self.db.transaction() as tx:
+                for repository in self.repositories:
+                    await tx.execute("sync_state_ensure", repository=repository)
+            self._ensured = True
+        for repository in self.repositories:
+            now = time.monotonic()
+            run_deadline = min(deadline or now + LOOP_RUN_SECONDS, now + LOOP_RUN_SECONDS)
+            if run_deadline - now < 0.5:  # no time left to get anywhere
+                break
+            async with self.db.transaction() as tx:
+                row = await tx.one(
+                    "sync_claim",
+                    repository=repository,
+                    owner=self.owner,
+                    lease_seconds=run_deadline - now + LEASE_MARGIN,
+                )
+            if row is None:
+                continue
+            summary.add(await self._run(repository, row, run_deadline))
+        return summary
+
+    async def _run(self, repository: str, row: dict[str, Any], deadline: float) -> SyncResult:
+        window = datetime.now(UTC) - timedelta(days=self.settings.sync_since_days)
+        prs_since = max(window, row["prs_cursor"] - OVERLAP) if row["prs_cursor"] else window
+        runs_since = max(window, row["runs_cursor"] - OVERLAP) if row["runs_cursor"] else window
+        self.client.start_run(
+            max_wait=min(
+                self.settings.sync_max_wait_seconds, max(0.0, deadline - time.monotonic())
+            ),
+            deadline=deadline,
+        )
+        sync = RepositorySync(
+            self.db,
+            self.client,
+            repository,
+            progress=self.progress,
+            notify=self.settings.feed_notify,
+        )
+        try:
+            result = await sync.run(prs_since=prs_since, runs_since=runs_since)
+        except SyncError as exc:
+            next_in = self.next_interval()
+            if isinstance(exc, RateLimited):
+                next_in = max(next_in, exc.reset_in)
+            if isinstance(exc, DeadlineReached):
+                next_in = 0.0  # out of time, not failing: go on at the next chance
+                log.info("sync of %s paused: %s", repository, exc)
+            else:
+                log.warning("sync of %s failed: %s", repository, exc)
+            await _fail(
+                self.db,
+                repository,
+                owner=self.owner,
+                error=str(exc),
+                schedule=True,
+                next_in=next_in,
+            )
+            return sync.result
+        except Exception as exc:  # keep the schedule alive; the lease is given back
+            log.exception("sync of %s failed", repository)
+            sync.result.error = f"{type(exc).__name__}: {exc}"
+            await _fail(
+                self.db,
+                repository,
+                owner=self.owner,
+                error=sync.result.error,
+                schedule=True,
+                next_in=self.next_interval(),
+            )
+            return sync.result
+        await _finish(
+            self.db,
+            repository,
+            self.owner,
+            result,
+            prs_since,
+            runs_since,
+            schedule=True,
+            next_in=self.next_interval(),
+        )
+        log.info("sync of %s: %s", repository, result.line(), extra={"repository": repository})
+        return result
+
+    async def seconds_until_due(self) -> float:
+        """How long until one of the repositories is due (capped at the interval)."""
+        async with self.db.transaction() as tx:
+            value = await tx.value("sync_next_due", repositories=self.repositories)
+        cap = self.settings.sync_interval_seconds
+        return cap if value is None else min(float(value), cap)
+
+    async def run(
+        self, budget_seconds: float | None = None, *, stop: asyncio.Event | None = None
+    ) -> SyncSummary:
+        """Sync what is due, wait for the next due time, again, until budget or stop."""
+        started = time.monotonic()
+        deadline = started + budget_seconds if budget_seconds is not None else None
+        total = SyncSummary()
+        while True:
+            try:
+                result = await self.run_due(deadline)
+                total.runs += result.runs
+                total.complete += result.complete
+                total.failed += result.failed
+                total.accepted += result.accepted
+                total.errors.extend(result.errors[: max(0, 20 - len(total.errors))])
+                wait = await self.seconds_until_due()
+            except Exception as exc:  # the database may be down for a moment; try again
+                log.exception("scheduled sync failed")
+                total.errors.append(f"scheduled sync failed: {exc}"[:300])
+                wait = self.settings.sync_interval_seconds
+            # Re-check at least every few seconds: another process may release a lease early.
+            wait = max(0.2, min(wait, 5.0))
+            if stop is not None and stop.is_set():
+                break
+            if deadline is not None and time.monotonic() + wait > deadline:
+                break
+            if stop is None:
+                await asyncio.sleep(wait)
+                continue
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+                break
+            except TimeoutError:
+                pass
+        return total
+
+    async def aclose(self) -> None:
+        """Close the HTTP client when this scheduler created it."""
+        if self._owns_client:
+            await self.client.aclose()
