@@ -55,11 +55,11 @@ variable "database_mode" {
 
 variable "optional_secrets" {
   type        = set(string)
-  description = "Optional secrets that have a version in Secret Manager: GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN."
+  description = "Optional secrets that have a version in Secret Manager: GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN, ALERT_SLACK_WEBHOOK_URL, ALERT_SMTP_PASSWORD."
   default     = []
 
   validation {
-    condition     = alltrue([for s in var.optional_secrets : contains(["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN"], s)])
+    condition     = alltrue([for s in var.optional_secrets : contains(["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"], s)])
     error_message = "Unknown optional secret."
   }
 }

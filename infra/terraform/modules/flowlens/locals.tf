@@ -67,7 +67,7 @@ locals {
     FEED_NOTIFY           = tostring(var.feed_notify)
   }
   poller_required_secrets = ["DATABASE_URL"]
-  poller_optional_secrets = ["GEMINI_API_KEY", "GITHUB_TOKEN"]
+  poller_optional_secrets = ["GEMINI_API_KEY", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"]
 
   # --- api: services/api (ApiSettings) ---
   api_env = {
@@ -103,14 +103,36 @@ locals {
     "GEMINI_TIMEOUT_SECONDS",
     "GEMINI_MAX_ATTEMPTS",
     "GITHUB_PATCH_MAX_BYTES",
+    # Alerts and the scheduled GitHub sync (docs/ALERTS.md, docs/SYNC.md); their secrets
+    # (ALERT_SLACK_WEBHOOK_URL, ALERT_SMTP_PASSWORD) are Secret Manager secrets below.
+    "ALERT_CHANNELS",
+    "ALERT_ON",
+    "ALERT_BUILD_PROVIDERS",
+    "ALERT_WINDOW_HOURS",
+    "ALERT_MAX_ATTEMPTS",
+    "ALERT_RETRY_SECONDS",
+    "ALERT_INTERVAL_SECONDS",
+    "ALERT_TIMEOUT_SECONDS",
+    "ALERT_EMAIL_TO",
+    "ALERT_EMAIL_FROM",
+    "ALERT_EMAIL_TRANSPORT",
+    "ALERT_SMTP_HOST",
+    "ALERT_SMTP_PORT",
+    "ALERT_SMTP_USERNAME",
+    "ALERT_SMTP_TLS",
+    "ALERT_SES_REGION",
+    "SYNC_REPOSITORIES",
+    "SYNC_INTERVAL_SECONDS",
+    "SYNC_SINCE_DAYS",
+    "SYNC_MAX_WAIT_SECONDS",
   ]
   extra_env_ok = {
     for d, m in var.extra_env : d => alltrue([for k in keys(m) : contains(local.tunable_settings, k)])
   }
 
   # --- secrets ---
-  secret_names          = ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN"]
-  optional_secret_names = ["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN"]
+  secret_names          = ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"]
+  optional_secret_names = ["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"]
   secret_ids            = { for n in local.secret_names : n => "${var.name_prefix}-${lower(replace(n, "_", "-"))}" }
 
   # Secret names only, so the (sensitive) values never decide what is created.

@@ -215,13 +215,13 @@ variable "psa_prefix_length" {
 
 variable "secret_values" {
   type        = map(string)
-  description = "Optional secret values Terraform writes as Secret Manager versions (they land in the state file; prefer `gcloud secrets versions add`). Keys: DATABASE_URL, GITHUB_WEBHOOK_SECRET, GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN."
+  description = "Optional secret values Terraform writes as Secret Manager versions (they land in the state file; prefer `gcloud secrets versions add`). Keys: DATABASE_URL, GITHUB_WEBHOOK_SECRET, GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN, ALERT_SLACK_WEBHOOK_URL, ALERT_SMTP_PASSWORD."
   default     = {}
   sensitive   = true
 
   validation {
     condition = alltrue([for k in keys(var.secret_values) : contains(
-      ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN"], k
+      ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"], k
     )])
     error_message = "secret_values keys must be names of FlowLens secrets."
   }
@@ -240,12 +240,12 @@ variable "generate_webhook_secret" {
 
 variable "optional_secrets" {
   type        = set(string)
-  description = "Optional secrets that have a version and should be passed to the deployables: GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN. Those given in secret_values are added automatically."
+  description = "Optional secrets that have a version and should be passed to the deployables: GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN, ALERT_SLACK_WEBHOOK_URL, ALERT_SMTP_PASSWORD. Those given in secret_values are added automatically."
   default     = []
 
   validation {
-    condition     = alltrue([for s in var.optional_secrets : contains(["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN"], s)])
-    error_message = "optional_secrets may only hold GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS and GITHUB_TOKEN."
+    condition     = alltrue([for s in var.optional_secrets : contains(["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"], s)])
+    error_message = "optional_secrets may only hold GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN, ALERT_SLACK_WEBHOOK_URL and ALERT_SMTP_PASSWORD."
   }
 }
 
@@ -256,7 +256,7 @@ variable "secret_versions" {
 
   validation {
     condition = alltrue([for k, v in var.secret_versions : contains(
-      ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN"], k
+      ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"], k
     ) && can(regex("^(latest|[0-9]+)$", v))])
     error_message = "secret_versions maps a FlowLens secret name to latest or a version number."
   }
