@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # Alerts (docs/ALERTS.md): sent by the poller's alert pass; no channel listed, no alerts.
-    alert_channels: str = Field(default="", pattern=r"^[a-z, ]*$")
+    # Checked by flowlens.alerts.AlertConfig: bad values switch alerts off, not the poller.
+    alert_channels: str = ""
     alert_on: str = "build_failed"
     alert_build_providers: str = "github_actions,ci,status"
     alert_window_hours: float = Field(default=24.0, gt=0)
@@ -64,12 +65,12 @@ class Settings(BaseSettings):
     alert_slack_webhook_url: SecretStr | None = None
     alert_email_to: str = ""
     alert_email_from: str = "flowlens@localhost"
-    alert_email_transport: str = Field(default="smtp", pattern="^(smtp|ses)$")
+    alert_email_transport: str = "smtp"
     alert_smtp_host: str = "localhost"
     alert_smtp_port: int = Field(default=587, ge=1, le=65535)
     alert_smtp_username: str | None = None
     alert_smtp_password: SecretStr | None = None
-    alert_smtp_tls: str = Field(default="starttls", pattern="^(none|starttls|ssl)$")
+    alert_smtp_tls: str = "starttls"
     alert_ses_region: str | None = None
 
     # GitHub sync (docs/SYNC.md): `flowlens sync`, and on a schedule when repositories are listed.

@@ -396,6 +396,10 @@ def test_alert_settings_are_checked() -> None:
         AlertConfig.from_settings(settings(alert_channels="email"))
     with pytest.raises(ConfigError, match="unknown event 'flaky'"):
         AlertConfig.from_settings(settings(alert_on="flaky"))
+    with pytest.raises(ConfigError, match="ALERT_SMTP_TLS: want none, starttls or ssl"):
+        AlertConfig.from_settings(settings(alert_smtp_tls="tls"))
+    with pytest.raises(ConfigError, match="ALERT_EMAIL_TRANSPORT: want smtp or ses"):
+        AlertConfig.from_settings(settings(alert_email_transport="sendgrid"))
     assert not AlertConfig.from_settings(settings()).enabled
 
 

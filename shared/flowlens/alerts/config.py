@@ -44,6 +44,10 @@ class AlertConfig:
         events = _split(settings.alert_on.lower())
         problems = [f"ALERT_CHANNELS: unknown channel {c!r}" for c in channels if c not in CHANNELS]
         problems += [f"ALERT_ON: unknown event {e!r}" for e in events if e not in EVENTS]
+        if settings.alert_email_transport not in ("smtp", "ses"):
+            problems.append("ALERT_EMAIL_TRANSPORT: want smtp or ses")
+        if settings.alert_smtp_tls not in ("none", "starttls", "ssl"):
+            problems.append("ALERT_SMTP_TLS: want none, starttls or ssl")
         if "slack" in channels and settings.alert_slack_webhook_url is None:
             problems.append("ALERT_CHANNELS lists slack but ALERT_SLACK_WEBHOOK_URL is unset")
         if "email" in channels and not _split(settings.alert_email_to):
