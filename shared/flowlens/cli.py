@@ -1,4 +1,4 @@
-"""The `flowlens` command: dev, migrate, poll, replay, sync, events."""
+"""The `flowlens` command: dev, migrate, poll, replay, sync, events, cloud."""
 
 from __future__ import annotations
 
@@ -233,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("id", nargs="?", type=int, help="event id (from `events failed`)")
     retry.add_argument("--all", action="store_true", help="every failed event")
     p.set_defaults(func=_events)
+
+    from flowlens.cloud import add_cloud_commands
+
+    add_cloud_commands(sub)
     return parser
 
 
