@@ -29,8 +29,8 @@ pytestmark = pytest.mark.e2e
 
 async def post(client: httpx.AsyncClient, event: str, payload: dict[str, object]) -> None:
     body, ctype = encode(payload)
-    resp = await client.post("/", content=body, headers=github_headers(event, body,
-                                                                       content_type=ctype))  # fmt: skip
+    headers = github_headers(event, body, content_type=ctype)
+    resp = await client.post("/", content=body, headers=headers)
     assert resp.status_code == 202, resp.text
 
 

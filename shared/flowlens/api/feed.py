@@ -67,6 +67,7 @@ class FeedTailer:
         self._sent: dict[int, _Sent] = {}
         self._primed = False
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
@@ -88,6 +89,7 @@ class FeedTailer:
 
     async def stop(self) -> None:
         """Stop the background tasks."""
+        self._stopping = True
         for task in (self._listener, self._task):
             if task is not None:
                 task.cancel()
@@ -101,7 +103,7 @@ class FeedTailer:
 
     async def _run(self) -> None:
         backoff = self.poll_seconds
-        while True:
+        while not self._stopping:
             try:
                 await self.read_once()
                 backoff = self.poll_seconds
@@ -114,8 +116,11 @@ class FeedTailer:
                 log.exception("change feed read failed")
                 await asyncio.sleep(1.0)
                 continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # races with the event being set, and stop() would then wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
 
     async def read_once(self) -> int:
         """One pass over the trailing window; returns how many changes were delivered."""

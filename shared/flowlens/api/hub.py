@@ -105,7 +105,8 @@ class Hub:
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
     """Close, without waiting forever on a client whose buffers are full."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(websocket.close(code=code, reason=reason), CLOSE_WAIT_SECONDS)
+        async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+            await websocket.close(code=code, reason=reason)
 
 
 async def _send_loop(websocket: WebSocket, queue: asyncio.Queue[str]) -> None:

@@ -111,16 +111,21 @@ async def list_prs(
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
     offset: OffsetParam = 0,
 ) -> Response:
-    """Pull requests, most recently changed first."""
+    """Pull requests, most recently updated (updatedAt) first."""
     async with services(request).db.transaction() as tx:
         rid = await repository_id(tx, repo)
-        rows = await tx.all(
-            "api_list_prs",
-            repository_id=rid,
-            state=None if state == "all" else state,
-            limit=limit,
-            offset=offset,
-        )
+        wanted = None if state == "all" else state
+        if rid is None:
+            rows = await tx.all("api_list_prs", state=wanted, limit=limit, offset=offset)
+        else:
+            rows = await tx.all(
+                "api_list_repository_prs",
+                repository_id=rid,
+                repository=repo,
+                state=wanted,
+                limit=limit,
+                offset=offset,
+            )
     return ok([serialize.pr_item(row, row["repository"]) for row in rows])
 
 
@@ -234,7 +239,8 @@ async def healthz(request: Request) -> Response:
     """200 when the database answers, 503 otherwise (never needs a token)."""
     svc = services(request)
     try:
-        up = await asyncio.wait_for(svc.db.ping(), HEALTH_TIMEOUT_SECONDS)
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            up = await svc.db.ping()
     except TimeoutError:
         up = False
     if not up:

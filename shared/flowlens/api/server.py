@@ -33,6 +33,7 @@ async def serve(
         yield f"http://{host}:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            async with asyncio.timeout(10):
+                await task
         sock.close()

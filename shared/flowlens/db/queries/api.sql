@@ -6,16 +6,36 @@
 SELECT id FROM repositories WHERE full_name = %(full_name)s;
 
 -- name: api_list_prs
--- Most recently changed first (updated_at moves with every visible change, builds included).
+-- Most recently updated on GitHub first (the items' updatedAt), newest PR first on a tie.
+-- Each repository contributes at most limit+offset rows, read in the order of
+-- pull_requests_repo_updated_idx, so a page never sorts the whole table.
+SELECT p.*, r.full_name AS repository
+FROM repositories r
+CROSS JOIN LATERAL (
+    SELECT p.id, p.number, p.title, p.body, p.author, p.author_avatar, p.head_sha, p.head_ref,
+           p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed, p.additions,
+           p.deletions, p.status_pr, p.status_build, p.status_approval, p.status_merge,
+           p.status, p.risk_level, p.gh_created_at, p.gh_updated_at, p.created_at, p.updated_at
+    FROM pull_requests p
+    WHERE p.repository_id = r.id
+      AND (%(state)s::text IS NULL OR p.state = %(state)s::text)
+    ORDER BY p.gh_updated_at DESC, p.id DESC
+    LIMIT %(limit)s::int + %(offset)s::int
+) p
+ORDER BY p.gh_updated_at DESC, p.id DESC
+LIMIT %(limit)s::int OFFSET %(offset)s::int;
+
+-- name: api_list_repository_prs
+-- One repository's page, in the order of pull_requests_repo_updated_idx.
 SELECT p.id, p.number, p.title, p.body, p.author, p.author_avatar, p.head_sha, p.head_ref,
        p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed, p.additions, p.deletions,
        p.status_pr, p.status_build, p.status_approval, p.status_merge, p.status, p.risk_level,
-       p.gh_created_at, p.gh_updated_at, p.created_at, p.updated_at, r.full_name AS repository
+       p.gh_created_at, p.gh_updated_at, p.created_at, p.updated_at,
+       %(repository)s::text AS repository
 FROM pull_requests p
-JOIN repositories r ON r.id = p.repository_id
-WHERE (%(repository_id)s::bigint IS NULL OR p.repository_id = %(repository_id)s::bigint)
+WHERE p.repository_id = %(repository_id)s::bigint
   AND (%(state)s::text IS NULL OR p.state = %(state)s::text)
-ORDER BY p.updated_at DESC, p.id DESC
+ORDER BY p.gh_updated_at DESC, p.id DESC
 LIMIT %(limit)s::int OFFSET %(offset)s::int;
 
 -- name: api_insights_for_pr

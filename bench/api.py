@@ -1,0 +1,458 @@
+"""API benchmark: REST list latency, WebSocket fan-out, webhook-to-socket latency.
+
+    .venv/bin/python -m bench.api [--sizes 1000,10000] [--clients 1000] [--updates 100]
+                                  [--deliveries 40] [--only prs,fanout,e2e]
+
+Starts a durable PostgreSQL (embedded, or a fresh database on DATABASE_URL's server) and runs
+the API as it is deployed, in its own process: `uvicorn flowlens.api:create_app --factory`
+(one worker, uvloop, websockets-sansio). This process is the client side (and, for the
+end-to-end rows, also hosts the ingest function and a heuristic poller, as `flowlens dev`
+does). Three measurements:
+
+* prs     -- GET /api/prs with N pull requests stored (created through ingest's own code
+             path): the default page (100), a full page (limit=1000) and one repository's page.
+* fanout  -- CLIENTS sockets connected to one API instance; UPDATES PR changes committed one
+             every 50 ms; latency = socket receipt - commit returned, over every (client,
+             update) pair.
+* e2e     -- signed `pull_request` webhooks POSTed to the ingest function; latency from the
+             POST to the pr_update on a socket (ingest's change), and to the pr_update that
+             carries the heuristic insight (the poller's), with FEED_NOTIFY on and off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import ROOT, bench_database, git_commit, machine, table
+
+FIXTURE = ROOT / "tests" / "fixtures" / "github" / "pull_request" / "opened.payload.json"
+SECRET = "bench-webhook-secret"
+REPOS = ("bench/alpha", "bench/beta", "bench/gamma", "bench/delta", "bench/epsilon")
+BASE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
+TITLE = re.compile(r'"title": "([^"]*)"')
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank), in milliseconds."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index] * 1000
+
+
+def ms(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def raise_nofile() -> None:
+    """Thousands of sockets: lift the soft open-files limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def api_process(dsn: str, **env: str) -> Iterator[str]:
+    """The API in its own process (as in the container); yields its base URL."""
+    port = free_port()
+    full = {**os.environ, "DATABASE_URL": dsn, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "text",
+            "DB_POOL_MAX": "10", **env}  # fmt: skip
+    full.pop("API_TOKENS", None)
+    log = tempfile.NamedTemporaryFile(prefix="bench-api-", suffix=".log", delete=False)  # noqa: SIM115
+    cmd = [sys.executable, "-m", "uvicorn", "flowlens.api:create_app", "--factory",
+           "--host", "127.0.0.1", "--port", str(port), "--ws", "websockets-sansio",
+           "--loop", "uvloop", "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"API exited: {Path(log.name).read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("API did not start")
+            time.sleep(0.1)
+        time.sleep(0.5)  # the tailer's first read
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def opened_payload(
+    repo: str, number: int, title: str | None = None, updated: int = 0
+) -> dict[str, Any]:
+    """The opened fixture as PR `number` of `repo` (a new head sha each time).
+
+    `updated` is the PR's updated_at, in seconds after 2024-01-01 (real PRs differ).
+    """
+    payload: dict[str, Any] = json.loads(FIXTURE.read_text())
+    owner, name = repo.split("/")
+    payload["number"] = number
+    pr = payload["pull_request"]
+    pr["number"] = number
+    pr["id"] = 10_000_000 + REPOS.index(repo) * 1_000_000 + number if repo in REPOS else number
+    pr["title"] = title or f"{repo} #{number}"
+    pr["head"]["sha"] = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    pr["updated_at"] = (BASE_TIME + timedelta(seconds=updated)).isoformat()
+    repository = payload["repository"]
+    repository.update(full_name=repo, name=name, id=zlib.crc32(repo.encode()))
+    repository["owner"]["login"] = owner
+    return payload
+
+
+async def seed_prs(dsn: str, start: int, stop: int) -> None:
+    """PRs start..stop-1 spread over REPOS, through ingest's record_delivery."""
+    from flowlens.db import Database
+    from flowlens.ingest.store import record_delivery
+
+    async with Database(dsn, min_size=8, max_size=8, connect_timeout=30) as db:
+        slots = asyncio.Semaphore(8)
+
+        async def one(i: int) -> None:
+            payload = opened_payload(REPOS[i % len(REPOS)], i // len(REPOS) + 1, updated=i * 60)
+            async with slots:
+                await record_delivery(db, f"seed-{i}", "pull_request", payload,
+                                      json.dumps(payload), notify=False)  # fmt: skip
+
+        await asyncio.gather(*(one(i) for i in range(start, stop)))
+
+
+async def time_gets(url: str, path: str, params: dict[str, Any], n: int) -> list[float]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        for _ in range(20):
+            (await client.get(path, params=params)).raise_for_status()
+        out = []
+        for _ in range(n):
+            started = time.perf_counter()
+            resp = await client.get(path, params=params)
+            out.append(time.perf_counter() - started)
+            resp.raise_for_status()
+        return out
+
+
+def bench_prs(dsn: str, sizes: list[int], samples: int) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    have = 0
+    for size in sizes:
+        started = time.monotonic()
+        asyncio.run(seed_prs(dsn, have, size))
+        print(f"  seeded {size - have} PRs in {time.monotonic() - started:.1f}s", flush=True)
+        have = size
+        with api_process(dsn) as url:
+            for label, params in [
+                ("default page (100)", {}),
+                ("limit=1000", {"limit": 1000}),
+                (f"repo={REPOS[0]} (100)", {"repo": REPOS[0]}),
+            ]:
+                times = asyncio.run(time_gets(url, "/api/prs", params, samples))
+                body = httpx.get(f"{url}/api/prs", params=params).content
+                rows.append([f"{size:,}", label, f"{len(body) / 1024:.0f} KiB", ms(pct(times, 50)),
+                             ms(pct(times, 99)), samples])  # fmt: skip
+                print("  ", rows[-1], flush=True)
+    return rows
+
+
+async def _fanout(dsn: str, url: str, clients: int, updates: int) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    from flowlens.db import Database
+    from flowlens.ingest.store import save_pr
+
+    ws_url = url.replace("http://", "ws://") + "/ws"
+    received: list[dict[str, float]] = [{} for _ in range(clients)]
+
+    async def client(k: int, ready: asyncio.Event, stop: asyncio.Event) -> None:
+        async with connect(f"{ws_url}?repo={REPOS[0]}", open_timeout=60, ping_interval=None,
+                           max_queue=None) as ws:  # fmt: skip
+            ready.set()
+            got = received[k]
+            async for message in ws:
+                now = time.perf_counter()
+                match = TITLE.search(message if isinstance(message, str) else message.decode())
+                if match:
+                    got[match.group(1)] = now
+                if stop.is_set() and len(got) >= updates:
+                    return
+
+    stop = asyncio.Event()
+    tasks = []
+    for k in range(clients):
+        ready = asyncio.Event()
+        tasks.append(asyncio.create_task(client(k, ready, stop)))
+        await ready.wait()
+    await asyncio.sleep(1.0)
+    committed: dict[str, float] = {}
+    async with Database(dsn, min_size=1, max_size=2) as db:
+        async with db.transaction() as tx:
+            pr = await tx.one("pull_request_by_number", repository=REPOS[0], number=1)
+        assert pr is not None
+        for i in range(updates):
+            title = f"fanout-{i}"
+            async with db.transaction() as tx:
+                row = await tx.one("lock_pull_request", repository_id=pr["repository_id"],
+                                   number=1)  # fmt: skip
+                assert row is not None
+                await save_pr(tx, row, {**row, "title": title}, REPOS[0], source="bench",
+                              delivery_id=None, notify=True)  # fmt: skip
+            committed[title] = time.perf_counter()
+            await asyncio.sleep(0.05)
+    stop.set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(len(g) < updates for g in received):
+        await asyncio.sleep(0.1)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    latencies = [got[t] - c for got in received for t, c in committed.items() if t in got]
+    return {
+        "expected": clients * updates,
+        "delivered": len(latencies),
+        "p50": pct(latencies, 50),
+        "p99": pct(latencies, 99),
+        "max": max(latencies) * 1000 if latencies else float("nan"),
+    }
+
+
+def bench_fanout(dsn: str, clients: int, updates: int) -> list[list[Any]]:
+    if clients + 100 > resource.getrlimit(resource.RLIMIT_NOFILE)[0]:
+        raise SystemExit(f"open-files limit too low for {clients} clients")
+    with api_process(dsn, WS_QUEUE_SIZE="256") as url:
+        result = _run(_fanout(dsn, url, clients, updates))
+    row = [f"{clients:,}", updates, f"{result['delivered']:,} / {result['expected']:,}",
+           ms(result["p50"]), ms(result["p99"]), ms(result["max"])]  # fmt: skip
+    print("  ", row, flush=True)
+    return [row]
+
+
+@contextlib.asynccontextmanager
+async def ingest_and_poller(dsn: str, notify: bool) -> AsyncIterator[str]:
+    """The ingest function (its functions-framework app) and a heuristic poller loop."""
+    from functions_framework.aio import create_asgi_app
+
+    from flowlens.api.server import serve
+    from flowlens.db import Database
+    from flowlens.ingest.app import close_all
+    from flowlens.insights.heuristic import HeuristicAnalyser
+    from flowlens.poller.worker import Poller
+    from flowlens.settings import PollerSettings
+
+    os.environ.update(DATABASE_URL=dsn, GITHUB_WEBHOOK_SECRET=SECRET,
+                      FEED_NOTIFY="true" if notify else "false", LOG_LEVEL="WARNING")  # fmt: skip
+    app = create_asgi_app(target="ingest", source=str(ROOT / "functions" / "ingest" / "main.py"))
+    settings = PollerSettings(database_url=dsn, feed_notify=notify)
+    stop = asyncio.Event()
+    async with Database(dsn, min_size=1, max_size=4) as db, serve(app, lifespan="off") as url:
+        poller = asyncio.create_task(Poller(db, settings, HeuristicAnalyser()).run(3600, stop=stop))
+        try:
+            yield url
+        finally:
+            stop.set()
+            await poller
+            await close_all()
+
+
+async def _e2e(dsn: str, api_url: str, notify: bool, deliveries: int) -> dict[str, Any]:
+    import hashlib
+    import hmac
+
+    from websockets.asyncio.client import connect
+
+    repo = REPOS[1]
+    first: dict[int, float] = {}
+    insight: dict[int, float] = {}
+    async with (
+        ingest_and_poller(dsn, notify) as ingest_url,
+        httpx.AsyncClient(base_url=ingest_url, timeout=10) as hook,
+        connect(api_url.replace("http://", "ws://") + f"/ws?repo={repo}") as ws,
+    ):
+
+        async def listen() -> None:
+            async for message in ws:
+                data = json.loads(message)["data"]
+                number = data["pr_number"]
+                now = time.perf_counter()
+                first.setdefault(number, now)
+                if data["ai_insight"] is not None:
+                    insight.setdefault(number, now)
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0.5)
+        posted: dict[int, float] = {}
+        rng = random.Random(7)
+        for i in range(deliveries):
+            number = 50_000 + i + (0 if notify else 10_000)
+            body = json.dumps(opened_payload(repo, number)).encode()
+            signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            headers = {
+                "X-GitHub-Event": "pull_request",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-Hub-Signature-256": signature,
+                "Content-Type": "application/json",
+            }
+            posted[number] = time.perf_counter()
+            resp = await hook.post("/", content=body, headers=headers)
+            assert resp.status_code == 202, resp.text
+            # Off the poll's beat, so polling-only latencies sample its whole interval.
+            await asyncio.sleep(0.3 + rng.random() * 0.3)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(insight) < deliveries:
+            await asyncio.sleep(0.1)
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+    missing = sorted(set(posted) - set(insight))
+    if missing:
+        print(f"  no insight message for PRs {missing}", flush=True)
+        if os.environ.get("BENCH_DEBUG"):
+            from flowlens.db import Database
+
+            async with Database(dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
+                for n in missing:
+                    print(await tx.all("change_feed_for", repository=repo, number=n))
+    to_first = [first[n] - t for n, t in posted.items() if n in first]
+    to_insight = [insight[n] - t for n, t in posted.items() if n in insight]
+    return {"n": deliveries, "first": to_first, "insight": to_insight}
+
+
+@contextlib.contextmanager
+def fresh_database(dsn: str) -> Iterator[str]:
+    """Another migrated database on the same server (no backlog from the other sections)."""
+    from psycopg.conninfo import make_conninfo
+
+    from flowlens.db import Database
+    from flowlens.db.database import create_database, drop_database
+
+    name = f"bench_e2e_{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_database(dsn, name))
+    try:
+        fresh = make_conninfo(dsn, dbname=name)
+        asyncio.run(Database(fresh, min_size=0, max_size=1).migrate())
+        yield fresh
+    finally:
+        asyncio.run(drop_database(dsn, name))
+
+
+def bench_e2e(server_dsn: str, deliveries: int) -> list[list[Any]]:
+    rows = []
+    for notify in (True, False):
+        with fresh_database(server_dsn) as dsn:
+            rows.extend(_e2e_mode(dsn, notify, deliveries))
+    return rows
+
+
+def _e2e_mode(dsn: str, notify: bool, deliveries: int) -> list[list[Any]]:
+    with api_process(dsn, FEED_NOTIFY="true" if notify else "false") as url:
+        result = _run(_e2e(dsn, url, notify, deliveries))
+    mode = "LISTEN/NOTIFY + poll 0.25 s" if notify else "poll 0.25 s only (FEED_NOTIFY=false)"
+    rows = [
+        [mode, "webhook → pr_update (ingest)", f"{len(result['first'])}/{result['n']}",
+         ms(pct(result["first"], 50)), ms(pct(result["first"], 99))],
+        [mode, "webhook → pr_update with insight (poller, 2 s scans)",
+         f"{len(result['insight'])}/{result['n']}", ms(pct(result["insight"], 50)),
+         ms(pct(result["insight"], 99))],
+    ]  # fmt: skip
+    print("  ", rows[0], "\n  ", rows[1], flush=True)
+    return rows
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--updates", type=int, default=100)
+    parser.add_argument("--deliveries", type=int, default=40)
+    parser.add_argument("--only", default="prs,fanout,e2e")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+    raise_nofile()
+    facts = machine()
+    print(f"machine: {facts}", flush=True)
+    sections: list[str] = []
+    with bench_database() as database:
+        print(f"database: {database.description}, PostgreSQL {database.version}", flush=True)
+        if "prs" in only:
+            print("GET /api/prs", flush=True)
+            sizes = [int(s) for s in args.sizes.split(",")]
+            rows = bench_prs(database.dsn, sizes, args.samples)
+            headers = ["PRs stored", "request", "body", "p50 ms", "p99 ms", "samples"]
+            sections.append(
+                "GET /api/prs (sequential requests, keep-alive)\n\n" + table(headers, rows)
+            )
+        if "fanout" in only:
+            print("fan-out", flush=True)
+            if "prs" not in only:
+                asyncio.run(seed_prs(database.dsn, 0, 10))
+            rows = bench_fanout(database.dsn, args.clients, args.updates)
+            sections.append("WebSocket fan-out (commit → receipt, every client x update)\n\n"
+                            + table(["clients", "updates", "delivered", "p50 ms", "p99 ms",
+                                     "max ms"], rows))  # fmt: skip
+        if "e2e" in only:
+            print("end to end", flush=True)
+            rows = bench_e2e(database.dsn, args.deliveries)
+            sections.append("Webhook POST → socket\n\n" + table(
+                ["feed wake-up", "path", "received", "p50 ms", "p99 ms"], rows))  # fmt: skip
+        settings = database.settings
+    print()
+    print(f"`python -m bench.api {' '.join(argv or sys.argv[1:])}` at {git_commit()}; "
+          f"{facts['nproc']} x {facts['cpu']}, {facts['memory']}, {facts['os']}, "
+          f"Python {facts['python']}; PostgreSQL {database.version} "
+          f"(fsync={settings.get('fsync')}, synchronous_commit="
+          f"{settings.get('synchronous_commit')})")  # fmt: skip
+    print()
+    print("\n\n".join(sections))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
