@@ -26,9 +26,11 @@ import asyncio
 import contextlib
 import json
 import os
+import platform
 import random
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,14 +45,101 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
-from bench import ROOT, bench_database, git_commit, machine, table
+ROOT = Path(__file__).resolve().parent.parent
 
 FIXTURE = ROOT / "tests" / "fixtures" / "github" / "pull_request" / "opened.payload.json"
 SECRET = "bench-webhook-secret"
 REPOS = ("bench/alpha", "bench/beta", "bench/gamma", "bench/delta", "bench/epsilon")
 BASE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
 TITLE = re.compile(r'"title": "([^"]*)"')
+
+
+# --------------------------------------------------------------------------- helpers
+# (self-contained on purpose: this file runs on any checkout that has flowlens installed)
+
+
+@contextlib.contextmanager
+def bench_database() -> Iterator[tuple[str, str]]:
+    """(dsn, description) of a fresh migrated database: DATABASE_URL's server or embedded.
+
+    The embedded server keeps PostgreSQL's durable defaults (fsync, synchronous_commit on).
+    """
+    from psycopg.conninfo import make_conninfo
+
+    from flowlens.db import Database
+    from flowlens.db.database import create_database, drop_database
+    from flowlens.devdb import EmbeddedPostgres
+
+    name = f"bench_api_{uuid.uuid4().hex[:8]}"
+    external = os.environ.get("DATABASE_URL")
+    server = None
+    folder = None
+    if external:
+        admin, where = external, "DATABASE_URL's server"
+    else:
+        (ROOT / ".flowlens").mkdir(exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="bench-api-pg-", dir=ROOT / ".flowlens"))
+        server = EmbeddedPostgres(folder / "pgdata", fast=False, max_connections=300)
+        server.start()
+        admin, where = server.dsn(), "embedded PostgreSQL (durable defaults)"
+    try:
+        asyncio.run(create_database(admin, name))
+        dsn = make_conninfo(admin, dbname=name)
+        asyncio.run(Database(dsn, min_size=0, max_size=1).migrate())
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT current_setting('server_version'), current_setting('fsync'), "
+                "current_setting('synchronous_commit')"
+            ).fetchone()
+        assert row is not None
+        yield dsn, f"{where}, PostgreSQL {row[0]} (fsync={row[1]}, synchronous_commit={row[2]})"
+        asyncio.run(drop_database(admin, name))
+    finally:
+        if server is not None:
+            server.destroy()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def machine() -> str:
+    """nproc, CPU model, memory, OS, Python, and the load when the run started."""
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = "?"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{os.cpu_count()} x {model}, {memory}, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}; load average at start {load}")  # fmt: skip
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "?"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -419,12 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine()
     print(f"machine: {facts}", flush=True)
     sections: list[str] = []
-    with bench_database() as database:
-        print(f"database: {database.description}, PostgreSQL {database.version}", flush=True)
+    with bench_database() as (dsn, description):
+        print(f"database: {description}", flush=True)
         if "prs" in only:
             print("GET /api/prs", flush=True)
             sizes = [int(s) for s in args.sizes.split(",")]
-            rows = bench_prs(database.dsn, sizes, args.samples)
+            rows = bench_prs(dsn, sizes, args.samples)
             headers = ["PRs stored", "request", "body", "p50 ms", "p99 ms", "samples"]
             sections.append(
                 "GET /api/prs (sequential requests, keep-alive)\n\n" + table(headers, rows)
@@ -432,23 +521,21 @@ def main(argv: list[str] | None = None) -> int:
         if "fanout" in only:
             print("fan-out", flush=True)
             if "prs" not in only:
-                asyncio.run(seed_prs(database.dsn, 0, 10))
-            rows = bench_fanout(database.dsn, args.clients, args.updates)
-            sections.append("WebSocket fan-out (commit → receipt, every client x update)\n\n"
-                            + table(["clients", "updates", "delivered", "p50 ms", "p99 ms",
-                                     "max ms"], rows))  # fmt: skip
+                asyncio.run(seed_prs(dsn, 0, 10))
+            rows = bench_fanout(dsn, args.clients, args.updates)
+            headers = ["clients", "updates", "delivered", "p50 ms", "p99 ms", "max ms"]
+            sections.append(
+                "WebSocket fan-out (commit → receipt, every client x update)\n\n"
+                + table(headers, rows)
+            )
         if "e2e" in only:
             print("end to end", flush=True)
-            rows = bench_e2e(database.dsn, args.deliveries)
-            sections.append("Webhook POST → socket\n\n" + table(
-                ["feed wake-up", "path", "received", "p50 ms", "p99 ms"], rows))  # fmt: skip
-        settings = database.settings
+            rows = bench_e2e(dsn, args.deliveries)
+            headers = ["feed wake-up", "path", "received", "p50 ms", "p99 ms"]
+            sections.append("Webhook POST → socket\n\n" + table(headers, rows))
     print()
-    print(f"`python -m bench.api {' '.join(argv or sys.argv[1:])}` at {git_commit()}; "
-          f"{facts['nproc']} x {facts['cpu']}, {facts['memory']}, {facts['os']}, "
-          f"Python {facts['python']}; PostgreSQL {database.version} "
-          f"(fsync={settings.get('fsync')}, synchronous_commit="
-          f"{settings.get('synchronous_commit')})")  # fmt: skip
+    command = " ".join(["python -m bench.api", *(argv if argv is not None else sys.argv[1:])])
+    print(f"`{command}` at {git_commit()}; {facts}; {description}")
     print()
     print("\n\n".join(sections))
     return 0

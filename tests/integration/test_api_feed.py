@@ -121,6 +121,19 @@ async def test_versions_of_one_pr_arrive_in_order_within_one_read(dsn: str, db: 
     assert versions == sorted(versions) and len(set(versions)) == 5
 
 
+async def test_a_pause_longer_than_the_window_skips_nothing(dsn: str, db: Database) -> None:
+    """Reads start at the previous cutoff: an outage or a stalled loop loses no row."""
+    (pr,) = await make_prs(db, REPOS[:1], 1)
+    got: list[Change] = []
+    tailer = FeedTailer(db, got.append, window_seconds=0.3, notify=False)
+    await tailer.read_once()
+    await change(db, pr, "during the pause", notify=False)
+    await asyncio.sleep(0.8)  # the row is now older than the window
+    assert await tailer.read_once() == 1
+    assert await tailer.read_once() == 0
+    assert json.loads(got[0].text)["data"]["title"] == "during the pause"
+
+
 async def test_memory_is_bounded_by_the_window(dsn: str, db: Database) -> None:
     prs = await make_prs(db, REPOS, 5)
     tailer = FeedTailer(db, lambda _: None, window_seconds=0.5, notify=False)

@@ -6,7 +6,9 @@ under its row lock, so a PR's versions commit in order and one snapshot that sho
 also shows every version before it. The reader therefore re-reads a trailing window of
 change_feed by created_at (longer than the longest write transaction), skips the
 (PR, version) pairs it already delivered and delivers the rest sorted by version per PR,
-never a version at or below the last one delivered for that PR.
+never a version at or below the last one delivered for that PR. Each read starts at the
+previous read's cutoff, so a pause (or a database outage) longer than the window skips
+nothing either.
 
 LISTEN/NOTIFY only wakes the reader early; polling every feed_poll_seconds is the path that
 must work, and the only one when feed_notify is off (YugabyteDB).
@@ -66,6 +68,7 @@ class FeedTailer:
         self.notify = notify
         self._sent: dict[int, _Sent] = {}
         self._primed = False
+        self._cutoff: datetime | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -127,7 +130,7 @@ class FeedTailer:
         # Cleared before reading: a notification that arrives during the read wakes the next.
         self._wake.clear()
         async with self.db.transaction() as tx:
-            keys = await tx.all("feed_keys", window=self.window_seconds)
+            keys = await tx.all("feed_keys", window=self.window_seconds, since=self._cutoff)
             now: datetime = keys[0]["now"]
             fresh = [
                 (k["pull_request_id"], k["version"])
@@ -159,7 +162,9 @@ class FeedTailer:
             self._mark(pr, version, row["created_at"])
             self.deliver(Change(pr, version, row["repository"], row["payload"]))
             count += 1
-        self._evict(now - timedelta(seconds=self.window_seconds))
+        # The next read starts where this window ends, however long until it happens.
+        self._cutoff = now - timedelta(seconds=self.window_seconds)
+        self._evict(self._cutoff)
         self.reads += 1
         self.delivered += count
         self.ready.set()
@@ -178,8 +183,8 @@ class FeedTailer:
             sent.newest = max(sent.newest, created_at)
 
     def _evict(self, cutoff: datetime) -> None:
-        # Reads only return rows created at or after the cutoff (which only moves forward),
-        # so a PR whose delivered rows are all older can never be seen twice.
+        # The next read returns only rows created at or after this cutoff, so a PR whose
+        # delivered rows are all older can never be seen twice.
         stale = [pr for pr, sent in self._sent.items() if sent.newest < cutoff]
         for pr in stale:
             del self._sent[pr]

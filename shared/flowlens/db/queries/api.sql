@@ -100,10 +100,14 @@ LIMIT 1;
 
 -- name: feed_keys
 -- Keys of the trailing window, measured on the database's clock (the one that stamped the
--- rows); always one row, so the reader learns that clock even when the window is empty.
+-- rows): from the previous read's cutoff (`since`), so that nothing is skipped after a pause
+-- or an outage, else the last `window` seconds. Always one row, so the reader learns the
+-- clock even when the window is empty.
 SELECT n.now, f.pull_request_id, f.version, f.created_at
 FROM (SELECT now() AS now) n
-LEFT JOIN change_feed f ON f.created_at >= n.now - make_interval(secs => %(window)s::float8);
+LEFT JOIN change_feed f
+  ON f.created_at >= COALESCE(%(since)s::timestamptz,
+                              n.now - make_interval(secs => %(window)s::float8));
 
 -- name: feed_payloads
 SELECT f.pull_request_id, f.version, f.repository, f.created_at, f.payload::text AS payload
