@@ -1,0 +1,142 @@
+"""The dashboard in a real browser against the real stack (`flowlens dev`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flowlens.devdb import free_port
+from flowlens.replay import send
+from tests.conftest import load_fixture
+from tests.helpers import SECRET, variant
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = pytest.mark.browser
+
+
+def _require_browser() -> str:
+    if CHROMIUM:
+        return CHROMIUM
+    message = (
+        "the dashboard test needs Debian's chromium: `sudo apt-get install chromium` "
+        "(.ci/run installs it in CI)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+async def _wait_http(url: str, proc: asyncio.subprocess.Process, timeout: float = 90) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(int(timeout * 10)):
+            if proc.returncode is not None:
+                raise AssertionError(f"flowlens dev exited with {proc.returncode}")
+            try:
+                if (await client.get(url)).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} never came up")
+
+
+async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
+    chromium = _require_browser()
+    from playwright.async_api import async_playwright
+
+    ingest_port, api_port = free_port(), free_port()
+    env = {
+        **os.environ, "DATABASE_URL": dsn, "GITHUB_WEBHOOK_SECRET": SECRET,
+        "INGEST_PORT": str(ingest_port), "API_PORT": str(api_port), "GITHUB_API_URL": "",
+        "POLL_INTERVAL_SECONDS": "0.2", "LOG_FORMAT": "text",
+    }  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flowlens", "dev", env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    ingest = f"http://127.0.0.1:{ingest_port}/"
+    base = f"http://127.0.0.1:{api_port}"
+    try:
+        await _wait_http(f"{base}/healthz", proc)
+        await _wait_http(ingest + "healthz", proc)
+        opened = load_fixture("pull_request/opened.payload.json")
+        with httpx.Client() as client:
+            _, resp = send(client, ingest, SECRET, "pull_request", opened)
+            assert resp.status_code == 202
+        # The poller writes the heuristic insight; wait for it through REST.
+        async with httpx.AsyncClient() as client:
+            for _ in range(100):
+                prs = (await client.get(f"{base}/api/prs", params={"state": "all"})).json()
+                if prs and prs[0]["riskLevel"]:
+                    break
+                await asyncio.sleep(0.1)
+        assert prs and prs[0]["riskLevel"] in ("low", "medium", "high")
+        risk = prs[0]["riskLevel"]
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=chromium,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync", "--no-first-run"],
+            )  # fmt: skip
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            await page.goto(base + "/")
+            row = page.locator('[data-testid="pr-row"][data-pr-number="2"]')
+            await row.wait_for(timeout=15000)
+            await (
+                page.locator('[data-testid="conn-state"]')
+                .filter(has_text="onnected")
+                .first.wait_for(timeout=15000)
+            )
+            assert await row.locator('[data-testid="stage-pr"]').get_attribute("data-state") == (
+                "opened"
+            )
+            assert (
+                await row.locator('[data-testid="stage-build"]').get_attribute("data-state")
+                == "pending"
+            )
+            badge = row.locator('[data-testid="risk-badge"]')
+            assert risk in (await badge.inner_text()).lower()
+            await page.evaluate("window.__noReload = true")
+
+            # Derived variant: the fixture's run, for this PR's head, concluding in failure.
+            run = variant(
+                load_fixture("workflow_run/completed.with-pull-requests.payload.json"),
+                **{"workflow_run.conclusion": "failure",
+                   "workflow_run.head_sha": opened["pull_request"]["head"]["sha"],
+                   "repository": opened["repository"]},
+            )  # fmt: skip
+            with httpx.Client() as client:
+                _, resp = send(client, ingest, SECRET, "workflow_run", run)
+                assert resp.status_code == 202
+            stage = row.locator('[data-testid="stage-build"][data-state="buildFailed"]')
+            await stage.wait_for(timeout=15000)
+            status = await row.locator('[data-testid="pr-status"]').inner_text()
+            assert "fail" in status.lower()
+            assert await page.evaluate("window.__noReload === true"), "the page reloaded"
+            await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+            # Accessible markup: landmarks and a labelled repository filter.
+            assert await page.locator("main").count() == 1
+            assert await page.locator("header").count() >= 1
+            assert await page.get_by_label("Repository").count() >= 1
+            await browser.close()
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

@@ -1,0 +1,107 @@
+"""`flowlens dev`: the whole system from one command, stopped cleanly, data kept."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+
+from flowlens.devdb import free_port
+from flowlens.replay import send
+from tests.conftest import load_fixture
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(home: Path, ingest: int, api: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",
+                                                          "GITHUB_WEBHOOK_SECRET")}  # fmt: skip
+    env.update(FLOWLENS_HOME=str(home), INGEST_PORT=str(ingest), API_PORT=str(api),
+               GITHUB_API_URL="", LOG_FORMAT="text", POLL_INTERVAL_SECONDS="0.2")  # fmt: skip
+    return env
+
+
+async def _start(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flowlens", "dev", env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def _read_until(proc: asyncio.subprocess.Process, marker: str, timeout: float = 120) -> str:
+    assert proc.stdout is not None
+    seen: list[str] = []
+
+    async def read() -> str:
+        while True:
+            line = await proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                raise AssertionError("flowlens dev exited early:\n" + "".join(seen))
+            seen.append(line.decode())
+            if marker in seen[-1]:
+                return "".join(seen)
+
+    return await asyncio.wait_for(read(), timeout)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> str:
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout is not None
+    rest = await asyncio.wait_for(proc.stdout.read(), 60)
+    await asyncio.wait_for(proc.wait(), 30)
+    return rest.decode()
+
+
+async def test_dev_runs_everything_and_keeps_data(tmp_path: Path) -> None:
+    ingest, api = free_port(), free_port()
+    env = _env(tmp_path / "home", ingest, api)
+    proc = await _start(env)
+    banner = await _read_until(proc, "stop           Ctrl-C")
+    assert f"http://localhost:{ingest}/" in banner and f"http://localhost:{api}/" in banner
+    assert "webhook secret" in banner and "analyser       heuristic" in banner
+    secret = (tmp_path / "home" / "webhook-secret").read_text().strip()
+    assert secret in banner
+    with httpx.Client() as client:
+        _, resp = send(client, f"http://127.0.0.1:{ingest}/", secret, "pull_request",
+                       load_fixture("pull_request/opened.payload.json"))  # fmt: skip
+        assert resp.status_code == 202
+        for _ in range(100):
+            prs = client.get(f"http://127.0.0.1:{api}/api/prs").json()
+            if prs and prs[0]["riskLevel"]:
+                break
+            await asyncio.sleep(0.1)
+    assert prs[0]["number"] == 2 and prs[0]["riskLevel"]
+    pg_port = int((tmp_path / "home" / "pg-port").read_text())
+    out = await _stop(proc)
+    assert proc.returncode == 0, out
+    assert "embedded PostgreSQL stopped" in out
+    for port in (ingest, api, pg_port):
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+
+    # A second run reuses the data and the secret.
+    proc = await _start(env)
+    await _read_until(proc, "stop           Ctrl-C")
+    with httpx.Client() as client:
+        prs = client.get(f"http://127.0.0.1:{api}/api/prs").json()
+    assert [p["number"] for p in prs] == [2]
+    await _stop(proc)
+    assert proc.returncode == 0
+    assert (tmp_path / "home" / "webhook-secret").read_text().strip() == secret
+
+
+async def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = await _start(_env(tmp_path / "home", port, free_port()))
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    lines = [line for line in out.decode().splitlines() if line.strip()]
+    assert lines[-1] == f"flowlens: port {port} is already in use; set INGEST_PORT to a free port"
