@@ -282,7 +282,9 @@ def bench_prs(dsn: str, sizes: list[int], samples: int) -> list[list[Any]]:
     return rows
 
 
-async def _fanout(dsn: str, url: str, clients: int, updates: int) -> dict[str, Any]:
+async def _fanout(
+    dsn: str, url: str, clients: int, updates: int, compression: str | None
+) -> dict[str, Any]:
     from websockets.asyncio.client import connect
 
     from flowlens.db import Database
@@ -293,7 +295,7 @@ async def _fanout(dsn: str, url: str, clients: int, updates: int) -> dict[str, A
 
     async def client(k: int, ready: asyncio.Event, stop: asyncio.Event) -> None:
         async with connect(f"{ws_url}?repo={REPOS[0]}", open_timeout=60, ping_interval=None,
-                           max_queue=None) as ws:  # fmt: skip
+                           max_queue=None, compression=compression) as ws:  # fmt: skip
             ready.set()
             got = received[k]
             async for message in ws:
@@ -346,12 +348,17 @@ async def _fanout(dsn: str, url: str, clients: int, updates: int) -> dict[str, A
 def bench_fanout(dsn: str, clients: int, updates: int) -> list[list[Any]]:
     if clients + 100 > resource.getrlimit(resource.RLIMIT_NOFILE)[0]:
         raise SystemExit(f"open-files limit too low for {clients} clients")
-    with api_process(dsn, WS_QUEUE_SIZE="256") as url:
-        result = _run(_fanout(dsn, url, clients, updates))
-    row = [f"{clients:,}", updates, f"{result['delivered']:,} / {result['expected']:,}",
-           ms(result["p50"]), ms(result["p99"]), ms(result["max"])]  # fmt: skip
-    print("  ", row, flush=True)
-    return [row]
+    rows = []
+    # Browsers and dart:io offer permessage-deflate and uvicorn accepts it by default: the
+    # server then compresses every message once per client.
+    for label, compression in [("none", None), ("permessage-deflate", "deflate")]:
+        with api_process(dsn, WS_QUEUE_SIZE="256") as url:
+            result = _run(_fanout(dsn, url, clients, updates, compression))
+        rows.append([f"{clients:,}", updates, label,
+                     f"{result['delivered']:,} / {result['expected']:,}",
+                     ms(result["p50"]), ms(result["p99"]), ms(result["max"])])  # fmt: skip
+        print("  ", rows[-1], flush=True)
+    return rows
 
 
 @contextlib.asynccontextmanager
@@ -523,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
             if "prs" not in only:
                 asyncio.run(seed_prs(dsn, 0, 10))
             rows = bench_fanout(dsn, args.clients, args.updates)
-            headers = ["clients", "updates", "delivered", "p50 ms", "p99 ms", "max ms"]
+            headers = ["clients", "updates", "compression", "delivered", "p50 ms", "p99 ms",
+                       "max ms"]  # fmt: skip
             sections.append(
                 "WebSocket fan-out (commit → receipt, every client x update)\n\n"
                 + table(headers, rows)
