@@ -6,12 +6,16 @@ import asyncio
 import logging
 import random
 import re
-import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
+from flowlens.github.rest import (
+    error_message,
+    next_link,
+    origin,
+    rate_limit_wait,
+)
 from flowlens.insights.models import FileChange
 
 log = logging.getLogger(__name__)
@@ -21,8 +25,6 @@ API_VERSION = "2022-11-28"
 PER_PAGE = 100
 # GitHub lists at most 3000 files of a pull request: 30 pages of 100.
 MAX_PAGES = 30
-# Secondary rate limits come without a reset time; GitHub asks for at least a minute.
-SECONDARY_LIMIT_WAIT = 60.0
 TRUNCATION_MARKER = "\n… [patch truncated: {shown} of {total} bytes shown]"
 
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -71,7 +73,7 @@ class GitHubFilesClient:
         self.max_wait = max_wait
         self.max_attempts = max(1, max_attempts)
         self.retry_delay = retry_delay
-        self._origin = _origin(self.api_url)
+        self._origin = origin(self.api_url)
         self._headers = {
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": API_VERSION,
@@ -139,7 +141,7 @@ class GitHubFilesClient:
             if response.status_code == 200:
                 return response
 
-            wait = _rate_limit_wait(response)
+            wait = rate_limit_wait(response)
             if wait is not None:
                 if not budget.allows(wait):
                     raise GitHubError(
@@ -162,7 +164,7 @@ class GitHubFilesClient:
             if transient and attempt < self.max_attempts:
                 await asyncio.sleep(self._backoff(attempt))
                 continue
-            message = _error_message(response)
+            message = error_message(response)
             raise GitHubError(
                 f"github: {status} listing files of {where}"
                 + (f" after {attempt} attempts" if transient else "")
@@ -204,16 +206,10 @@ class GitHubFilesClient:
 
     def _next_url(self, response: httpx.Response) -> str | None:
         """The rel="next" link, only if it stays on the API host (the token goes with it)."""
-        link = response.links.get("next", {}).get("url")
-        if not link:
-            return None
-        absolute = str(response.url.join(link))
-        if _origin(absolute) != self._origin:
-            raise GitHubError(
-                f"github: refusing to follow a next link to another host ({_origin(absolute)})",
-                retryable=False,
-            )
-        return absolute
+        try:
+            return next_link(response, self._origin)
+        except ValueError as exc:
+            raise GitHubError(str(exc), retryable=False) from None
 
 
 class _Budget:
@@ -227,41 +223,3 @@ class _Budget:
 
     def spend(self, wait: float) -> None:
         self.left -= wait
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _rate_limit_wait(response: httpx.Response) -> float | None:
-    """Seconds to wait when the response is a rate limit, else None."""
-    if response.status_code not in (403, 429):
-        return None
-    headers = response.headers
-    retry_after = headers.get("Retry-After")
-    if retry_after is not None:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            return SECONDARY_LIMIT_WAIT
-    if headers.get("X-RateLimit-Remaining") == "0":
-        try:
-            reset = float(headers.get("X-RateLimit-Reset", ""))
-        except ValueError:
-            return SECONDARY_LIMIT_WAIT
-        return max(0.0, reset - time.time())
-    if response.status_code == 429 or "rate limit" in _error_message(response).lower():
-        return SECONDARY_LIMIT_WAIT
-    # Any other 403 is a permission problem: waiting will not help.
-    return None
-
-
-def _error_message(response: httpx.Response) -> str:
-    """GitHub's short error message, if the body has one."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message)[:200] if message else ""

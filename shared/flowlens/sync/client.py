@@ -14,12 +14,19 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from flowlens.github.rest import (
+    SECONDARY_LIMIT_WAIT,
+    error_message,
+    next_link,
+    origin,
+    parse_float,
+    rate_limit_wait,
+)
+
 log = logging.getLogger("flowlens.sync")
 
 USER_AGENT = "flowlens-sync/0.1"
 API_VERSION = "2022-11-28"
-# Secondary limits may come without a reset time; GitHub asks for at least a minute.
-SECONDARY_LIMIT_WAIT = 60.0
 
 
 class SyncError(Exception):
@@ -130,7 +137,7 @@ class GitHubSyncClient:
         self.max_wait = max_wait
         self.stats = ClientStats()
         self._sleep = sleep
-        self._origin = _origin(self.api_url)
+        self._origin = origin(self.api_url)
         self._headers = {
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": API_VERSION,
@@ -218,7 +225,7 @@ class GitHubSyncClient:
                 if etag:
                     self.cache.put(url, _Cached(etag, body, next_url, len(response.content)))
                 return body, next_url, False
-            wait = _rate_limit_wait(response)
+            wait = rate_limit_wait(response, reset_slack=1.0)  # resets are whole seconds
             if wait is not None:
                 limited += 1
                 if limited > self.max_attempts:
@@ -233,7 +240,7 @@ class GitHubSyncClient:
             if transient and attempt < self.max_attempts:
                 await self._backoff(attempt)
                 continue
-            message = _error_message(response)
+            message = error_message(response)
             raise SyncError(
                 f"github: {status} on {_path(url)}"
                 + (f" after {attempt} attempts" if transient else "")
@@ -264,7 +271,7 @@ class GitHubSyncClient:
         """A response that used the last request of the window blocks until the reset."""
         if response.headers.get("X-RateLimit-Remaining") != "0" or response.status_code >= 400:
             return
-        reset = _float(response.headers.get("X-RateLimit-Reset"))
+        reset = parse_float(response.headers.get("X-RateLimit-Reset"))
         if reset is not None:
             wait = max(0.0, reset - time.time())
             self._blocked_until = max(self._blocked_until, time.monotonic() + wait)
@@ -280,57 +287,12 @@ class GitHubSyncClient:
 
     def _next_url(self, response: httpx.Response) -> str | None:
         """The rel="next" link, only if it stays on the API host (the token goes with it)."""
-        link = response.links.get("next", {}).get("url")
-        if not link:
-            return None
-        absolute = str(response.url.join(link))
-        if _origin(absolute) != self._origin:
-            raise SyncError(
-                f"github: refusing to follow a next link to another host ({_origin(absolute)})",
-                retryable=False,
-            )
-        return absolute
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+        try:
+            return next_link(response, self._origin)
+        except ValueError as exc:
+            raise SyncError(str(exc), retryable=False) from None
 
 
 def _path(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + (f"?{parts.query}" if parts.query else "")
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _rate_limit_wait(response: httpx.Response) -> float | None:
-    """Seconds to wait when the response is a rate limit, else None."""
-    if response.status_code not in (403, 429):
-        return None
-    headers = response.headers
-    retry_after = headers.get("Retry-After")
-    if retry_after is not None:
-        seconds = _float(retry_after)
-        return max(0.0, seconds) if seconds is not None else SECONDARY_LIMIT_WAIT
-    if headers.get("X-RateLimit-Remaining") == "0":
-        reset = _float(headers.get("X-RateLimit-Reset"))
-        # A second of slack: the reset is a whole-second timestamp.
-        return max(0.0, reset - time.time()) + 1.0 if reset is not None else SECONDARY_LIMIT_WAIT
-    if response.status_code == 429 or "rate limit" in _error_message(response).lower():
-        return SECONDARY_LIMIT_WAIT
-    return None  # any other 403 is a permission problem: waiting will not help
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message)[:200] if message else ""
