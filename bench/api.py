@@ -33,6 +33,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -260,7 +261,11 @@ async def time_gets(url: str, path: str, params: dict[str, Any], n: int) -> list
         return out
 
 
-def bench_prs(dsn: str, sizes: list[int], samples: int) -> list[list[Any]]:
+def runs_text(values: list[float]) -> str:
+    return " / ".join(f"{v:.0f}" for v in values)
+
+
+def bench_prs(dsn: str, sizes: list[int], samples: int, runs: int) -> list[list[Any]]:
     rows: list[list[Any]] = []
     have = 0
     for size in sizes:
@@ -274,10 +279,15 @@ def bench_prs(dsn: str, sizes: list[int], samples: int) -> list[list[Any]]:
                 ("limit=1000", {"limit": 1000}),
                 (f"repo={REPOS[0]} (100)", {"repo": REPOS[0]}),
             ]:
-                times = asyncio.run(time_gets(url, "/api/prs", params, samples))
+                p50s, p99s = [], []
+                for _ in range(runs):
+                    times = asyncio.run(time_gets(url, "/api/prs", params, samples))
+                    p50s.append(pct(times, 50))
+                    p99s.append(pct(times, 99))
                 body = httpx.get(f"{url}/api/prs", params=params).content
-                rows.append([f"{size:,}", label, f"{len(body) / 1024:.0f} KiB", ms(pct(times, 50)),
-                             ms(pct(times, 99)), samples])  # fmt: skip
+                rows.append([f"{size:,}", label, f"{len(body) / 1024:.0f} KiB",
+                             ms(statistics.median(p50s)), ms(statistics.median(p99s)),
+                             runs_text(p50s), runs_text(p99s)])  # fmt: skip
                 print("  ", rows[-1], flush=True)
     return rows
 
@@ -345,18 +355,25 @@ async def _fanout(
     }
 
 
-def bench_fanout(dsn: str, clients: int, updates: int) -> list[list[Any]]:
+def bench_fanout(dsn: str, clients: int, updates: int, runs: int) -> list[list[Any]]:
     if clients + 100 > resource.getrlimit(resource.RLIMIT_NOFILE)[0]:
         raise SystemExit(f"open-files limit too low for {clients} clients")
     rows = []
     # Browsers and dart:io offer permessage-deflate and uvicorn accepts it by default: the
     # server then compresses every message once per client.
     for label, compression in [("none", None), ("permessage-deflate", "deflate")]:
-        with api_process(dsn, WS_QUEUE_SIZE="256") as url:
-            result = _run(_fanout(dsn, url, clients, updates, compression))
-        rows.append([f"{clients:,}", updates, label,
-                     f"{result['delivered']:,} / {result['expected']:,}",
-                     ms(result["p50"]), ms(result["p99"]), ms(result["max"])])  # fmt: skip
+        results = []
+        for _ in range(runs):
+            with api_process(dsn, WS_QUEUE_SIZE="256") as url:
+                results.append(_run(_fanout(dsn, url, clients, updates, compression)))
+            print("    run:", {k: v for k, v in results[-1].items()}, flush=True)
+        p50s = [r["p50"] for r in results]
+        p99s = [r["p99"] for r in results]
+        delivered = sum(r["delivered"] for r in results)
+        expected = sum(r["expected"] for r in results)
+        rows.append([f"{clients:,}", updates, label, f"{delivered:,} / {expected:,}",
+                     ms(statistics.median(p50s)), ms(statistics.median(p99s)),
+                     runs_text(p50s), runs_text(p99s)])  # fmt: skip
         print("  ", rows[-1], flush=True)
     return rows
 
@@ -469,26 +486,29 @@ def fresh_database(dsn: str) -> Iterator[str]:
         asyncio.run(drop_database(dsn, name))
 
 
-def bench_e2e(server_dsn: str, deliveries: int) -> list[list[Any]]:
+def bench_e2e(server_dsn: str, deliveries: int, runs: int) -> list[list[Any]]:
     rows = []
     for notify in (True, False):
-        with fresh_database(server_dsn) as dsn:
-            rows.extend(_e2e_mode(dsn, notify, deliveries))
-    return rows
-
-
-def _e2e_mode(dsn: str, notify: bool, deliveries: int) -> list[list[Any]]:
-    with api_process(dsn, FEED_NOTIFY="true" if notify else "false") as url:
-        result = _run(_e2e(dsn, url, notify, deliveries))
-    mode = "LISTEN/NOTIFY + poll 0.25 s" if notify else "poll 0.25 s only (FEED_NOTIFY=false)"
-    rows = [
-        [mode, "webhook → pr_update (ingest)", f"{len(result['first'])}/{result['n']}",
-         ms(pct(result["first"], 50)), ms(pct(result["first"], 99))],
-        [mode, "webhook → pr_update with insight (poller, 2 s scans)",
-         f"{len(result['insight'])}/{result['n']}", ms(pct(result["insight"], 50)),
-         ms(pct(result["insight"], 99))],
-    ]  # fmt: skip
-    print("  ", rows[0], "\n  ", rows[1], flush=True)
+        first: list[dict[str, Any]] = []
+        for _ in range(runs):
+            with (
+                fresh_database(server_dsn) as dsn,
+                api_process(dsn, FEED_NOTIFY="true" if notify else "false") as url,
+            ):
+                first.append(_run(_e2e(dsn, url, notify, deliveries)))
+        mode = "LISTEN/NOTIFY + poll 0.25 s" if notify else "poll 0.25 s only (FEED_NOTIFY=false)"
+        paths = [
+            ("first", "webhook → pr_update (ingest)"),
+            ("insight", "webhook → pr_update with insight (poller, 2 s scans)"),
+        ]
+        for key, path in paths:
+            got = sum(len(r[key]) for r in first)
+            p50s = [pct(r[key], 50) for r in first]
+            p99s = [pct(r[key], 99) for r in first]
+            p50, p99 = statistics.median(p50s), statistics.median(p99s)
+            received = f"{got}/{deliveries * runs}"
+            rows.append([mode, path, received, ms(p50), ms(p99), runs_text(p50s), runs_text(p99s)])
+            print("  ", rows[-1], flush=True)
     return rows
 
 
@@ -509,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--updates", type=int, default=100)
     parser.add_argument("--deliveries", type=int, default=40)
     parser.add_argument("--only", default="prs,fanout,e2e")
+    parser.add_argument("--runs", type=int, default=3, help="repeat each measurement; medians")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     raise_nofile()
@@ -520,27 +541,33 @@ def main(argv: list[str] | None = None) -> int:
         if "prs" in only:
             print("GET /api/prs", flush=True)
             sizes = [int(s) for s in args.sizes.split(",")]
-            rows = bench_prs(dsn, sizes, args.samples)
-            headers = ["PRs stored", "request", "body", "p50 ms", "p99 ms", "samples"]
+            rows = bench_prs(dsn, sizes, args.samples, args.runs)
+            headers = ["PRs stored", "request", "body", "p50 ms", "p99 ms", "p50 per run",
+                       "p99 per run"]  # fmt: skip
             sections.append(
-                "GET /api/prs (sequential requests, keep-alive)\n\n" + table(headers, rows)
+                f"GET /api/prs ({args.samples} sequential keep-alive requests per run; medians "
+                f"of {args.runs} runs)\n\n" + table(headers, rows)
             )
         if "fanout" in only:
             print("fan-out", flush=True)
             if "prs" not in only:
                 asyncio.run(seed_prs(dsn, 0, 10))
-            rows = bench_fanout(dsn, args.clients, args.updates)
+            rows = bench_fanout(dsn, args.clients, args.updates, args.runs)
             headers = ["clients", "updates", "compression", "delivered", "p50 ms", "p99 ms",
-                       "max ms"]  # fmt: skip
+                       "p50 per run", "p99 per run"]  # fmt: skip
             sections.append(
-                "WebSocket fan-out (commit → receipt, every client x update)\n\n"
-                + table(headers, rows)
+                "WebSocket fan-out (commit → receipt over every client x update, one update "
+                f"every 50 ms; medians of {args.runs} runs)\n\n" + table(headers, rows)
             )
         if "e2e" in only:
             print("end to end", flush=True)
-            rows = bench_e2e(dsn, args.deliveries)
-            headers = ["feed wake-up", "path", "received", "p50 ms", "p99 ms"]
-            sections.append("Webhook POST → socket\n\n" + table(headers, rows))
+            rows = bench_e2e(dsn, args.deliveries, args.runs)
+            headers = ["feed wake-up", "path", "received", "p50 ms", "p99 ms", "p50 per run",
+                       "p99 per run"]  # fmt: skip
+            sections.append(
+                f"Webhook POST → socket ({args.deliveries} deliveries per run; medians of "
+                f"{args.runs} runs)\n\n" + table(headers, rows)
+            )
     print()
     command = " ".join(["python -m bench.api", *(argv if argv is not None else sys.argv[1:])])
     print(f"`{command}` at {git_commit()}; {facts}; {description}")
