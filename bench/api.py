@@ -292,6 +292,60 @@ def bench_prs(dsn: str, sizes: list[int], samples: int, runs: int) -> list[list[
     return rows
 
 
+RAW_TITLE = re.compile(rb'"title": "([^"]*)"')
+
+
+class RawWebSocket(asyncio.Protocol):
+    """A minimal client for uncompressed server frames: timestamps each title as it arrives.
+
+    websockets' client costs far more CPU per message than the server's send; with a thousand
+    of them in one process the load generator would be what is measured.
+    """
+
+    def __init__(self, got: dict[str, float], opened: asyncio.Future[None]) -> None:
+        self.got = got
+        self.opened = opened
+        self.buffer = b""
+        self.upgraded = False
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        if not self.upgraded:
+            self.buffer += data
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self.buffer.startswith(b"HTTP/1.1 101"):
+                self.opened.set_exception(RuntimeError(self.buffer[:200].decode()))
+                return
+            self.upgraded = True
+            data, self.buffer = self.buffer[end + 4 :], b""
+            self.opened.set_result(None)
+        chunk = self.buffer + data
+        for match in RAW_TITLE.finditer(chunk):
+            self.got.setdefault(match.group(1).decode(), now)
+        # A title may straddle two reads: keep the tail (a full match found twice is harmless).
+        self.buffer = chunk[-96:]
+
+
+async def raw_socket(base: str, path: str, got: dict[str, float]) -> asyncio.BaseTransport:
+    """Open a WebSocket (no extensions offered, so frames arrive uncompressed)."""
+    import base64
+
+    host, port = base.removeprefix("http://").split(":")
+    loop = asyncio.get_running_loop()
+    opened: asyncio.Future[None] = loop.create_future()
+    transport, _ = await loop.create_connection(lambda: RawWebSocket(got, opened), host, int(port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    transport.write(  # type: ignore[attr-defined]
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    await asyncio.wait_for(opened, 60)
+    return transport
+
+
 async def _fanout(
     dsn: str, url: str, clients: int, updates: int, compression: str | None
 ) -> dict[str, Any]:
@@ -304,6 +358,14 @@ async def _fanout(
     received: list[dict[str, float]] = [{} for _ in range(clients)]
 
     async def client(k: int, ready: asyncio.Event, stop: asyncio.Event) -> None:
+        if compression is None:
+            # The cheap client, so that the load generator is not what is measured.
+            transport = await raw_socket(url, f"/ws?repo={REPOS[0]}", received[k])
+            ready.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                transport.close()
         async with connect(f"{ws_url}?repo={REPOS[0]}", open_timeout=60, ping_interval=None,
                            max_queue=None, compression=compression) as ws:  # fmt: skip
             ready.set()
