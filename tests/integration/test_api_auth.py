@@ -113,3 +113,21 @@ async def test_no_cors_headers_without_configuration(dsn: str) -> None:
     async with asgi_api(dsn) as (_, client):
         resp = await client.get("/api/prs", headers={"Origin": "https://dash.example.com"})
         assert "access-control-allow-origin" not in resp.headers
+
+
+async def test_socket_origin_follows_cors_origins(dsn: str, db: Database) -> None:
+    allowed = "https://dash.example.com"
+    async with served_api(dsn, cors_origins=allowed) as (_, base):
+        async with socket(ws_url(base), origin="https://evil.example") as ws:
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+        host = base.removeprefix("http://")
+        async with (
+            socket(ws_url(base), origin=allowed) as listed,
+            socket(ws_url(base), origin=f"http://{host}") as same_host,
+            socket(ws_url(base)) as no_origin,
+        ):
+            await deliver(db, "pull_request", opened(2))
+            for ws in (listed, same_host, no_origin):
+                assert (await next_update(ws))["event"] == "pr_update"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
@@ -34,3 +35,18 @@ def allowed(conn: HTTPConnection, tokens: Sequence[str], *, query: bool = False)
     if token_ok(bearer(conn), tokens):
         return True
     return query and token_ok(conn.query_params.get("token"), tokens)
+
+
+def origin_ok(conn: HTTPConnection, origins: Sequence[str]) -> bool:
+    """Whether a browser's Origin may open the socket: CORS_ORIGINS applies to /ws too.
+
+    Browsers apply no CORS to WebSockets, so without this any page could read the feed.
+    No CORS_ORIGINS (or `*`), no Origin header (not a browser), or the API's own host
+    (the dashboard served at /) are always allowed.
+    """
+    origin = conn.headers.get("origin")
+    if not origins or "*" in origins or not origin:
+        return True
+    if origin in origins:
+        return True
+    return urlsplit(origin).netloc.lower() == conn.headers.get("host", "").lower()

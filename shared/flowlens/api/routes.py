@@ -256,6 +256,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     if not auth.allowed(websocket, svc.settings.api_token_list, query=True):
         await close_quietly(websocket, CLOSE_POLICY, "missing or invalid token")
         return
+    if not auth.origin_ok(websocket, svc.settings.cors_origin_list):
+        await close_quietly(websocket, CLOSE_POLICY, "origin not allowed (CORS_ORIGINS)")
+        return
     repos = websocket.query_params.getlist("repo")
     bad = [r for r in repos if not REPO_NAME.fullmatch(r)]
     if bad:
