@@ -174,6 +174,7 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
             config = uvicorn.Config(
                 app, host="0.0.0.0", port=port, log_config=None, access_log=False,  # noqa: S104
                 lifespan="on" if component == "api" else "off", ws="websockets-sansio",
+                ws_per_message_deflate=False,
             )  # fmt: skip
             servers.append((_Server(config), component))
 

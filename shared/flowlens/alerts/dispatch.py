@@ -196,7 +196,8 @@ class AlertDispatcher:
                 await asyncio.sleep(interval)
                 continue
             try:
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+                async with asyncio.timeout(interval):
+                    await stop.wait()
                 break
             except TimeoutError:
                 pass

@@ -281,7 +281,8 @@ class Poller:
                 await asyncio.sleep(wait)
             else:
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=wait)
+                    async with asyncio.timeout(wait):
+                        await stop.wait()
                     break
                 except TimeoutError:
                     pass

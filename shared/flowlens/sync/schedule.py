@@ -295,7 +295,8 @@ class SyncScheduler:
                 await asyncio.sleep(wait)
                 continue
             try:
-                await asyncio.wait_for(stop.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await stop.wait()
                 break
             except TimeoutError:
                 pass
