@@ -9,7 +9,7 @@ import pytest
 
 from flowlens.db import Database
 from tests.conftest import load_fixture
-from tests.helpers import encode, github_headers
+from tests.helpers import encode, github_headers, variant
 from tests.integration.conftest import CI_KEY, Sender
 
 OPENED = "pull_request/opened.payload.json"
@@ -194,3 +194,26 @@ async def test_ci_path_rejects_bad_report(ingest_client: httpx.AsyncClient) -> N
     )
     assert bad.status_code == 400
     assert "repository" in bad.json()["error"] and "status" in bad.json()["error"]
+
+
+async def test_nul_character_in_a_payload_is_stored(sender: Sender, db: Database) -> None:
+    """PostgreSQL cannot hold NUL; a commit message with one must not cost the delivery."""
+    payload = load_fixture(OPENED)
+    payload["pull_request"]["body"] = "before\u0000after"
+    resp = await sender.send("pull_request", payload, delivery="nul")
+    assert resp.status_code == 202, resp.text
+    async with db.transaction() as tx:
+        row = await tx.one("pull_request_by_number", repository="Codertocat/Hello-World", number=2)
+    assert row is not None and row["body"] == "before\ufffdafter"
+
+
+async def test_unknown_build_status_is_accepted_as_queued(sender: Sender, db: Database) -> None:
+    # Derived: a check run in a status GitHub may add later.
+    payload = variant(
+        load_fixture("check_run/completed.payload.json"),
+        **{"check_run.status": "pending_approval", "check_run.conclusion": None},
+    )
+    assert (await sender.send("check_run", payload)).status_code == 202
+    async with db.transaction() as tx:
+        builds = await tx.all("builds_for_repository", repository="Codertocat/Hello-World")
+    assert [b["status"] for b in builds] == ["queued"]

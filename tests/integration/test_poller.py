@@ -266,3 +266,19 @@ async def test_function_returns_json_summary(db: Database, dsn: str, monkeypatch
 async def test_budget_zero_is_one_scan(db: Database, budget: float) -> None:
     summary = await Poller(db, settings(), CountingAnalyser()).run(budget)
     assert summary.scans == 1
+
+
+async def test_leases_are_kept_alive_during_a_long_analysis(db: Database, dsn: str) -> None:
+    """An analysis longer than the lease is not claimed and analysed again by another poller."""
+    await deliver(db, "pull_request", pr_delivery(9, "9" * 40, "opened", 0), "slow")
+    slow = CountingAnalyser(delay=1.5)
+    fast = CountingAnalyser()
+    s = settings(lease_seconds=0.4)
+    async with Database(dsn, min_size=0, max_size=4) as db2:
+        first = asyncio.create_task(Poller(db, s, slow, owner="slow").scan_once())
+        await asyncio.sleep(0.8)  # twice the lease: without renewal the event would be free
+        second = await Poller(db2, s, fast, owner="other").scan_once()
+        done = await first
+    assert second.events == 0 and sum(fast.calls.values()) == 0
+    assert done.insights == 1 and sum(slow.calls.values()) == 1
+    assert await pending(db) == 0

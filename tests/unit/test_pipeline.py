@@ -10,6 +10,7 @@ from flowlens import pipeline
 from flowlens.github.parse import PayloadError, map_build_status, parse
 from flowlens.github.signature import sign, verify
 from tests.conftest import load_fixture
+from tests.helpers import variant
 
 
 @pytest.mark.parametrize(
@@ -67,10 +68,14 @@ def test_stale_payload_changes_nothing() -> None:
 
 
 def test_reference_facts_only_fill_gaps() -> None:
-    run = parse(
-        "workflow_run", load_fixture("workflow_run/completed.with-pull-requests.payload.json")
+    payload = load_fixture("workflow_run/completed.with-pull-requests.payload.json")
+    # The fixture's PR belongs to another repository (a fork-like reference): not linked.
+    assert parse("workflow_run", payload).builds[0].pr_refs == ()
+    # Derived: the same run in the PR's own repository.
+    own = variant(
+        payload, repository=load_fixture("pull_request/opened.payload.json")["repository"]
     )
-    ref = run.builds[0].pr_refs[0]
+    ref = parse("workflow_run", own).builds[0].pr_refs[0]
     assert ref.number == 2 and not ref.complete
     filled = pipeline.apply_pr_facts({"head_sha": None, "title": "kept"}, ref)
     assert filled["head_sha"] == ref.head_sha and filled["title"] == "kept"

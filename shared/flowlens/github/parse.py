@@ -198,9 +198,8 @@ def map_build_status(status: str | None, conclusion: str | None = None) -> str:
         return _CONCLUSION[status]
     if status in _RUNNING:
         return "running"
-    if status in _QUEUED or not status:
-        return "queued"
-    raise PayloadError(f"unknown build status {status!r}")
+    # Unknown (future) vocabularies count as not finished rather than refusing the delivery.
+    return "queued"
 
 
 def _login(user: Any) -> tuple[str | None, str | None]:
@@ -264,12 +263,16 @@ def _pr(data: dict[str, Any], action: str | None) -> PrFacts:
     )
 
 
-def _pr_refs(items: Any) -> tuple[PrFacts, ...]:
+def _pr_refs(items: Any, repo_id: Any = None) -> tuple[PrFacts, ...]:
+    """PR references of a build; those of another repository (a fork's PR) link by sha only."""
     refs = []
     for item in items or []:
         if isinstance(item, dict) and isinstance(item.get("number"), int):
             head = item.get("head") or {}
             base = item.get("base") or {}
+            base_repo = (base.get("repo") or {}).get("id")
+            if repo_id is not None and base_repo is not None and base_repo != repo_id:
+                continue
             refs.append(
                 PrFacts(
                     number=item["number"],
@@ -288,7 +291,7 @@ def _workflow_run(p: dict[str, Any]) -> list[BuildFacts]:
     run = p.get("workflow_run") or {}
     if "id" not in run:
         raise PayloadError("workflow_run.id missing")
-    refs = _pr_refs(run.get("pull_requests"))
+    refs = _pr_refs(run.get("pull_requests"), (p.get("repository") or {}).get("id"))
     actor, _ = _login(run.get("triggering_actor") or run.get("actor"))
     started = ts(run.get("run_started_at") or run.get("created_at"))
     status = map_build_status(run.get("status"), run.get("conclusion"))
@@ -341,7 +344,7 @@ def _check(p: dict[str, Any], key: str) -> list[BuildFacts]:
     item = p.get(key) or {}
     if "id" not in item:
         raise PayloadError(f"{key}.id missing")
-    refs = _pr_refs(item.get("pull_requests"))
+    refs = _pr_refs(item.get("pull_requests"), (p.get("repository") or {}).get("id"))
     status = map_build_status(item.get("status"), item.get("conclusion"))
     if key == "check_suite":
         app = item.get("app") or {}

@@ -68,6 +68,9 @@ def decode_payload(body: bytes, content_type: str) -> tuple[dict[str, Any], str]
         text = form["payload"][0]
     else:
         text = body.decode("utf-8")
+    if "\\u0000" in text:
+        # PostgreSQL text and jsonb cannot hold NUL; GitHub may send one in a commit message.
+        text = text.replace("\\u0000", "\\ufffd")
     payload = json.loads(text)
     if not isinstance(payload, dict):
         raise ValueError("payload is not a JSON object")

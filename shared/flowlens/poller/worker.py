@@ -151,11 +151,33 @@ class Poller:
                 await self._release(ids, self.settings.poll_interval_seconds, None, refund=1)
                 summary.retries += len(ids)
                 return summary
+            heartbeat = asyncio.create_task(self._heartbeat(pr["id"], ids))
             try:
                 return await self._analyse(pr, events, summary)
+            except Exception as exc:  # storing failed after retries: back off, never lose it
+                log.exception("analysis of %s#%s failed", repository, number)
+                await self._failed(events, f"poller error: {exc!r}", True, summary)
+                return summary
             finally:
+                heartbeat.cancel()
                 async with self.db.transaction() as tx:
                     await tx.execute("release_pr_analysis", id=pr["id"], owner=self.owner)
+
+    async def _heartbeat(self, pr_id: int, ids: list[int]) -> None:
+        """Keep the event and PR leases alive while an analysis waits or runs (AI retries)."""
+        lease = self.settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                async with self.db.transaction() as tx:
+                    await tx.execute(
+                        "extend_event_leases", ids=ids, owner=self.owner, lease_seconds=lease
+                    )
+                    await tx.execute(
+                        "extend_pr_analysis", id=pr_id, owner=self.owner, lease_seconds=lease
+                    )
+            except Exception as exc:  # the lease may lapse; another poller then takes over
+                log.warning("could not extend leases: %s", exc)
 
     async def _analyse(
         self, pr: dict[str, Any], events: list[dict[str, Any]], summary: Summary

@@ -73,7 +73,7 @@ CREATE TABLE IF NOT EXISTS pull_requests (
     UNIQUE (repository_id, number)
 );
 CREATE INDEX IF NOT EXISTS pull_requests_repo_updated_idx
-    ON pull_requests (repository_id, gh_updated_at DESC);
+    ON pull_requests (repository_id, gh_updated_at DESC NULLS LAST);
 CREATE INDEX IF NOT EXISTS pull_requests_head_sha_idx
     ON pull_requests (repository_id, head_sha);
 

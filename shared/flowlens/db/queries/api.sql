@@ -19,10 +19,10 @@ CROSS JOIN LATERAL (
     FROM pull_requests p
     WHERE p.repository_id = r.id
       AND (%(state)s::text IS NULL OR p.state = %(state)s::text)
-    ORDER BY p.gh_updated_at DESC, p.id DESC
+    ORDER BY p.gh_updated_at DESC NULLS LAST, p.id DESC
     LIMIT %(limit)s::int + %(offset)s::int
 ) p
-ORDER BY p.gh_updated_at DESC, p.id DESC
+ORDER BY p.gh_updated_at DESC NULLS LAST, p.id DESC
 LIMIT %(limit)s::int OFFSET %(offset)s::int;
 
 -- name: api_list_repository_prs
@@ -35,7 +35,7 @@ SELECT p.id, p.number, p.title, p.body, p.author, p.author_avatar, p.head_sha, p
 FROM pull_requests p
 WHERE p.repository_id = %(repository_id)s::bigint
   AND (%(state)s::text IS NULL OR p.state = %(state)s::text)
-ORDER BY p.gh_updated_at DESC, p.id DESC
+ORDER BY p.gh_updated_at DESC NULLS LAST, p.id DESC
 LIMIT %(limit)s::int OFFSET %(offset)s::int;
 
 -- name: api_insights_for_pr

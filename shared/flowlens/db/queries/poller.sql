@@ -43,7 +43,22 @@ UPDATE pull_requests SET analysis_owner = %(owner)s,
 WHERE id = %(id)s
   AND (analysis_leased_until IS NULL OR analysis_leased_until < now()
        OR analysis_owner = %(owner)s)
+  -- Checked again here: another poller may have stored this head's insight a moment ago.
+  AND NOT EXISTS (SELECT 1 FROM insights i
+                  WHERE i.repository_id = pull_requests.repository_id
+                    AND i.pr_number = pull_requests.number
+                    AND i.commit_sha = pull_requests.head_sha)
 RETURNING id;
+
+-- name: extend_event_leases
+UPDATE raw_events
+SET leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
+WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
+
+-- name: extend_pr_analysis
+UPDATE pull_requests
+SET analysis_leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
+WHERE id = %(id)s AND analysis_owner = %(owner)s;
 
 -- name: release_pr_analysis
 UPDATE pull_requests SET analysis_owner = NULL, analysis_leased_until = NULL
