@@ -30,6 +30,10 @@ _REPO_COLUMNS = (
 )  # fmt: skip
 
 RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+# Two first deliveries of one repository at once: both miss it and both insert it; the loser
+# can trip over the winner's github_id, which is not insert_repository's ON CONFLICT target.
+# The whole transaction runs again and then finds the winner's row.
+DELIVERY_RETRYABLE = (*RETRYABLE, psycopg.errors.UniqueViolation)
 
 
 class Outcome(enum.StrEnum):
@@ -41,12 +45,14 @@ class Outcome(enum.StrEnum):
     IGNORED = "ignored"
 
 
-async def retrying(func: Any, *args: Any, attempts: int = 5) -> Any:
+async def retrying(
+    func: Any, *args: Any, attempts: int = 5, retry_on: tuple[type[Exception], ...] = RETRYABLE
+) -> Any:
     """Run a transaction function again when the database asks us to (serialisation, deadlock)."""
     for attempt in range(attempts):
         try:
             return await func(*args)
-        except RETRYABLE:
+        except retry_on:
             if attempt == attempts - 1:
                 raise
             await asyncio.sleep(0.01 * 2**attempt)
@@ -66,35 +72,60 @@ async def record_delivery(
     facts = parse(event, payload)
 
     async def run() -> Outcome:
-        async with db.transaction() as tx:
-            head_sha = facts.pr.head_sha if facts.pr else None
-            raw_id = await tx.value(
-                "insert_raw_event",
+        # Pipelined: statements whose results are not needed yet do not wait for the server,
+        # so a delivery costs a few round trips rather than one per statement.
+        async with db.transaction(pipeline=True) as tx:
+            # The repository row is looked up in the same statement, unless it is not needed.
+            lookup = event != "ping" and not facts.ignored and facts.repo is not None
+            row = await tx.one(
+                "record_raw_event",
                 delivery_id=delivery_id,
                 event=event,
                 action=facts.action,
                 repository=facts.repo.full_name if facts.repo else None,
                 pr_number=facts.pr_number,
-                head_sha=head_sha,
+                head_sha=facts.pr.head_sha if facts.pr else None,
                 payload=raw_json,
                 needs_analysis=facts.needs_analysis,
+                github_id=facts.repo.github_id if lookup and facts.repo else None,
+                full_name=facts.repo.full_name if lookup and facts.repo else None,
             )
-            if raw_id is None:
+            assert row is not None
+            if row.pop("raw_id") is None:
                 return Outcome.DUPLICATE
             if event == "ping":
                 return Outcome.PONG
             if facts.ignored:
                 return Outcome.IGNORED
-            await apply_facts(tx, facts, source=event, delivery_id=delivery_id, notify=notify)
+            await apply_facts(
+                tx,
+                facts,
+                source=event,
+                delivery_id=delivery_id,
+                notify=notify,
+                repository_row=row if row["id"] is not None else None,
+                looked_up=True,
+            )
             return Outcome.ACCEPTED
 
-    outcome: Outcome = await retrying(run)
+    outcome: Outcome = await retrying(run, retry_on=DELIVERY_RETRYABLE)
     return outcome
 
 
-async def upsert_repository(tx: Tx, repo: RepoFacts, renamed_from: str | None = None) -> int:
-    """The repository's id; metadata updated only from a payload at least as new as stored."""
-    row = await tx.one("find_repository", github_id=repo.github_id, full_name=repo.full_name)
+async def upsert_repository(
+    tx: Tx,
+    repo: RepoFacts,
+    renamed_from: str | None = None,
+    *,
+    row: dict[str, Any] | None = None,
+    looked_up: bool = False,
+) -> int:
+    """The repository's id; metadata updated only from a payload at least as new as stored.
+
+    With looked_up, `row` is what find_repository returned for this repository (None: unknown).
+    """
+    if not looked_up:
+        row = await tx.one("find_repository", github_id=repo.github_id, full_name=repo.full_name)
     if row is None and renamed_from:
         row = await tx.one("find_repository", github_id=None, full_name=renamed_from)
     params = {c: getattr(repo, c) for c in _REPO_COLUMNS}
@@ -110,7 +141,7 @@ async def upsert_repository(tx: Tx, repo: RepoFacts, renamed_from: str | None = 
                 "update_repository", id=row["id"], source_updated_at=repo.updated_at, **want
             )
             return int(row["id"])
-    await tx.execute("touch_repository", id=row["id"])
+    await tx.send("touch_repository", id=row["id"])
     return int(row["id"])
 
 
@@ -137,14 +168,26 @@ async def upsert_build(tx: Tx, repository_id: int, build: BuildFacts) -> None:
 
 
 async def apply_facts(
-    tx: Tx, facts: Delivery, *, source: str, delivery_id: str | None, notify: bool
+    tx: Tx,
+    facts: Delivery,
+    *,
+    source: str,
+    delivery_id: str | None,
+    notify: bool,
+    repository_row: dict[str, Any] | None = None,
+    looked_up: bool = False,
 ) -> list[int]:
-    """Apply a delivery's facts inside tx; returns the PR numbers whose visible state changed."""
+    """Apply a delivery's facts inside tx; returns the PR numbers whose visible state changed.
+
+    With looked_up, `repository_row` is find_repository's answer for facts.repo.
+    """
     if facts.repo is None:
         for extra in facts.extra_repos:
             await upsert_repository(tx, extra)
         return []
-    repo_id = await upsert_repository(tx, facts.repo, facts.renamed_from)
+    repo_id = await upsert_repository(
+        tx, facts.repo, facts.renamed_from, row=repository_row, looked_up=looked_up
+    )
     touched: dict[int, PrFacts | None] = {}
     if facts.pr is not None:
         touched[facts.pr.number] = facts.pr
@@ -186,13 +229,13 @@ async def update_pr(
     notify: bool,
 ) -> bool:
     """Lock one PR, apply facts, re-derive its state, and announce a visible change."""
-    await tx.execute("ensure_pull_request", repository_id=repo_id, number=number)
+    await tx.send("ensure_pull_request", repository_id=repo_id, number=number)
     row = await tx.one("lock_pull_request", repository_id=repo_id, number=number)
     assert row is not None
     new = pipeline.apply_pr_facts(row, pr_facts) if pr_facts is not None else dict(row)
     if facts is not None and facts.review is not None and facts.review.pr_number == number:
         review = facts.review
-        await tx.execute(
+        await tx.send(
             "upsert_review",
             pull_request_id=row["id"],
             review_id=review.review_id,
@@ -201,11 +244,14 @@ async def update_pr(
             commit_sha=review.commit_sha,
             submitted_at=review.submitted_at,
         )
-    statuses: list[str] = []
-    if new.get("head_sha"):
-        rows = await tx.all("build_statuses_for_sha", repository_id=repo_id, sha=new["head_sha"])
-        statuses = [r["status"] for r in rows]
-    approvals = [r["state"] for r in await tx.all("latest_reviews", pull_request_id=row["id"])]
+    checks = await tx.all(
+        "pr_checks",
+        repository_id=repo_id,
+        sha=new.get("head_sha") or None,
+        pull_request_id=row["id"],
+    )
+    statuses = [r["state"] for r in checks if r["kind"] == "build"]
+    approvals = [r["state"] for r in checks if r["kind"] == "review"]
     pipeline.finish(new, statuses, approvals)
     return await save_pr(
         tx, row, new, repository, source=source, delivery_id=delivery_id, notify=notify
@@ -235,8 +281,8 @@ async def save_pr(
     assert saved is not None
     if not visible:
         return False
-    await tx.execute(
-        "insert_pr_history",
+    await tx.send(
+        "record_pr_change",
         pull_request_id=saved["id"],
         version=saved["version"],
         status_pr=saved["status_pr"],
@@ -246,16 +292,10 @@ async def save_pr(
         status=saved["status"],
         source_event=source,
         delivery_id=delivery_id,
-    )
-    await tx.execute(
-        "insert_change_feed",
         repository=repository,
-        pull_request_id=saved["id"],
         pr_number=saved["number"],
-        version=saved["version"],
         kind=kind,
         payload=Jsonb(serialize.pr_update(saved, repository)),
+        notify=notify,
     )
-    if notify:
-        await tx.value("notify_feed", repository=repository)
     return True

@@ -1,11 +1,24 @@
--- name: insert_raw_event
--- The delivery id is unique: a concurrent duplicate waits for our commit, then inserts nothing.
-INSERT INTO raw_events (delivery_id, event, action, repository, pr_number, head_sha, payload,
-                        needs_analysis)
-VALUES (%(delivery_id)s, %(event)s, %(action)s, %(repository)s, %(pr_number)s, %(head_sha)s,
-        %(payload)s, %(needs_analysis)s)
-ON CONFLICT (delivery_id) DO NOTHING
-RETURNING id;
+-- name: record_raw_event
+-- The raw event and the repository row the delivery will need, in one statement (one round
+-- trip on the hot path). raw_id is NULL for a duplicate delivery id: the id is unique, so a
+-- concurrent duplicate waits for our commit, then inserts nothing. The repository columns are
+-- NULL when it is unknown, or not looked for (github_id and full_name both NULL).
+WITH raw AS (
+    INSERT INTO raw_events (delivery_id, event, action, repository, pr_number, head_sha, payload,
+                            needs_analysis)
+    VALUES (%(delivery_id)s, %(event)s, %(action)s, %(repository)s, %(pr_number)s,
+            %(head_sha)s, %(payload)s, %(needs_analysis)s)
+    ON CONFLICT (delivery_id) DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT id FROM raw) AS raw_id, repo.*
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN LATERAL (
+    SELECT * FROM repositories
+    WHERE github_id = %(github_id)s OR full_name = %(full_name)s
+    ORDER BY (github_id IS NOT DISTINCT FROM %(github_id)s) DESC
+    LIMIT 1
+) AS repo ON TRUE;
 
 -- name: find_repository
 SELECT * FROM repositories
@@ -75,26 +88,36 @@ UPDATE pull_requests SET
 WHERE id = %(id)s
 RETURNING *;
 
--- name: insert_pr_history
-INSERT INTO pr_history (pull_request_id, version, status_pr, status_build, status_approval,
-                        status_merge, status, source_event, delivery_id)
-VALUES (%(pull_request_id)s, %(version)s, %(status_pr)s, %(status_build)s, %(status_approval)s,
-        %(status_merge)s, %(status)s, %(source_event)s, %(delivery_id)s);
-
--- name: insert_change_feed
-INSERT INTO change_feed (repository, pull_request_id, pr_number, version, kind, payload)
-VALUES (%(repository)s, %(pull_request_id)s, %(pr_number)s, %(version)s, %(kind)s, %(payload)s);
-
--- name: notify_feed
--- Delivered at commit; only a wake-up hint for API instances, never needed for correctness.
-SELECT pg_notify('flowlens_feed', %(repository)s::text);
+-- name: record_pr_change
+-- A visible change of a PR: its history row, its change-feed row and, when notify is true, the
+-- wake-up hint (delivered at commit; never needed for correctness), in one statement.
+WITH history AS (
+    INSERT INTO pr_history (pull_request_id, version, status_pr, status_build, status_approval,
+                            status_merge, status, source_event, delivery_id)
+    VALUES (%(pull_request_id)s, %(version)s, %(status_pr)s, %(status_build)s,
+            %(status_approval)s, %(status_merge)s, %(status)s, %(source_event)s, %(delivery_id)s)
+), feed AS (
+    INSERT INTO change_feed (repository, pull_request_id, pr_number, version, kind, payload)
+    VALUES (%(repository)s, %(pull_request_id)s, %(pr_number)s, %(version)s, %(kind)s,
+            %(payload)s)
+)
+SELECT pg_notify('flowlens_feed', %(repository)s::text) WHERE %(notify)s::boolean;
 
 -- name: prs_by_head_sha
 SELECT number FROM pull_requests
 WHERE repository_id = %(repository_id)s AND head_sha = %(sha)s AND state = 'open';
 
--- name: build_statuses_for_sha
-SELECT status FROM builds WHERE repository_id = %(repository_id)s AND commit_sha = %(sha)s;
+-- name: pr_checks
+-- What a PR's derived state needs, in one statement: kind 'build', the status of every build of
+-- its head sha (none when sha is NULL); kind 'review', each reviewer's latest deciding review.
+SELECT 'build' AS kind, status AS state FROM builds
+WHERE repository_id = %(repository_id)s AND commit_sha = %(sha)s
+UNION ALL
+SELECT 'review' AS kind, latest.state FROM (
+    SELECT DISTINCT ON (reviewer) reviewer, state FROM reviews
+    WHERE pull_request_id = %(pull_request_id)s AND state <> 'commented'
+    ORDER BY reviewer, submitted_at DESC NULLS LAST, review_id DESC
+) AS latest;
 
 -- name: upsert_build
 -- Never backwards: an older payload (or a lower stage at the same instant) leaves the row alone.
@@ -133,8 +156,3 @@ VALUES (%(pull_request_id)s, %(review_id)s, %(reviewer)s, %(state)s, %(commit_sh
 ON CONFLICT (pull_request_id, review_id) DO UPDATE SET
     -- A dismissal is final whatever order the two deliveries arrive in.
     state = CASE WHEN reviews.state = 'dismissed' THEN 'dismissed' ELSE EXCLUDED.state END;
-
--- name: latest_reviews
-SELECT DISTINCT ON (reviewer) reviewer, state FROM reviews
-WHERE pull_request_id = %(pull_request_id)s AND state <> 'commented'
-ORDER BY reviewer, submitted_at DESC NULLS LAST, review_id DESC;
