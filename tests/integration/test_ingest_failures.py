@@ -88,3 +88,28 @@ async def test_database_down_is_503_then_redelivery_accepted_once(
         await close_all()
     async with Database(dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
         assert await tx.value("count_rows_raw_events") == 2
+
+
+async def test_serialisation_failure_is_retried_not_503(
+    sender: Sender, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conflict the database asks us to retry (40001, common on YugabyteDB) is retried."""
+    import psycopg
+
+    from flowlens.ingest import store
+
+    real = store.apply_facts
+    calls = {"n": 0}
+
+    async def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise psycopg.errors.SerializationFailure("could not serialize access")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "apply_facts", flaky)
+    resp = await sender.send("pull_request", load_fixture(OPENED), delivery="conflict")
+    assert resp.status_code == 202
+    assert calls["n"] == 2
+    async with db.transaction() as tx:
+        assert await tx.value("count_rows_raw_events") == 1

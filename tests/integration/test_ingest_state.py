@@ -317,3 +317,36 @@ async def test_200_concurrent_deliveries_store_each_id_once(sender: Sender, coun
     assert {r.json()["status"] for r in results if r.status_code == 200} == {"duplicate"}
     c = await counts()
     assert c["raw_events"] == 50 and c["pull_requests"] == 1
+
+
+async def test_rerun_job_replaces_the_failed_one(sender: Sender, db: Database) -> None:
+    """Re-running a failed job creates a new job id; the newest run of that job decides."""
+    await sender.send("pull_request", opened())
+    base = variant(
+        load_fixture("workflow_job/completed.success.with-organization.payload.json"),
+        **{"workflow_job.head_sha": SHA1, "repository": opened()["repository"]},
+    )
+    failed = variant(base, **{"workflow_job.id": 1, "workflow_job.conclusion": "failure",
+                              "workflow_job.completed_at": "2019-05-15T15:30:00Z"})  # fmt: skip
+    passed = variant(base, **{"workflow_job.id": 2, "workflow_job.conclusion": "success",
+                              "workflow_job.completed_at": "2019-05-15T15:40:00Z"})  # fmt: skip
+    await sender.send("workflow_job", failed)
+    assert (await pr_row(db))["status_build"] == "buildFailed"
+    await sender.send("workflow_job", passed)
+    assert (await pr_row(db))["status_build"] == "buildPassed"
+
+
+async def test_ci_report_without_times_never_moves_a_build_back(
+    ingest_client, db: Database
+) -> None:
+    from tests.integration.conftest import CI_KEY
+
+    auth = {"Authorization": f"Bearer {CI_KEY}"}
+    url = "/api/webhook/github-actions"
+    done = {"repository": "octo/app", "runId": 9, "status": "success"}
+    late = {"repository": "octo/app", "runId": 9, "status": "in_progress"}
+    assert (await ingest_client.post(url, json=done, headers=auth)).status_code == 202
+    assert (await ingest_client.post(url, json=late, headers=auth)).status_code == 202
+    async with db.transaction() as tx:
+        builds = await tx.all("builds_for_repository", repository="octo/app")
+    assert [b["status"] for b in builds] == ["success"]

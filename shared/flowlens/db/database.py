@@ -145,6 +145,14 @@ class Database:
                 else:
                     async with conn.transaction():
                         yield Tx(conn, self.queries)
+        except (
+            psycopg.errors.TransactionRollback,
+            psycopg.errors.SerializationFailure,
+            psycopg.errors.DeadlockDetected,
+        ):
+            # Serialisation failures and deadlocks are OperationalErrors too, but the server is
+            # fine: the caller retries the transaction (see ingest.store.retrying).
+            raise
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
 
@@ -181,7 +189,12 @@ class Database:
                 try:
                     await tx.execute("create_migrations_table")
                     break
-                except (psycopg.errors.UniqueViolation, psycopg.errors.SerializationFailure):
+                except (
+                    psycopg.errors.UniqueViolation,
+                    psycopg.errors.DuplicateTable,
+                    psycopg.errors.DuplicateObject,
+                    psycopg.errors.SerializationFailure,
+                ):
                     # Two processes creating the table at once: the loser retries and sees it.
                     await asyncio.sleep(0.05 * (attempt + 1))
             done = {row["version"] for row in await tx.all("applied_migrations")}

@@ -108,10 +108,15 @@ SELECT number FROM pull_requests
 WHERE repository_id = %(repository_id)s AND head_sha = %(sha)s AND state = 'open';
 
 -- name: pr_checks
--- What a PR's derived state needs, in one statement: kind 'build', the status of every build of
--- its head sha (none when sha is NULL); kind 'review', each reviewer's latest deciding review.
-SELECT 'build' AS kind, status AS state FROM builds
-WHERE repository_id = %(repository_id)s AND commit_sha = %(sha)s
+-- What a PR's derived state needs, in one statement: kind 'build', the status of the newest
+-- build per (provider, workflow/check name) of its head sha (a re-run's new job replaces the
+-- failed one it re-runs; none when sha is NULL); kind 'review', each reviewer's latest
+-- deciding review.
+SELECT 'build' AS kind, newest.status AS state FROM (
+    SELECT DISTINCT ON (provider, workflow_name) status FROM builds
+    WHERE repository_id = %(repository_id)s AND commit_sha = %(sha)s
+    ORDER BY provider, workflow_name, source_updated_at DESC NULLS LAST, id DESC
+) AS newest
 UNION ALL
 SELECT 'review' AS kind, latest.state FROM (
     SELECT DISTINCT ON (reviewer) reviewer, state FROM reviews
@@ -137,14 +142,18 @@ ON CONFLICT (repository_id, provider, external_id) DO UPDATE SET
     triggered_by = COALESCE(EXCLUDED.triggered_by, builds.triggered_by),
     url = COALESCE(EXCLUDED.url, builds.url),
     started_at = COALESCE(EXCLUDED.started_at, builds.started_at),
-    finished_at = EXCLUDED.finished_at,
-    duration_seconds = EXCLUDED.duration_seconds,
+    -- A re-run (same id, newer, not finished) clears the old finish; a finished report
+    -- without its own times keeps what is known.
+    finished_at = CASE WHEN EXCLUDED.status IN ('queued', 'running') THEN NULL
+                       ELSE COALESCE(EXCLUDED.finished_at, builds.finished_at) END,
+    duration_seconds = CASE WHEN EXCLUDED.status IN ('queued', 'running') THEN NULL
+                            ELSE COALESCE(EXCLUDED.duration_seconds, builds.duration_seconds) END,
     source_updated_at = COALESCE(EXCLUDED.source_updated_at, builds.source_updated_at),
     updated_at = now()
-WHERE builds.source_updated_at IS NULL
-   OR EXCLUDED.source_updated_at IS NULL
-   OR EXCLUDED.source_updated_at > builds.source_updated_at
-   OR (EXCLUDED.source_updated_at = builds.source_updated_at
+WHERE EXCLUDED.source_updated_at > builds.source_updated_at
+   -- Same instant, or a report without timestamps: only a later stage may move the build.
+   OR ((EXCLUDED.source_updated_at IS NULL OR builds.source_updated_at IS NULL
+        OR EXCLUDED.source_updated_at = builds.source_updated_at)
        AND (CASE EXCLUDED.status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END)
            >= (CASE builds.status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END))
 RETURNING id;
