@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test check lint format bundle clean checkov tf-fmt
+.PHONY: image dev test check lint format bundle clean checkov tf-fmt
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,3 +55,7 @@ bundle: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+
+# The API image (needs a Docker engine; the suite builds it too when one is available).
+image:
+	docker build -f services/api/Dockerfile -t flowlens-api:dev .
