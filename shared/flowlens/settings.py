@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     poll_budget_seconds: float = Field(default=50.0, ge=0)
-    ai_concurrency: int = Field(default=8, ge=1, le=256)
+    ai_concurrency: int = Field(default=16, ge=1, le=256)
     api_tokens: SecretStr | None = None
     cors_origins: str = ""
     ingest_port: int = Field(default=8081, ge=1, le=65535)

@@ -288,6 +288,7 @@ class Poller:
         await self.prune_feed()
         while True:
             scan_started = time.monotonic()
+            claimed_before = total.events
             try:
                 total.add(await self.scan_once())
             except Exception as exc:  # keep the loop alive; the lease returns the events
@@ -296,9 +297,12 @@ class Poller:
             elapsed = time.monotonic() - started
             if stop is not None and stop.is_set():
                 break
-            if elapsed + interval > budget_seconds:
+            # A full batch means a backlog: scan again at once instead of waiting the interval.
+            backlog = total.events - claimed_before >= self.settings.poll_batch_size
+            pause = 0.0 if backlog else interval
+            if elapsed + pause > budget_seconds:
                 break
-            wait = max(0.0, interval - (time.monotonic() - scan_started))
+            wait = 0.0 if backlog else max(0.0, interval - (time.monotonic() - scan_started))
             if stop is None:
                 await asyncio.sleep(wait)
             else:

@@ -487,7 +487,7 @@ variable "poller_cpu" {
 variable "ai_concurrency" {
   type        = number
   description = "AI_CONCURRENCY: Gemini calls one poller run makes at once."
-  default     = 8
+  default     = 16
 
   validation {
     condition     = var.ai_concurrency >= 1 && var.ai_concurrency <= 256
