@@ -108,14 +108,19 @@ SELECT number FROM pull_requests
 WHERE repository_id = %(repository_id)s AND head_sha = %(sha)s AND state = 'open';
 
 -- name: pr_checks
--- What a PR's derived state needs, in one statement: kind 'build', the status of the newest
--- build per (provider, workflow/check name) of its head sha (a re-run's new job replaces the
--- failed one it re-runs; none when sha is NULL); kind 'review', each reviewer's latest
--- deciding review.
+-- What a PR's derived state needs, in one statement: kind 'build', the status of every build
+-- of its head sha, where a re-run job or check run (a new id under the same name) replaces the
+-- one it re-runs (workflow runs keep their id across re-runs); none when sha is NULL; kind
+-- 'review', each reviewer's latest deciding review.
 SELECT 'build' AS kind, newest.status AS state FROM (
-    SELECT DISTINCT ON (provider, workflow_name) status FROM builds
-    WHERE repository_id = %(repository_id)s AND commit_sha = %(sha)s
-    ORDER BY provider, workflow_name, source_updated_at DESC NULLS LAST, id DESC
+    SELECT DISTINCT ON (provider, rerun_key) status FROM (
+        SELECT provider, status, source_updated_at, id,
+               CASE WHEN provider IN ('github_actions_job', 'check_run') THEN workflow_name
+                    ELSE external_id END AS rerun_key
+        FROM builds
+        WHERE repository_id = %(repository_id)s AND commit_sha = %(sha)s
+    ) AS b
+    ORDER BY provider, rerun_key, source_updated_at DESC NULLS LAST, id DESC
 ) AS newest
 UNION ALL
 SELECT 'review' AS kind, latest.state FROM (
