@@ -238,6 +238,12 @@ async def test_repository_metadata_and_rename(sender: Sender, db: Database) -> N
     async with db.transaction() as tx:
         repo = await tx.one("repository_by_github_id", github_id=186853002)
     assert repo is not None and repo["full_name"] == "Codertocat/Hello-Universe"
+    # A PR change from a payload still carrying the old name is announced under the stored name.
+    await sender.send("pull_request", pr_action("edited", "2019-05-15T16:00:00Z", title="later"))
+    async with db.transaction() as tx:
+        entries = await tx.all("change_feed_for", repository="Codertocat/Hello-Universe", number=2)
+    assert entries and entries[-1]["payload"]["data"]["repository"] == "Codertocat/Hello-Universe"
+    assert entries[-1]["payload"]["data"]["pull_request"]["title"] == "later"
 
 
 async def test_push_installation_are_accepted(sender: Sender) -> None:

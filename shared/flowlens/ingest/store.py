@@ -119,8 +119,8 @@ async def upsert_repository(
     *,
     row: dict[str, Any] | None = None,
     looked_up: bool = False,
-) -> int:
-    """The repository's id; metadata updated only from a payload at least as new as stored.
+) -> tuple[int, str]:
+    """(id, stored full name); metadata updated only from a payload at least as new as stored.
 
     With looked_up, `row` is what find_repository returned for this repository (None: unknown).
     """
@@ -132,7 +132,7 @@ async def upsert_repository(
     if row is None:
         inserted = await tx.one("insert_repository", source_updated_at=repo.updated_at, **params)
         assert inserted is not None
-        return int(inserted["id"])
+        return int(inserted["id"]), str(inserted["full_name"])
     if repo.complete and not pipeline.is_stale(row.get("source_updated_at"), repo.updated_at):
         # A payload field that is absent keeps what is stored.
         want = {c: (params[c] if params[c] is not None else row.get(c)) for c in _REPO_COLUMNS}
@@ -140,9 +140,10 @@ async def upsert_repository(
             await tx.one(
                 "update_repository", id=row["id"], source_updated_at=repo.updated_at, **want
             )
-            return int(row["id"])
+            return int(row["id"]), str(want["full_name"])
     await tx.send("touch_repository", id=row["id"])
-    return int(row["id"])
+    # An older payload may carry an old name: clients see the stored one, as REST shows it.
+    return int(row["id"]), str(row["full_name"])
 
 
 async def upsert_build(tx: Tx, repository_id: int, build: BuildFacts) -> None:
@@ -185,7 +186,7 @@ async def apply_facts(
         for extra in facts.extra_repos:
             await upsert_repository(tx, extra)
         return []
-    repo_id = await upsert_repository(
+    repo_id, repo_name = await upsert_repository(
         tx, facts.repo, facts.renamed_from, row=repository_row, looked_up=looked_up
     )
     touched: dict[int, PrFacts | None] = {}
@@ -204,7 +205,7 @@ async def apply_facts(
         if await update_pr(
             tx,
             repo_id,
-            facts.repo.full_name,
+            repo_name,
             number,
             touched[number],
             facts,
