@@ -356,3 +356,29 @@ async def test_ci_report_without_times_never_moves_a_build_back(
     async with db.transaction() as tx:
         builds = await tx.all("builds_for_repository", repository="octo/app")
     assert [b["status"] for b in builds] == ["success"]
+
+
+async def test_rename_onto_a_name_the_ci_path_created_merges_it(
+    sender: Sender, ingest_client, db: Database
+) -> None:
+    from tests.integration.conftest import CI_KEY
+
+    await sender.send("pull_request", opened())
+    report = {"repository": "Codertocat/Renamed", "runId": 5, "status": "failure",
+              "commitSha": "abc"}  # fmt: skip
+    resp = await ingest_client.post(
+        "/api/webhook/github-actions", json=report, headers={"Authorization": f"Bearer {CI_KEY}"}
+    )
+    assert resp.status_code == 202
+    repository = variant(opened()["repository"], name="Renamed", full_name="Codertocat/Renamed",
+                         updated_at="2030-01-01T00:00:00Z")  # fmt: skip
+    renamed = variant(load_fixture("repository/edited.payload.json"), action="renamed",
+                      changes={"repository": {"name": {"from": "Hello-World"}}},
+                      repository=repository)  # fmt: skip
+    assert (await sender.send("repository", renamed)).status_code == 202
+    async with db.transaction() as tx:
+        repo = await tx.one("repository_by_github_id", github_id=186853002)
+        builds = await tx.all("builds_for_repository", repository="Codertocat/Renamed")
+    assert repo is not None and repo["full_name"] == "Codertocat/Renamed"
+    assert [b["external_id"] for b in builds] == ["ci:5"]
+    assert (await pr_row(db, 2, "Codertocat/Renamed"))["title"]

@@ -137,6 +137,8 @@ async def upsert_repository(
         # A payload field that is absent keeps what is stored.
         want = {c: (params[c] if params[c] is not None else row.get(c)) for c in _REPO_COLUMNS}
         if any(want[c] != row.get(c) for c in _REPO_COLUMNS):
+            if want["full_name"] != row["full_name"]:
+                await _free_name(tx, str(want["full_name"]), int(row["id"]))
             await tx.one(
                 "update_repository", id=row["id"], source_updated_at=repo.updated_at, **want
             )
@@ -144,6 +146,18 @@ async def upsert_repository(
     await tx.send("touch_repository", id=row["id"])
     # An older payload may carry an old name: clients see the stored one, as REST shows it.
     return int(row["id"]), str(row["full_name"])
+
+
+async def _free_name(tx: Tx, full_name: str, repo_id: int) -> None:
+    """Make `full_name` free for repository repo_id (a rename or transfer onto it)."""
+    holder = await tx.one("repository_holding_name", full_name=full_name, id=repo_id)
+    if holder is None:
+        return
+    if holder["github_id"] is None:
+        await tx.execute("merge_repository", into=repo_id, **{"from": holder["id"]})
+        await tx.execute("delete_repository", id=holder["id"])
+    else:
+        await tx.execute("rename_repository_away", id=holder["id"])
 
 
 async def upsert_build(tx: Tx, repository_id: int, build: BuildFacts) -> None:

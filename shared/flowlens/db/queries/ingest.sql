@@ -170,3 +170,37 @@ VALUES (%(pull_request_id)s, %(review_id)s, %(reviewer)s, %(state)s, %(commit_sh
 ON CONFLICT (pull_request_id, review_id) DO UPDATE SET
     -- A dismissal is final whatever order the two deliveries arrive in.
     state = CASE WHEN reviews.state = 'dismissed' THEN 'dismissed' ELSE EXCLUDED.state END;
+
+-- name: repository_holding_name
+SELECT id, github_id FROM repositories WHERE full_name = %(full_name)s AND id <> %(id)s;
+
+-- name: merge_repository
+-- A placeholder (made by the CI path, no GitHub id) joins the real repository renamed onto
+-- its name: its builds, PRs and insights move unless the real one already has them.
+WITH moved_builds AS (
+    UPDATE builds b SET repository_id = %(into)s
+    WHERE b.repository_id = %(from)s AND NOT EXISTS (
+        SELECT 1 FROM builds x
+        WHERE x.repository_id = %(into)s AND x.provider = b.provider
+          AND x.external_id = b.external_id)
+    RETURNING b.id
+), moved_prs AS (
+    UPDATE pull_requests p SET repository_id = %(into)s
+    WHERE p.repository_id = %(from)s AND NOT EXISTS (
+        SELECT 1 FROM pull_requests x WHERE x.repository_id = %(into)s AND x.number = p.number)
+    RETURNING p.id
+)
+UPDATE insights i SET repository_id = %(into)s
+WHERE i.repository_id = %(from)s AND NOT EXISTS (
+    SELECT 1 FROM insights x
+    WHERE x.repository_id = %(into)s AND x.pr_number = i.pr_number
+      AND x.commit_sha = i.commit_sha);
+
+-- name: delete_repository
+DELETE FROM repositories WHERE id = %(id)s;
+
+-- name: rename_repository_away
+-- Another GitHub repository held this name before (deleted or renamed since): keep its rows,
+-- under a name that frees this one.
+UPDATE repositories SET full_name = full_name || ' (previous, id ' || id::text || ')'
+WHERE id = %(id)s;
