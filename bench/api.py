@@ -32,7 +32,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,8 @@ from typing import Any
 import httpx
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import ROOT, git_commit, table
+from flowlens.devdb import free_port
 
 FIXTURE = ROOT / "tests" / "fixtures" / "github" / "pull_request" / "opened.payload.json"
 SECRET = "bench-webhook-secret"
@@ -58,7 +58,6 @@ TITLE = re.compile(r'"title": "([^"]*)"')
 
 
 # --------------------------------------------------------------------------- helpers
-# (self-contained on purpose: this file runs on any checkout that has flowlens installed)
 
 
 @contextlib.contextmanager
@@ -122,27 +121,6 @@ def machine() -> str:
             f"Python {platform.python_version()}; load average at start {load}")  # fmt: skip
 
 
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A Markdown table."""
-    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-
-    def line(row: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, check=True,
-                              timeout=10).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
-
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (nearest rank), in milliseconds."""
     if not values:
@@ -161,13 +139,6 @@ def raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
