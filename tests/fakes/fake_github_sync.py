@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.fakes.fake_github import GitHubRequest
 from tests.fakes.server import serve
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "github"
@@ -55,14 +56,8 @@ def iso(moment: datetime) -> str:
 
 
 @dataclass
-class SyncRequest:
-    """One request the fake received."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    status: int = 0
+class SyncRequest(GitHubRequest):
+    """One request the fake received, with the page it asked for."""
 
     @property
     def page(self) -> int:
