@@ -162,10 +162,6 @@ async def test_failed_analysis_retries_then_fails_then_can_be_requeued(
     assert row is not None and not row["failed"] and "500" in row["last_error"]
     # Not claimable before its backoff ends.
     assert (await poller.scan_once()).events == 0
-    await asyncio.sleep(0)
-    async with db.transaction() as tx:
-        await tx.execute("retry_all_failed")  # no-op: it has not failed for good yet
-    # Make the backoff elapse by requeueing through the same path an operator would not need.
     await _expire_backoff(db, "fails")
     second = await poller.scan_once()
     assert second.failures == 1

@@ -51,7 +51,6 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "status": "text",
         "version": "bigint",
         "source_updated_at": _TS,
-        "build_updated_at": _TS,
         "risk_level": "text",
         "latest_insight": "jsonb",
         "analysis_owner": "text",

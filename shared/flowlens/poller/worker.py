@@ -90,12 +90,12 @@ class Poller:
         summary.events = len(claimed)
         if not claimed:
             return summary
-        plain = [e["id"] for e in claimed if not (e["needs_analysis"] and e["repository"])]
+        plain: list[int] = []
         groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
         for event in claimed:
             if event["needs_analysis"] and event["repository"] and event["pr_number"]:
                 groups[(event["repository"], event["pr_number"])].append(event)
-            elif event["id"] not in plain:
+            else:
                 plain.append(event["id"])
         if plain:
             # Reviews, builds, pings...: their PR changes reached the feed in ingest's transaction.

@@ -56,8 +56,6 @@ CREATE TABLE IF NOT EXISTS pull_requests (
     version         BIGINT NOT NULL DEFAULT 1,
     -- The payload's pull_request.updated_at of the state stored here (out-of-order guard).
     source_updated_at TIMESTAMPTZ,
-    -- When the build state was last set from a build event, and from which head sha.
-    build_updated_at TIMESTAMPTZ,
     -- Latest insight, denormalised so one row is the whole client view.
     risk_level      TEXT CHECK (risk_level IN ('low', 'medium', 'high')),
     latest_insight  JSONB,
