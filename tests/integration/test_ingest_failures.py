@@ -25,7 +25,7 @@ async def test_connection_killed_mid_request_leaves_nothing_half_written(
     payload = load_fixture("pull_request/closed.payload.json")
 
     async with db.transaction() as blocker:
-        await blocker.one("lock_pull_request", repository_id=1, number=2)
+        await blocker.one("lock_pull_requests", repository_ids=[1], numbers=[2])
         request = asyncio.create_task(sender.send("pull_request", payload, delivery="killed"))
         # The ingest transaction has inserted its raw event and now waits for the PR lock.
         for _ in range(200):

@@ -64,6 +64,14 @@ class Tx:
             await self._pipeline.sync()  # the count is only known once the result is back
         return cur.rowcount
 
+    async def start(self, name: str, /, **params: Any) -> psycopg.AsyncCursor[Row]:
+        """Run a named query and return its cursor, to read the rows later.
+
+        In a pipelined transaction the rows arrive with a later read's, so a statement whose
+        answer is not needed at once costs no round trip of its own.
+        """
+        return await self.conn.execute(self._sql(name), params or None, prepare=True)
+
     async def send(self, name: str, /, **params: Any) -> None:
         """Run a named statement whose result is not needed.
 

@@ -111,7 +111,7 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "repository": "text",
         "pr_number": "integer",
         "head_sha": "text",
-        "payload": "jsonb",
+        "payload": "json",
         "needs_analysis": "boolean",
         "processed": "boolean",
         "failed": "boolean",
@@ -144,7 +144,7 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "pr_number": "integer",
         "version": "bigint",
         "kind": "text",
-        "payload": "jsonb",
+        "payload": "json",
         "created_at": _TS,
     },
     "alert_history": {

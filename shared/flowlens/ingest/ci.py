@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flowlens.db import Database
 from flowlens.github.parse import BuildFacts, Delivery, PrFacts, RepoFacts, map_build_status
-from flowlens.ingest.store import apply_facts, retrying
+from flowlens.ingest.store import Session, apply_facts, retrying
 
 CI_STATUSES = {
     "success", "skipped", "failure", "cancelled", "timed_out", "in_progress", "queued",
@@ -88,6 +88,8 @@ async def record_ci_build(db: Database, report: CiBuild, *, notify: bool = True)
 
     async def run() -> None:
         async with db.transaction() as tx:
-            await apply_facts(tx, facts, source="ci_build", delivery_id=None, notify=notify)
+            session = Session(tx, notify=notify)
+            await apply_facts(session, facts, source="ci_build", delivery_id=None)
+            await session.flush()
 
     await retrying(run)

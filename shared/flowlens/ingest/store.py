@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -59,6 +61,16 @@ async def retrying(
     raise AssertionError("unreachable")
 
 
+@dataclass(frozen=True)
+class Item:
+    """One verified delivery, parsed."""
+
+    delivery_id: str
+    event: str
+    facts: Delivery
+    raw_json: str
+
+
 async def record_delivery(
     db: Database,
     delivery_id: str,
@@ -69,100 +81,329 @@ async def record_delivery(
     notify: bool = True,
 ) -> Outcome:
     """Store a verified delivery and everything it changes; a duplicate id changes nothing."""
-    facts = parse(event, payload)
+    item = Item(delivery_id, event, parse(event, payload), raw_json)
+    return (await record_deliveries(db, [item], notify=notify))[0]
 
-    async def run() -> Outcome:
-        # Pipelined: statements whose results are not needed yet do not wait for the server,
-        # so a delivery costs a few round trips rather than one per statement.
+
+async def record_deliveries(
+    db: Database, items: list[Item], *, notify: bool = True
+) -> list[Outcome]:
+    """Store deliveries in one transaction, each as if alone and in list order.
+
+    Everything commits together or nothing does; a serialisation failure or deadlock runs the
+    whole transaction again.
+    """
+
+    async def run() -> list[Outcome]:
+        # Pipelined: statements whose results are not needed yet do not wait for the server.
         async with db.transaction(pipeline=True) as tx:
-            # The repository row is looked up in the same statement, unless it is not needed.
-            lookup = event != "ping" and not facts.ignored and facts.repo is not None
-            row = await tx.one(
-                "record_raw_event",
-                delivery_id=delivery_id,
-                event=event,
-                action=facts.action,
-                repository=facts.repo.full_name if facts.repo else None,
-                pr_number=facts.pr_number,
-                head_sha=facts.pr.head_sha if facts.pr else None,
-                payload=raw_json,
-                needs_analysis=facts.needs_analysis,
-                github_id=facts.repo.github_id if lookup and facts.repo else None,
-                full_name=facts.repo.full_name if lookup and facts.repo else None,
-            )
-            assert row is not None
-            if row.pop("raw_id") is None:
-                return Outcome.DUPLICATE
-            if event == "ping":
-                return Outcome.PONG
-            if facts.ignored:
-                return Outcome.IGNORED
-            await apply_facts(
-                tx,
-                facts,
-                source=event,
-                delivery_id=delivery_id,
-                notify=notify,
-                repository_row=row if row["id"] is not None else None,
-                looked_up=True,
-            )
-            return Outcome.ACCEPTED
+            session = Session(tx, notify=notify)
+            outcomes = await _record(session, items)
+            await session.flush()
+            return outcomes
 
-    outcome: Outcome = await retrying(run, retry_on=DELIVERY_RETRYABLE)
-    return outcome
+    outcomes: list[Outcome] = await retrying(run, retry_on=DELIVERY_RETRYABLE)
+    return outcomes
+
+
+async def _record(session: Session, items: list[Item]) -> list[Outcome]:
+    outcomes: list[Outcome | None] = [None] * len(items)
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.delivery_id in first:
+            outcomes[i] = Outcome.DUPLICATE
+        else:
+            first[item.delivery_id] = i
+    fresh = [items[i] for i in first.values()]
+    # Sent before the raw events' answer is read: one round trip for both.
+    await session.look_up_repositories(
+        [(it.facts.repo.github_id, it.facts.repo.full_name) for it in fresh if it.facts.repo]
+    )
+    inserted = {
+        row["delivery_id"]
+        for row in await session.tx.all(
+            "record_raw_events",
+            delivery_ids=[it.delivery_id for it in fresh],
+            events=[it.event for it in fresh],
+            actions=[it.facts.action for it in fresh],
+            repositories=[it.facts.repo.full_name if it.facts.repo else None for it in fresh],
+            pr_numbers=[it.facts.pr_number for it in fresh],
+            head_shas=[it.facts.pr.head_sha if it.facts.pr else None for it in fresh],
+            payloads=[it.raw_json for it in fresh],
+            needs_analysis=[it.facts.needs_analysis for it in fresh],
+        )
+    }
+    accepted: list[Item] = []
+    for item in fresh:
+        i = first[item.delivery_id]
+        if item.delivery_id not in inserted:
+            outcomes[i] = Outcome.DUPLICATE
+        elif item.event == "ping":
+            outcomes[i] = Outcome.PONG
+        elif item.facts.ignored:
+            outcomes[i] = Outcome.IGNORED
+        else:
+            outcomes[i] = Outcome.ACCEPTED
+            accepted.append(item)
+    await session.prefetch_prs(accepted)
+    for item in accepted:
+        await apply_facts(session, item.facts, source=item.event, delivery_id=item.delivery_id)
+    return [o if o is not None else Outcome.DUPLICATE for o in outcomes]
+
+
+@dataclass
+class _Change:
+    saved: Any  # the cursor of update_pull_request; its row is read at flush
+    source: str
+    delivery_id: str | None
+    repository: str
+    kind: str
+
+
+class Session:
+    """One transaction's view of the state it writes: rows it has read or locked, and the
+    history and feed rows it still has to write (flush).
+
+    Deliveries applied through one session behave as if each ran alone, in order: a cached row
+    is always what the database would now return to this transaction.
+    """
+
+    def __init__(self, tx: Tx, *, notify: bool) -> None:
+        self.tx = tx
+        self.notify = notify
+        self._repos_by_gid: dict[int, dict[str, Any]] = {}
+        self._repos_by_name: dict[str, dict[str, Any]] = {}
+        self._looked_up: set[tuple[int | None, str]] = set()
+        self._pending_repos: Any = None
+        self._touched: set[int] = set()
+        self._prs: dict[tuple[int, int], dict[str, Any]] = {}
+        self._checks: dict[tuple[int, str | None], list[dict[str, Any]]] = {}
+        self._changes: list[_Change] = []
+
+    # -- repositories
+
+    async def look_up_repositories(self, keys: list[tuple[int | None, str]]) -> None:
+        """Ask for the rows of (GitHub id, full name) keys; the answer is read when needed, so
+        this costs no round trip of its own."""
+        await self._read_pending_repos()
+        wanted = set(keys) - self._looked_up
+        if not wanted:
+            return
+        self._pending_repos = await self.tx.start(
+            "find_repositories",
+            github_ids=[g for g, _ in wanted if g is not None],
+            full_names=[n for _, n in wanted],
+        )
+        self._looked_up |= wanted
+
+    async def _read_pending_repos(self) -> None:
+        cursor, self._pending_repos = self._pending_repos, None
+        if cursor is not None:
+            for row in await cursor.fetchall():
+                self._cache_repo(row)
+
+    def _cache_repo(self, row: dict[str, Any]) -> None:
+        if row["github_id"] is not None:
+            self._repos_by_gid[row["github_id"]] = row
+        self._repos_by_name[row["full_name"]] = row
+
+    def _forget_repos(self) -> None:
+        """After a rename, merge or insert: the next lookup asks the database."""
+        self._repos_by_gid.clear()
+        self._repos_by_name.clear()
+        self._looked_up.clear()
+
+    async def repository(self, github_id: int | None, full_name: str) -> dict[str, Any] | None:
+        """The row a GitHub id (preferred) or full name refers to, or None."""
+        await self._read_pending_repos()
+        if (github_id, full_name) not in self._looked_up:
+            await self.look_up_repositories([(github_id, full_name)])
+            await self._read_pending_repos()
+        if github_id is not None and github_id in self._repos_by_gid:
+            return self._repos_by_gid[github_id]
+        return self._repos_by_name.get(full_name)
+
+    async def touch(self, repo_id: int) -> None:
+        """Mark activity on a repository, once per transaction."""
+        if repo_id not in self._touched:
+            self._touched.add(repo_id)
+            await self.tx.send("touch_repository", id=repo_id)
+
+    async def wrote_repository(self, *, moved_prs: bool = False) -> None:
+        self._forget_repos()
+        if moved_prs:
+            self._prs.clear()
+            self._checks.clear()
+
+    # -- pull requests
+
+    async def prefetch_prs(self, items: list[Item]) -> None:
+        """Lock the PRs these deliveries name and read their checks, in two statements."""
+        keys: set[tuple[int, int]] = set()
+        heads: dict[tuple[int, int], set[str | None]] = {}
+        for item in items:
+            facts = item.facts
+            if facts.repo is None or facts.pr is None or facts.renamed_from:
+                continue
+            repo = await self.repository(facts.repo.github_id, facts.repo.full_name)
+            if repo is None:
+                continue
+            key = (int(repo["id"]), facts.pr.number)
+            keys.add(key)
+            heads.setdefault(key, set()).add(facts.pr.head_sha)
+        await self._lock(keys)
+        wanted = []
+        for key in sorted(keys):
+            row = self._prs.get(key)
+            if row is not None:
+                for sha in {row.get("head_sha"), *heads[key]}:
+                    wanted.append((int(row["id"]), key[0], sha))
+        await self._read_checks(wanted)
+
+    async def _lock(self, keys: set[tuple[int, int]]) -> None:
+        missing = sorted(k for k in keys if k not in self._prs)
+        if not missing:
+            return
+        arrays = {"repository_ids": [k[0] for k in missing], "numbers": [k[1] for k in missing]}
+        await self.tx.send("ensure_pull_requests", **arrays)
+        for row in await self.tx.all("lock_pull_requests", **arrays):
+            self._prs[(row["repository_id"], row["number"])] = row
+
+    async def locked_pr(self, repo_id: int, number: int) -> dict[str, Any]:
+        """The PR's row, created if new, locked for the rest of the transaction."""
+        await self._lock({(repo_id, number)})
+        return self._prs[(repo_id, number)]
+
+    async def _read_checks(self, keys: list[tuple[int, int, str | None]]) -> None:
+        keys = [k for k in keys if (k[0], k[2]) not in self._checks]
+        if not keys:
+            return
+        for pr_id, _, sha in keys:
+            self._checks[(pr_id, sha)] = []
+        rows = await self.tx.all(
+            "pr_checks",
+            pull_request_ids=[k[0] for k in keys],
+            repository_ids=[k[1] for k in keys],
+            shas=[k[2] for k in keys],
+        )
+        for row in rows:
+            self._checks[(row["pull_request_id"], row["sha"])].append(row)
+
+    async def checks(self, pr_id: int, repo_id: int, sha: str | None) -> list[dict[str, Any]]:
+        """Build states of the sha and latest deciding reviews of the PR."""
+        await self._read_checks([(pr_id, repo_id, sha)])
+        return self._checks[(pr_id, sha)]
+
+    def wrote_checks(self) -> None:
+        """A build or review was written: checks are read again."""
+        self._checks.clear()
+
+    async def save_pr(
+        self,
+        row: dict[str, Any],
+        new: dict[str, Any],
+        repository: str,
+        *,
+        source: str,
+        delivery_id: str | None,
+        kind: str = "pr",
+    ) -> bool:
+        """Write a locked PR row; bump version, history and feed when clients would see it."""
+        visible = pipeline.visible_changed(row, new)
+        if not visible and all(row.get(c) == new.get(c) for c in _PR_COLUMNS):
+            return False
+        params = {c: new.get(c) for c in _PR_COLUMNS}
+        params["files_changed"] = Jsonb(list(new.get("files_changed") or []))
+        insight = new.get("latest_insight")
+        params["latest_insight"] = Jsonb(insight) if insight is not None else None
+        bump = 1 if visible else 0
+        saved = await self.tx.start("update_pull_request", id=row["id"], bump=bump, **params)
+        key = (row["repository_id"], row["number"])
+        if key in self._prs:
+            self._prs[key] = {**new, "version": row["version"] + bump}
+        if visible:
+            self._changes.append(_Change(saved, source, delivery_id, repository, kind))
+        return visible
+
+    async def flush(self) -> None:
+        """Write the history and feed rows of every visible change saved so far."""
+        if not self._changes:
+            return
+        changes = []
+        for change in self._changes:
+            saved = await change.saved.fetchone()
+            assert saved is not None
+            changes.append(
+                {
+                    "pull_request_id": saved["id"],
+                    "version": saved["version"],
+                    "status_pr": saved["status_pr"],
+                    "status_build": saved["status_build"],
+                    "status_approval": saved["status_approval"],
+                    "status_merge": saved["status_merge"],
+                    "status": saved["status"],
+                    "source_event": change.source,
+                    "delivery_id": change.delivery_id,
+                    "repository": change.repository,
+                    "pr_number": saved["number"],
+                    "kind": change.kind,
+                    "payload": serialize.pr_update(saved, change.repository),
+                }
+            )
+        self._changes.clear()
+        await self.tx.send("record_pr_changes", changes=json.dumps(changes), notify=self.notify)
 
 
 async def upsert_repository(
-    tx: Tx,
-    repo: RepoFacts,
-    renamed_from: str | None = None,
-    *,
-    row: dict[str, Any] | None = None,
-    looked_up: bool = False,
+    session: Session, repo: RepoFacts, renamed_from: str | None = None
 ) -> tuple[int, str]:
-    """(id, stored full name); metadata updated only from a payload at least as new as stored.
-
-    With looked_up, `row` is what find_repository returned for this repository (None: unknown).
-    """
-    if not looked_up:
-        row = await tx.one("find_repository", github_id=repo.github_id, full_name=repo.full_name)
+    """(id, stored full name); metadata updated only from a payload at least as new as stored."""
+    tx = session.tx
+    row = await session.repository(repo.github_id, repo.full_name)
     if row is None and renamed_from:
-        row = await tx.one("find_repository", github_id=None, full_name=renamed_from)
+        row = await session.repository(None, renamed_from)
     params = {c: getattr(repo, c) for c in _REPO_COLUMNS}
     if row is None:
         inserted = await tx.one("insert_repository", source_updated_at=repo.updated_at, **params)
         assert inserted is not None
+        await session.wrote_repository()
         return int(inserted["id"]), str(inserted["full_name"])
     if repo.complete and not pipeline.is_stale(row.get("source_updated_at"), repo.updated_at):
         # A payload field that is absent keeps what is stored.
         want = {c: (params[c] if params[c] is not None else row.get(c)) for c in _REPO_COLUMNS}
         if any(want[c] != row.get(c) for c in _REPO_COLUMNS):
+            merged = False
             if want["full_name"] != row["full_name"]:
-                await _free_name(tx, str(want["full_name"]), int(row["id"]))
+                merged = await _free_name(tx, str(want["full_name"]), int(row["id"]))
             await tx.one(
                 "update_repository", id=row["id"], source_updated_at=repo.updated_at, **want
             )
+            await session.wrote_repository(moved_prs=merged)
             return int(row["id"]), str(want["full_name"])
-    await tx.send("touch_repository", id=row["id"])
+    await session.touch(int(row["id"]))
     # An older payload may carry an old name: clients see the stored one, as REST shows it.
     return int(row["id"]), str(row["full_name"])
 
 
-async def _free_name(tx: Tx, full_name: str, repo_id: int) -> None:
-    """Make `full_name` free for repository repo_id (a rename or transfer onto it)."""
+async def _free_name(tx: Tx, full_name: str, repo_id: int) -> bool:
+    """Make `full_name` free for repository repo_id (a rename or transfer onto it).
+
+    True when a placeholder was merged into repo_id (its PRs moved).
+    """
     holder = await tx.one("repository_holding_name", full_name=full_name, id=repo_id)
     if holder is None:
-        return
+        return False
     if holder["github_id"] is None:
         await tx.execute("merge_repository", into=repo_id, **{"from": holder["id"]})
         await tx.execute("delete_repository", id=holder["id"])
-    else:
-        await tx.execute("rename_repository_away", id=holder["id"])
+        return True
+    await tx.execute("rename_repository_away", id=holder["id"])
+    return False
 
 
-async def upsert_build(tx: Tx, repository_id: int, build: BuildFacts) -> None:
+async def upsert_build(session: Session, repository_id: int, build: BuildFacts) -> None:
     """Insert or advance a build row (never backwards)."""
-    await tx.one(
+    await session.tx.one(
         "upsert_build",
         repository_id=repository_id,
         provider=build.provider,
@@ -180,34 +421,24 @@ async def upsert_build(tx: Tx, repository_id: int, build: BuildFacts) -> None:
         duration_seconds=build.duration_seconds,
         source_updated_at=build.updated_at,
     )
+    session.wrote_checks()
 
 
 async def apply_facts(
-    tx: Tx,
-    facts: Delivery,
-    *,
-    source: str,
-    delivery_id: str | None,
-    notify: bool,
-    repository_row: dict[str, Any] | None = None,
-    looked_up: bool = False,
+    session: Session, facts: Delivery, *, source: str, delivery_id: str | None
 ) -> list[int]:
-    """Apply a delivery's facts inside tx; returns the PR numbers whose visible state changed.
-
-    With looked_up, `repository_row` is find_repository's answer for facts.repo.
-    """
+    """Apply a delivery's facts; returns the PR numbers whose visible state changed."""
+    tx = session.tx
     if facts.repo is None:
         for extra in facts.extra_repos:
-            await upsert_repository(tx, extra)
+            await upsert_repository(session, extra)
         return []
-    repo_id, repo_name = await upsert_repository(
-        tx, facts.repo, facts.renamed_from, row=repository_row, looked_up=looked_up
-    )
+    repo_id, repo_name = await upsert_repository(session, facts.repo, facts.renamed_from)
     touched: dict[int, PrFacts | None] = {}
     if facts.pr is not None:
         touched[facts.pr.number] = facts.pr
     for build in facts.builds:
-        await upsert_build(tx, repo_id, build)
+        await upsert_build(session, repo_id, build)
         for ref in build.pr_refs:
             touched.setdefault(ref.number, ref)
         if build.commit_sha:
@@ -217,22 +448,15 @@ async def apply_facts(
     # Sorted, so two transactions touching the same PRs lock them in the same order.
     for number in sorted(touched):
         if await update_pr(
-            tx,
-            repo_id,
-            repo_name,
-            number,
-            touched[number],
-            facts,
-            source=source,
-            delivery_id=delivery_id,
-            notify=notify,
-        ):
+            session, repo_id, repo_name, number, touched[number], facts,
+            source=source, delivery_id=delivery_id,
+        ):  # fmt: skip
             changed.append(number)
     return changed
 
 
 async def update_pr(
-    tx: Tx,
+    session: Session,
     repo_id: int,
     repository: str,
     number: int,
@@ -241,16 +465,13 @@ async def update_pr(
     *,
     source: str,
     delivery_id: str | None,
-    notify: bool,
 ) -> bool:
     """Lock one PR, apply facts, re-derive its state, and announce a visible change."""
-    await tx.send("ensure_pull_request", repository_id=repo_id, number=number)
-    row = await tx.one("lock_pull_request", repository_id=repo_id, number=number)
-    assert row is not None
+    row = await session.locked_pr(repo_id, number)
     new = pipeline.apply_pr_facts(row, pr_facts) if pr_facts is not None else dict(row)
     if facts is not None and facts.review is not None and facts.review.pr_number == number:
         review = facts.review
-        await tx.send(
+        await session.tx.send(
             "upsert_review",
             pull_request_id=row["id"],
             review_id=review.review_id,
@@ -259,18 +480,12 @@ async def update_pr(
             commit_sha=review.commit_sha,
             submitted_at=review.submitted_at,
         )
-    checks = await tx.all(
-        "pr_checks",
-        repository_id=repo_id,
-        sha=new.get("head_sha") or None,
-        pull_request_id=row["id"],
-    )
+        session.wrote_checks()
+    checks = await session.checks(int(row["id"]), repo_id, new.get("head_sha") or None)
     statuses = [r["state"] for r in checks if r["kind"] == "build"]
     approvals = [r["state"] for r in checks if r["kind"] == "review"]
     pipeline.finish(new, statuses, approvals)
-    return await save_pr(
-        tx, row, new, repository, source=source, delivery_id=delivery_id, notify=notify
-    )
+    return await session.save_pr(row, new, repository, source=source, delivery_id=delivery_id)
 
 
 async def save_pr(
@@ -284,33 +499,10 @@ async def save_pr(
     notify: bool,
     kind: str = "pr",
 ) -> bool:
-    """Write a locked PR row; bump version, history and feed when clients would see it."""
-    visible = pipeline.visible_changed(row, new)
-    if not visible and all(row.get(c) == new.get(c) for c in _PR_COLUMNS):
-        return False
-    params = {c: new.get(c) for c in _PR_COLUMNS}
-    params["files_changed"] = Jsonb(list(new.get("files_changed") or []))
-    insight = new.get("latest_insight")
-    params["latest_insight"] = Jsonb(insight) if insight is not None else None
-    saved = await tx.one("update_pull_request", id=row["id"], bump=1 if visible else 0, **params)
-    assert saved is not None
-    if not visible:
-        return False
-    await tx.send(
-        "record_pr_change",
-        pull_request_id=saved["id"],
-        version=saved["version"],
-        status_pr=saved["status_pr"],
-        status_build=saved["status_build"],
-        status_approval=saved["status_approval"],
-        status_merge=saved["status_merge"],
-        status=saved["status"],
-        source_event=source,
-        delivery_id=delivery_id,
-        repository=repository,
-        pr_number=saved["number"],
-        kind=kind,
-        payload=Jsonb(serialize.pr_update(saved, repository)),
-        notify=notify,
+    """Save one locked PR row outside a delivery (insights, tools): Session.save_pr + flush."""
+    session = Session(tx, notify=notify)
+    changed = await session.save_pr(
+        row, new, repository, source=source, delivery_id=delivery_id, kind=kind
     )
-    return True
+    await session.flush()
+    return changed

@@ -1,30 +1,19 @@
--- name: record_raw_event
--- The raw event and the repository row the delivery will need, in one statement (one round
--- trip on the hot path). raw_id is NULL for a duplicate delivery id: the id is unique, so a
--- concurrent duplicate waits for our commit, then inserts nothing. The repository columns are
--- NULL when it is unknown, or not looked for (github_id and full_name both NULL).
-WITH raw AS (
-    INSERT INTO raw_events (delivery_id, event, action, repository, pr_number, head_sha, payload,
-                            needs_analysis)
-    VALUES (%(delivery_id)s, %(event)s, %(action)s, %(repository)s, %(pr_number)s,
-            %(head_sha)s, %(payload)s, %(needs_analysis)s)
-    ON CONFLICT (delivery_id) DO NOTHING
-    RETURNING id
-)
-SELECT (SELECT id FROM raw) AS raw_id, repo.*
-FROM (VALUES (1)) AS one (x)
-LEFT JOIN LATERAL (
-    SELECT * FROM repositories
-    WHERE github_id = %(github_id)s OR full_name = %(full_name)s
-    ORDER BY (github_id IS NOT DISTINCT FROM %(github_id)s) DESC
-    LIMIT 1
-) AS repo ON TRUE;
+-- name: record_raw_events
+-- A batch of deliveries' raw events in one statement; returns the delivery ids inserted. A known
+-- id inserts nothing (a duplicate): the id is unique, so a concurrent duplicate waits for the
+-- other transaction's commit, then inserts nothing.
+INSERT INTO raw_events (delivery_id, event, action, repository, pr_number, head_sha, payload,
+                        needs_analysis)
+SELECT * FROM unnest(%(delivery_ids)s::text[], %(events)s::text[], %(actions)s::text[],
+                     %(repositories)s::text[], %(pr_numbers)s::int[], %(head_shas)s::text[],
+                     %(payloads)s::json[], %(needs_analysis)s::boolean[])
+ON CONFLICT (delivery_id) DO NOTHING
+RETURNING delivery_id;
 
--- name: find_repository
+-- name: find_repositories
+-- Every repository row one of the GitHub ids or full names may refer to.
 SELECT * FROM repositories
-WHERE github_id = %(github_id)s OR full_name = %(full_name)s
-ORDER BY (github_id IS NOT DISTINCT FROM %(github_id)s) DESC
-LIMIT 1;
+WHERE github_id = ANY(%(github_ids)s::bigint[]) OR full_name = ANY(%(full_names)s::text[]);
 
 -- name: insert_repository
 INSERT INTO repositories (github_id, full_name, name, owner, owner_avatar, description,
@@ -62,14 +51,20 @@ RETURNING *;
 UPDATE repositories SET last_activity = now()
 WHERE id = %(id)s AND last_activity < now() - interval '5 seconds';
 
--- name: ensure_pull_request
-INSERT INTO pull_requests (repository_id, number) VALUES (%(repository_id)s, %(number)s)
+-- name: ensure_pull_requests
+-- In key order, so two transactions creating the same PRs queue behind each other.
+INSERT INTO pull_requests (repository_id, number)
+SELECT * FROM unnest(%(repository_ids)s::bigint[], %(numbers)s::int[]) AS k (r, n)
+ORDER BY r, n
 ON CONFLICT (repository_id, number) DO NOTHING;
 
--- name: lock_pull_request
-SELECT * FROM pull_requests
-WHERE repository_id = %(repository_id)s AND number = %(number)s
-FOR UPDATE;
+-- name: lock_pull_requests
+-- Locked in key order, so two transactions locking overlapping sets cannot deadlock.
+SELECT p.* FROM pull_requests AS p
+JOIN unnest(%(repository_ids)s::bigint[], %(numbers)s::int[]) AS k (repository_id, number)
+    ON p.repository_id = k.repository_id AND p.number = k.number
+ORDER BY p.repository_id, p.number
+FOR UPDATE OF p;
 
 -- name: update_pull_request
 UPDATE pull_requests SET
@@ -88,46 +83,59 @@ UPDATE pull_requests SET
 WHERE id = %(id)s
 RETURNING *;
 
--- name: record_pr_change
--- A visible change of a PR: its history row, its change-feed row and, when notify is true, the
--- wake-up hint (delivered at commit; never needed for correctness), in one statement.
-WITH history AS (
+-- name: record_pr_changes
+-- Visible changes of PRs (a JSON array, in order): their history rows, their change-feed rows
+-- and, when notify is true, one wake-up hint per repository (delivered at commit; never needed
+-- for correctness), in one statement.
+WITH c AS (
+    SELECT * FROM json_to_recordset(%(changes)s::json) AS c (
+        pull_request_id BIGINT, version BIGINT, status_pr TEXT, status_build TEXT,
+        status_approval TEXT, status_merge TEXT, status TEXT, source_event TEXT,
+        delivery_id TEXT, repository TEXT, pr_number INTEGER, kind TEXT, payload JSON)
+), history AS (
     INSERT INTO pr_history (pull_request_id, version, status_pr, status_build, status_approval,
                             status_merge, status, source_event, delivery_id)
-    VALUES (%(pull_request_id)s, %(version)s, %(status_pr)s, %(status_build)s,
-            %(status_approval)s, %(status_merge)s, %(status)s, %(source_event)s, %(delivery_id)s)
+    SELECT pull_request_id, version, status_pr, status_build, status_approval, status_merge,
+           status, source_event, delivery_id
+    FROM c
 ), feed AS (
     INSERT INTO change_feed (repository, pull_request_id, pr_number, version, kind, payload)
-    VALUES (%(repository)s, %(pull_request_id)s, %(pr_number)s, %(version)s, %(kind)s,
-            %(payload)s)
+    SELECT repository, pull_request_id, pr_number, version, kind, payload FROM c
 )
-SELECT pg_notify('flowlens_feed', %(repository)s::text) WHERE %(notify)s::boolean;
+SELECT pg_notify('flowlens_feed', r.repository)
+FROM (SELECT DISTINCT repository FROM c) AS r
+WHERE %(notify)s::boolean;
 
 -- name: prs_by_head_sha
 SELECT number FROM pull_requests
 WHERE repository_id = %(repository_id)s AND head_sha = %(sha)s AND state = 'open';
 
 -- name: pr_checks
--- What a PR's derived state needs, in one statement: kind 'build', the status of every build
--- of its head sha, where a re-run job or check run (a new id under the same name) replaces the
--- one it re-runs (workflow runs keep their id across re-runs); none when sha is NULL; kind
--- 'review', each reviewer's latest deciding review.
-SELECT 'build' AS kind, newest.status AS state FROM (
-    SELECT DISTINCT ON (provider, rerun_key) status FROM (
-        SELECT provider, status, source_updated_at, id,
-               CASE WHEN provider IN ('github_actions_job', 'check_run') THEN workflow_name
-                    ELSE external_id END AS rerun_key
-        FROM builds
-        WHERE repository_id = %(repository_id)s AND commit_sha = %(sha)s
-    ) AS b
-    ORDER BY provider, rerun_key, source_updated_at DESC NULLS LAST, id DESC
-) AS newest
-UNION ALL
-SELECT 'review' AS kind, latest.state FROM (
-    SELECT DISTINCT ON (reviewer) reviewer, state FROM reviews
-    WHERE pull_request_id = %(pull_request_id)s AND state <> 'commented'
-    ORDER BY reviewer, submitted_at DESC NULLS LAST, review_id DESC
-) AS latest;
+-- What PRs' derived state needs, in one statement, for each (PR, repository, sha) key: kind
+-- 'build', the status of every build of the sha, where a re-run job or check run (a new id
+-- under the same name) replaces the one it re-runs (workflow runs keep their id across
+-- re-runs); none when sha is NULL; kind 'review', each reviewer's latest deciding review.
+SELECT k.pull_request_id, k.sha, c.kind, c.state
+FROM unnest(%(pull_request_ids)s::bigint[], %(repository_ids)s::bigint[], %(shas)s::text[])
+    AS k (pull_request_id, repository_id, sha)
+CROSS JOIN LATERAL (
+    SELECT 'build' AS kind, newest.status AS state FROM (
+        SELECT DISTINCT ON (provider, rerun_key) status FROM (
+            SELECT provider, status, source_updated_at, id,
+                   CASE WHEN provider IN ('github_actions_job', 'check_run') THEN workflow_name
+                        ELSE external_id END AS rerun_key
+            FROM builds
+            WHERE repository_id = k.repository_id AND commit_sha = k.sha
+        ) AS b
+        ORDER BY provider, rerun_key, source_updated_at DESC NULLS LAST, id DESC
+    ) AS newest
+    UNION ALL
+    SELECT 'review' AS kind, latest.state FROM (
+        SELECT DISTINCT ON (reviewer) reviewer, state FROM reviews
+        WHERE pull_request_id = k.pull_request_id AND state <> 'commented'
+        ORDER BY reviewer, submitted_at DESC NULLS LAST, review_id DESC
+    ) AS latest
+) AS c;
 
 -- name: upsert_build
 -- Never backwards: an older payload (or a lower stage at the same instant) leaves the row alone.
