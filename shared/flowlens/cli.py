@@ -61,6 +61,15 @@ def _events(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with Database(settings.dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
+            if args.events_command == "payload":
+                from flowlens.ingest.store import unpack_payload
+
+                row = await tx.one("raw_payload_by_delivery", delivery_id=args.delivery)
+                if row is None:
+                    print(f"flowlens: no delivery {args.delivery!r} is stored", file=sys.stderr)
+                    return 1
+                print(unpack_payload(row["payload"]))
+                return 0
             if args.events_command == "failed":
                 rows = await tx.all("list_failed_events", limit=args.limit)
                 if not rows:
@@ -225,10 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_sync)
 
-    p = sub.add_parser("events", help="inspect and requeue failed events")
+    p = sub.add_parser("events", help="inspect stored deliveries; list and requeue failed events")
     ev = p.add_subparsers(dest="events_command", required=True)
     failed = ev.add_parser("failed", help="list events that failed for good, with their errors")
     failed.add_argument("--limit", type=int, default=100)
+    payload = ev.add_parser("payload", help="print a stored delivery's JSON body")
+    payload.add_argument("delivery", help="its X-GitHub-Delivery id")
     retry = ev.add_parser("retry", help="put failed events back in the queue")
     retry.add_argument("id", nargs="?", type=int, help="event id (from `events failed`)")
     retry.add_argument("--all", action="store_true", help="every failed event")

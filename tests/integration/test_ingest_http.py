@@ -217,3 +217,26 @@ async def test_unknown_build_status_is_accepted_as_queued(sender: Sender, db: Da
     async with db.transaction() as tx:
         builds = await tx.all("builds_for_repository", repository="Codertocat/Hello-World")
     assert [b["status"] for b in builds] == ["queued"]
+
+
+async def test_stored_payload_reads_back_byte_for_byte(sender: Sender, dsn: str) -> None:
+    """Raw payloads are stored compressed; `flowlens events payload` gives back the JSON sent."""
+    import asyncio
+    import os
+    import sys
+
+    payload = load_fixture(OPENED)
+    body, _ = encode(payload)
+    assert (await sender.send("pull_request", payload, delivery="kept")).status_code == 202
+    env = {**os.environ, "DATABASE_URL": dsn, "LOG_FORMAT": "text"}
+    for delivery, code in (("kept", 0), ("never-sent", 1)):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "flowlens", "events", "payload", delivery, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        assert proc.returncode == code, err.decode()
+        if code == 0:
+            assert out.rstrip(b"\n") == body
+        else:
+            assert b"no delivery 'never-sent'" in err

@@ -294,5 +294,6 @@ def _positional(text: str) -> str:
     """Named %(x)s placeholders as the server's $n, for PREPARE."""
     import re
 
-    order = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
-    return re.sub(r"%\((\w+)\)s", lambda m: f"${order.index(m.group(1)) + 1}", text)
+    # %(x)s, or %(x)b / %(x)t where a parameter is sent in binary / text format.
+    order = list(dict.fromkeys(re.findall(r"%\((\w+)\)[sbt]", text)))
+    return re.sub(r"%\((\w+)\)[sbt]", lambda m: f"${order.index(m.group(1)) + 1}", text)

@@ -111,7 +111,7 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "repository": "text",
         "pr_number": "integer",
         "head_sha": "text",
-        "payload": "json",
+        "payload": "bytea",
         "needs_analysis": "boolean",
         "processed": "boolean",
         "failed": "boolean",

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from typing import Any
 from urllib.parse import parse_qs
 
+import pydantic_core
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from flowlens import logs
 from flowlens.db import Database, DatabaseUnavailable
-from flowlens.github.parse import PayloadError
+from flowlens.github.parse import PayloadError, parse
 from flowlens.github.signature import verify
+from flowlens.ingest.batch import Batcher
 from flowlens.ingest.ci import CiBuild, record_ci_build
-from flowlens.ingest.store import Outcome, record_delivery
+from flowlens.ingest.store import Item, Outcome
 from flowlens.settings import IngestSettings
 
 log = logging.getLogger("flowlens.ingest")
@@ -71,7 +72,7 @@ def decode_payload(body: bytes, content_type: str) -> tuple[dict[str, Any], str]
     if "\\u0000" in text:
         # PostgreSQL text and jsonb cannot hold NUL; GitHub may send one in a commit message.
         text = text.replace("\\u0000", "\\ufffd")
-    payload = json.loads(text)
+    payload = pydantic_core.from_json(text)  # ~2x json.loads on a 25 KB payload
     if not isinstance(payload, dict):
         raise ValueError("payload is not a JSON object")
     return payload, text
@@ -88,10 +89,12 @@ class IngestHandler:
             min_size=self.settings.db_pool_min,
             max_size=self.settings.db_pool_max,
         )
+        self.batcher = Batcher(self.db, notify=self.settings.feed_notify)
         _handlers.append(self)
 
     async def close(self) -> None:
-        """Release the database pool."""
+        """Finish the transactions under way and release the database pool."""
+        await self.batcher.close()
         await self.db.close()
 
     async def __call__(self, request: Request) -> JSONResponse:
@@ -134,11 +137,11 @@ class IngestHandler:
             repo = (payload.get("repository") or {}).get("full_name")
             with logs.bind(repository=repo):
                 try:
-                    outcome = await record_delivery(
-                        self.db, delivery, event, payload, text, notify=self.settings.feed_notify
-                    )
+                    item = Item(delivery, event, parse(event, payload), text)
                 except PayloadError as exc:
                     return error(400, f"{event} payload: {exc}")
+                try:
+                    outcome = await self.batcher.submit(item)
                 except DatabaseUnavailable as exc:
                     log.error("database unavailable: %s", exc)
                     return error(503, "database unavailable; retry the delivery")

@@ -6,11 +6,12 @@ import asyncio
 import enum
 import json
 import logging
+import zlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from flowlens import pipeline, serialize
 from flowlens.db import Database, Tx
@@ -59,6 +60,17 @@ async def retrying(
                 raise
             await asyncio.sleep(0.01 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def pack_payload(raw_json: str) -> bytes:
+    """A delivery's JSON as stored in raw_events.payload (zlib, fastest level: ~8x smaller)."""
+    return zlib.compress(raw_json.encode(), 1)
+
+
+def unpack_payload(stored: bytes) -> str:
+    """The JSON text of a stored payload (rows from before migration 003 hold it uncompressed)."""
+    data = bytes(stored)
+    return (zlib.decompress(data) if data[:1] == b"\x78" else data).decode()
 
 
 @dataclass(frozen=True)
@@ -119,20 +131,20 @@ async def _record(session: Session, items: list[Item]) -> list[Outcome]:
     await session.look_up_repositories(
         [(it.facts.repo.github_id, it.facts.repo.full_name) for it in fresh if it.facts.repo]
     )
-    inserted = {
-        row["delivery_id"]
-        for row in await session.tx.all(
-            "record_raw_events",
-            delivery_ids=[it.delivery_id for it in fresh],
-            events=[it.event for it in fresh],
-            actions=[it.facts.action for it in fresh],
-            repositories=[it.facts.repo.full_name if it.facts.repo else None for it in fresh],
-            pr_numbers=[it.facts.pr_number for it in fresh],
-            head_shas=[it.facts.pr.head_sha if it.facts.pr else None for it in fresh],
-            payloads=[it.raw_json for it in fresh],
-            needs_analysis=[it.facts.needs_analysis for it in fresh],
-        )
-    }
+    rows = await session.tx.all(
+        "record_raw_events",
+        delivery_ids=[it.delivery_id for it in fresh],
+        events=[it.event for it in fresh],
+        actions=[it.facts.action for it in fresh],
+        repositories=[it.facts.repo.full_name if it.facts.repo else None for it in fresh],
+        pr_numbers=[it.facts.pr_number for it in fresh],
+        head_shas=[it.facts.pr.head_sha if it.facts.pr else None for it in fresh],
+        payloads=[zlib.compress(it.raw_json.encode(), 1) for it in fresh],
+        needs_analysis=[it.facts.needs_analysis for it in fresh],
+    )
+    inserted = {row["delivery_id"] for row in rows}
+    if rows:
+        session.now = rows[0]["received_at"]  # now(): the transaction's timestamp
     accepted: list[Item] = []
     for item in fresh:
         i = first[item.delivery_id]
@@ -153,7 +165,7 @@ async def _record(session: Session, items: list[Item]) -> list[Outcome]:
 
 @dataclass
 class _Change:
-    saved: Any  # the cursor of update_pull_request; its row is read at flush
+    row: dict[str, Any]  # the PR row as this change left it; updated_at is set at flush
     source: str
     delivery_id: str | None
     repository: str
@@ -177,7 +189,11 @@ class Session:
         self._pending_repos: Any = None
         self._touched: set[int] = set()
         self._prs: dict[tuple[int, int], dict[str, Any]] = {}
-        self._checks: dict[tuple[int, str | None], list[dict[str, Any]]] = {}
+        self._checks: dict[tuple[int, int, str | None], list[dict[str, Any]]] = {}
+        self._dirty: dict[int, dict[str, Any]] = {}  # PR id -> row to write
+        self._bumped: set[int] = set()
+        # now() in this transaction (what updated_at = now() writes), once known.
+        self.now: datetime | None = None
         self._changes: list[_Change] = []
 
     # -- repositories
@@ -223,11 +239,9 @@ class Session:
             return self._repos_by_gid[github_id]
         return self._repos_by_name.get(full_name)
 
-    async def touch(self, repo_id: int) -> None:
-        """Mark activity on a repository, once per transaction."""
-        if repo_id not in self._touched:
-            self._touched.add(repo_id)
-            await self.tx.send("touch_repository", id=repo_id)
+    def touch(self, repo_id: int) -> None:
+        """Mark activity on a repository (written at flush, once per transaction)."""
+        self._touched.add(repo_id)
 
     async def wrote_repository(self, *, moved_prs: bool = False) -> None:
         self._forget_repos()
@@ -238,61 +252,64 @@ class Session:
     # -- pull requests
 
     async def prefetch_prs(self, items: list[Item]) -> None:
-        """Lock the PRs these deliveries name and read their checks, in two statements."""
+        """Lock the PRs these deliveries name and read their checks: one round trip."""
         keys: set[tuple[int, int]] = set()
-        heads: dict[tuple[int, int], set[str | None]] = {}
+        heads: set[tuple[int, int, str | None]] = set()
         for item in items:
             facts = item.facts
             if facts.repo is None or facts.pr is None or facts.renamed_from:
                 continue
             repo = await self.repository(facts.repo.github_id, facts.repo.full_name)
-            if repo is None:
-                continue
-            key = (int(repo["id"]), facts.pr.number)
-            keys.add(key)
-            heads.setdefault(key, set()).add(facts.pr.head_sha)
-        await self._lock(keys)
-        wanted = []
-        for key in sorted(keys):
-            row = self._prs.get(key)
-            if row is not None:
-                for sha in {row.get("head_sha"), *heads[key]}:
-                    wanted.append((int(row["id"]), key[0], sha))
-        await self._read_checks(wanted)
+            if repo is not None:
+                keys.add((int(repo["id"]), facts.pr.number))
+                # The head the PR will most likely have: the payload's (an older payload keeps
+                # the stored one, read on demand).
+                heads.add((int(repo["id"]), facts.pr.number, facts.pr.head_sha))
+        locking = await self._send_lock(keys)
+        checking = await self._send_checks(sorted(heads, key=str))
+        await self._read_lock(locking)
+        await self._read_checks(checking)
 
-    async def _lock(self, keys: set[tuple[int, int]]) -> None:
+    async def _send_lock(self, keys: set[tuple[int, int]]) -> Any:
         missing = sorted(k for k in keys if k not in self._prs)
         if not missing:
-            return
+            return None
         arrays = {"repository_ids": [k[0] for k in missing], "numbers": [k[1] for k in missing]}
         await self.tx.send("ensure_pull_requests", **arrays)
-        for row in await self.tx.all("lock_pull_requests", **arrays):
-            self._prs[(row["repository_id"], row["number"])] = row
+        return await self.tx.start("lock_pull_requests", **arrays)
+
+    async def _read_lock(self, cursor: Any) -> None:
+        if cursor is not None:
+            for row in await cursor.fetchall():
+                self._prs[(row["repository_id"], row["number"])] = row
 
     async def locked_pr(self, repo_id: int, number: int) -> dict[str, Any]:
         """The PR's row, created if new, locked for the rest of the transaction."""
-        await self._lock({(repo_id, number)})
+        await self._read_lock(await self._send_lock({(repo_id, number)}))
         return self._prs[(repo_id, number)]
 
-    async def _read_checks(self, keys: list[tuple[int, int, str | None]]) -> None:
-        keys = [k for k in keys if (k[0], k[2]) not in self._checks]
+    async def _send_checks(self, keys: list[tuple[int, int, str | None]]) -> Any:
+        keys = [k for k in keys if k not in self._checks]
         if not keys:
-            return
-        for pr_id, _, sha in keys:
-            self._checks[(pr_id, sha)] = []
-        rows = await self.tx.all(
+            return None
+        for key in keys:
+            self._checks[key] = []
+        return await self.tx.start(
             "pr_checks",
-            pull_request_ids=[k[0] for k in keys],
-            repository_ids=[k[1] for k in keys],
+            repository_ids=[k[0] for k in keys],
+            numbers=[k[1] for k in keys],
             shas=[k[2] for k in keys],
         )
-        for row in rows:
-            self._checks[(row["pull_request_id"], row["sha"])].append(row)
 
-    async def checks(self, pr_id: int, repo_id: int, sha: str | None) -> list[dict[str, Any]]:
-        """Build states of the sha and latest deciding reviews of the PR."""
-        await self._read_checks([(pr_id, repo_id, sha)])
-        return self._checks[(pr_id, sha)]
+    async def _read_checks(self, cursor: Any) -> None:
+        if cursor is not None:
+            for row in await cursor.fetchall():
+                self._checks[(row["repository_id"], row["number"], row["sha"])].append(row)
+
+    async def checks(self, repo_id: int, number: int, sha: str | None) -> list[dict[str, Any]]:
+        """Build states of the sha and the latest deciding reviews of the PR (which exists)."""
+        await self._read_checks(await self._send_checks([(repo_id, number, sha)]))
+        return self._checks[(repo_id, number, sha)]
 
     def wrote_checks(self) -> None:
         """A build or review was written: checks are read again."""
@@ -308,31 +325,51 @@ class Session:
         delivery_id: str | None,
         kind: str = "pr",
     ) -> bool:
-        """Write a locked PR row; bump version, history and feed when clients would see it."""
+        """Save a locked PR row (written at flush); a visible change bumps its version and
+        gets a history and a feed row."""
         visible = pipeline.visible_changed(row, new)
         if not visible and all(row.get(c) == new.get(c) for c in _PR_COLUMNS):
             return False
-        params = {c: new.get(c) for c in _PR_COLUMNS}
-        params["files_changed"] = Jsonb(list(new.get("files_changed") or []))
-        insight = new.get("latest_insight")
-        params["latest_insight"] = Jsonb(insight) if insight is not None else None
-        bump = 1 if visible else 0
-        saved = await self.tx.start("update_pull_request", id=row["id"], bump=bump, **params)
+        saved = {**row, **{c: new.get(c) for c in _PR_COLUMNS}}
+        saved["version"] = row["version"] + (1 if visible else 0)
+        self._dirty[int(row["id"])] = saved
         key = (row["repository_id"], row["number"])
         if key in self._prs:
-            self._prs[key] = {**new, "version": row["version"] + bump}
+            self._prs[key] = saved
         if visible:
-            self._changes.append(_Change(saved, source, delivery_id, repository, kind))
+            self._bumped.add(int(row["id"]))
+            self._changes.append(_Change(dict(saved), source, delivery_id, repository, kind))
         return visible
 
+    async def write_prs(self) -> None:
+        """Write the saved PR rows now (before a statement reads pull_requests itself)."""
+        if not self._dirty:
+            return
+        rows = [
+            {"id": pr_id, "bumped": pr_id in self._bumped, **{c: row.get(c) for c in _PR_WRITTEN}}
+            for pr_id, row in self._dirty.items()
+        ]
+        bumped, self._bumped = self._bumped, set()
+        self._dirty.clear()
+        if self.now is not None:
+            await self.tx.send("update_pull_requests", rows=_json(rows))
+            return
+        for written in await self.tx.all("update_pull_requests", rows=_json(rows)):
+            if written["id"] in bumped:
+                self.now = written["updated_at"]
+
     async def flush(self) -> None:
-        """Write the history and feed rows of every visible change saved so far."""
+        """Write everything saved: PR rows, history and feed rows, repository activity."""
+        await self.write_prs()
+        if self._touched:
+            await self.tx.send("touch_repositories", ids=sorted(self._touched))
+            self._touched.clear()
         if not self._changes:
             return
         changes = []
         for change in self._changes:
-            saved = await change.saved.fetchone()
-            assert saved is not None
+            saved = change.row
+            saved["updated_at"] = self.now
             changes.append(
                 {
                     "pull_request_id": saved["id"],
@@ -351,7 +388,21 @@ class Session:
                 }
             )
         self._changes.clear()
-        await self.tx.send("record_pr_changes", changes=json.dumps(changes), notify=self.notify)
+        await self.tx.send("record_pr_changes", changes=_json(changes), notify=self.notify)
+
+
+_PR_WRITTEN = (*_PR_COLUMNS, "version")
+
+
+def _json(value: Any) -> str:
+    """JSON text for a json parameter (timestamps as ISO 8601, which PostgreSQL reads back)."""
+    return json.dumps(value, default=_iso, separators=(",", ":"))
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 async def upsert_repository(
@@ -374,13 +425,14 @@ async def upsert_repository(
         if any(want[c] != row.get(c) for c in _REPO_COLUMNS):
             merged = False
             if want["full_name"] != row["full_name"]:
+                await session.write_prs()  # a merge moves PR rows in SQL
                 merged = await _free_name(tx, str(want["full_name"]), int(row["id"]))
             await tx.one(
                 "update_repository", id=row["id"], source_updated_at=repo.updated_at, **want
             )
             await session.wrote_repository(moved_prs=merged)
             return int(row["id"]), str(want["full_name"])
-    await session.touch(int(row["id"]))
+    session.touch(int(row["id"]))
     # An older payload may carry an old name: clients see the stored one, as REST shows it.
     return int(row["id"]), str(row["full_name"])
 
@@ -442,6 +494,7 @@ async def apply_facts(
         for ref in build.pr_refs:
             touched.setdefault(ref.number, ref)
         if build.commit_sha:
+            await session.write_prs()  # head shas saved in this transaction count
             for row in await tx.all("prs_by_head_sha", repository_id=repo_id, sha=build.commit_sha):
                 touched.setdefault(row["number"], None)
     changed: list[int] = []
@@ -481,7 +534,7 @@ async def update_pr(
             submitted_at=review.submitted_at,
         )
         session.wrote_checks()
-    checks = await session.checks(int(row["id"]), repo_id, new.get("head_sha") or None)
+    checks = await session.checks(repo_id, number, new.get("head_sha") or None)
     statuses = [r["state"] for r in checks if r["kind"] == "build"]
     approvals = [r["state"] for r in checks if r["kind"] == "review"]
     pipeline.finish(new, statuses, approvals)

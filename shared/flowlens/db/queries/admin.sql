@@ -9,6 +9,9 @@ SELECT pg_terminate_backend(%(pid)s::int) AS terminated;
 -- name: count_rows_raw_events
 SELECT count(*) AS n FROM raw_events;
 
+-- name: raw_payload_by_delivery
+SELECT payload FROM raw_events WHERE delivery_id = %(delivery_id)s;
+
 -- name: raw_event_by_delivery
 SELECT id, delivery_id, event, action, repository, pr_number, head_sha, needs_analysis,
        processed, failed, attempts, last_error

@@ -1,14 +1,15 @@
 -- name: record_raw_events
 -- A batch of deliveries' raw events in one statement; returns the delivery ids inserted. A known
 -- id inserts nothing (a duplicate): the id is unique, so a concurrent duplicate waits for the
--- other transaction's commit, then inserts nothing.
+-- other transaction's commit, then inserts nothing. Payloads (compressed bytes, see
+-- ingest.store.pack_payload) go in binary format: as a text array literal each would be escaped.
 INSERT INTO raw_events (delivery_id, event, action, repository, pr_number, head_sha, payload,
                         needs_analysis)
 SELECT * FROM unnest(%(delivery_ids)s::text[], %(events)s::text[], %(actions)s::text[],
                      %(repositories)s::text[], %(pr_numbers)s::int[], %(head_shas)s::text[],
-                     %(payloads)s::json[], %(needs_analysis)s::boolean[])
+                     %(payloads)b::bytea[], %(needs_analysis)s::boolean[])
 ON CONFLICT (delivery_id) DO NOTHING
-RETURNING delivery_id;
+RETURNING delivery_id, received_at;
 
 -- name: find_repositories
 -- Every repository row one of the GitHub ids or full names may refer to.
@@ -46,11 +47,6 @@ UPDATE repositories SET
 WHERE id = %(id)s
 RETURNING *;
 
--- name: touch_repository
--- Only every few seconds: a repository row updated by every delivery would serialise ingest.
-UPDATE repositories SET last_activity = now()
-WHERE id = %(id)s AND last_activity < now() - interval '5 seconds';
-
 -- name: ensure_pull_requests
 -- In key order, so two transactions creating the same PRs queue behind each other.
 INSERT INTO pull_requests (repository_id, number)
@@ -66,22 +62,36 @@ JOIN unnest(%(repository_ids)s::bigint[], %(numbers)s::int[]) AS k (repository_i
 ORDER BY p.repository_id, p.number
 FOR UPDATE OF p;
 
--- name: update_pull_request
-UPDATE pull_requests SET
-    github_id = %(github_id)s, title = %(title)s, body = %(body)s, author = %(author)s,
-    author_avatar = %(author_avatar)s, head_sha = %(head_sha)s, head_ref = %(head_ref)s,
-    base_ref = %(base_ref)s, is_draft = %(is_draft)s, state = %(state)s, html_url = %(html_url)s,
-    files_changed = %(files_changed)s, changed_files = %(changed_files)s,
-    additions = %(additions)s, deletions = %(deletions)s, status_pr = %(status_pr)s,
-    status_build = %(status_build)s, status_approval = %(status_approval)s,
-    status_merge = %(status_merge)s, status = %(status)s, risk_level = %(risk_level)s,
-    latest_insight = %(latest_insight)s, source_updated_at = %(source_updated_at)s,
-    gh_created_at = %(gh_created_at)s, gh_updated_at = %(gh_updated_at)s,
-    merged_at = %(merged_at)s, closed_at = %(closed_at)s,
-    version = version + %(bump)s::int,
-    updated_at = CASE WHEN %(bump)s::int > 0 THEN now() ELSE updated_at END
-WHERE id = %(id)s
-RETURNING *;
+-- name: update_pull_requests
+-- The state of every PR a transaction changed (a JSON array of rows, each PR once), in one
+-- statement; updated_at moves for the ones clients will see changed.
+UPDATE pull_requests AS p SET
+    github_id = r.github_id, title = r.title, body = r.body, author = r.author,
+    author_avatar = r.author_avatar, head_sha = r.head_sha, head_ref = r.head_ref,
+    base_ref = r.base_ref, is_draft = r.is_draft, state = r.state, html_url = r.html_url,
+    files_changed = r.files_changed, changed_files = r.changed_files,
+    additions = r.additions, deletions = r.deletions, status_pr = r.status_pr,
+    status_build = r.status_build, status_approval = r.status_approval,
+    status_merge = r.status_merge, status = r.status, risk_level = r.risk_level,
+    latest_insight = r.latest_insight, source_updated_at = r.source_updated_at,
+    gh_created_at = r.gh_created_at, gh_updated_at = r.gh_updated_at,
+    merged_at = r.merged_at, closed_at = r.closed_at, version = r.version,
+    updated_at = CASE WHEN r.bumped THEN now() ELSE p.updated_at END
+FROM json_to_recordset(%(rows)s::json) AS r (
+    id BIGINT, github_id BIGINT, title TEXT, body TEXT, author TEXT, author_avatar TEXT,
+    head_sha TEXT, head_ref TEXT, base_ref TEXT, is_draft BOOLEAN, state TEXT, html_url TEXT,
+    files_changed JSONB, changed_files INTEGER, additions INTEGER, deletions INTEGER,
+    status_pr TEXT, status_build TEXT, status_approval TEXT, status_merge TEXT, status TEXT,
+    risk_level TEXT, latest_insight JSONB, source_updated_at TIMESTAMPTZ,
+    gh_created_at TIMESTAMPTZ, gh_updated_at TIMESTAMPTZ, merged_at TIMESTAMPTZ,
+    closed_at TIMESTAMPTZ, version BIGINT, bumped BOOLEAN)
+WHERE p.id = r.id
+RETURNING p.id, p.updated_at;
+
+-- name: touch_repositories
+-- Only every few seconds: a repository row updated by every delivery would serialise ingest.
+UPDATE repositories SET last_activity = now()
+WHERE id = ANY(%(ids)s::bigint[]) AND last_activity < now() - interval '5 seconds';
 
 -- name: record_pr_changes
 -- Visible changes of PRs (a JSON array, in order): their history rows, their change-feed rows
@@ -111,13 +121,14 @@ SELECT number FROM pull_requests
 WHERE repository_id = %(repository_id)s AND head_sha = %(sha)s AND state = 'open';
 
 -- name: pr_checks
--- What PRs' derived state needs, in one statement, for each (PR, repository, sha) key: kind
--- 'build', the status of every build of the sha, where a re-run job or check run (a new id
+-- What PRs' derived state needs, in one statement, for each (repository, PR number, sha) key:
+-- kind 'build', the status of every build of the sha, where a re-run job or check run (a new id
 -- under the same name) replaces the one it re-runs (workflow runs keep their id across
 -- re-runs); none when sha is NULL; kind 'review', each reviewer's latest deciding review.
-SELECT k.pull_request_id, k.sha, c.kind, c.state
-FROM unnest(%(pull_request_ids)s::bigint[], %(repository_ids)s::bigint[], %(shas)s::text[])
-    AS k (pull_request_id, repository_id, sha)
+SELECT k.repository_id, k.number, k.sha, c.kind, c.state
+FROM unnest(%(repository_ids)s::bigint[], %(numbers)s::int[], %(shas)s::text[])
+    AS k (repository_id, number, sha)
+JOIN pull_requests AS p ON p.repository_id = k.repository_id AND p.number = k.number
 CROSS JOIN LATERAL (
     SELECT 'build' AS kind, newest.status AS state FROM (
         SELECT DISTINCT ON (provider, rerun_key) status FROM (
@@ -132,7 +143,7 @@ CROSS JOIN LATERAL (
     UNION ALL
     SELECT 'review' AS kind, latest.state FROM (
         SELECT DISTINCT ON (reviewer) reviewer, state FROM reviews
-        WHERE pull_request_id = k.pull_request_id AND state <> 'commented'
+        WHERE pull_request_id = p.id AND state <> 'commented'
         ORDER BY reviewer, submitted_at DESC NULLS LAST, review_id DESC
     ) AS latest
 ) AS c;
