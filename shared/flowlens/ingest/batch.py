@@ -11,9 +11,9 @@ from flowlens.ingest.store import Item, Outcome, record_deliveries
 
 log = logging.getLogger("flowlens.ingest")
 
-# Two transactions per process: one is written while the other commits. More only adds lock
-# waits between batches that touch the same pull requests.
-TRANSACTIONS = 1
+# One transaction per process at a time: everything that arrives meanwhile goes into the next.
+# Two per process measured slower (smaller batches, lock waits between them; BENCHMARKS.md).
+CONCURRENT = 1
 MAX_ITEMS = 64
 MAX_BYTES = 8 * 1024 * 1024
 
@@ -31,13 +31,15 @@ class Batcher:
         db: Database,
         *,
         notify: bool,
-        transactions: int = TRANSACTIONS,
+        concurrent: int = CONCURRENT,
         max_items: int = MAX_ITEMS,
         max_bytes: int = MAX_BYTES,
     ) -> None:
         self.db = db
         self.notify = notify
-        self.transactions = transactions
+        self.concurrent = concurrent
+        self.transactions = 0  # transactions run, and deliveries stored through them
+        self.deliveries = 0
         self.max_items = max_items
         self.max_bytes = max_bytes
         self._queue: deque[tuple[Item, asyncio.Future[Outcome]]] = deque()
@@ -56,7 +58,7 @@ class Batcher:
             await asyncio.gather(*self._running, return_exceptions=True)
 
     def _start(self) -> None:
-        while self._queue and len(self._running) < self.transactions:
+        while self._queue and len(self._running) < self.concurrent:
             batch: list[tuple[Item, asyncio.Future[Outcome]]] = []
             size = 0
             while self._queue and len(batch) < self.max_items:
@@ -79,6 +81,8 @@ class Batcher:
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
         items = [item for item, _ in batch]
+        self.transactions += 1
+        self.deliveries += len(items)
         try:
             outcomes = await record_deliveries(self.db, items, notify=self.notify)
         except DatabaseUnavailable as exc:

@@ -1,0 +1,106 @@
+"""Group commit: deliveries that share a transaction end exactly as if each ran alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from flowlens.db import Database
+from flowlens.github.parse import parse
+from flowlens.ingest.batch import Batcher
+from flowlens.ingest.store import Item, Outcome, record_deliveries, record_delivery
+from tests.helpers import variant
+from tests.integration.test_ingest_state import (
+    history,
+    opened,
+    pr_action,
+    pr_row,
+    story,
+)
+
+# What a history row and a pr_update message show, without the moments they were written.
+HISTORY = ("version", "status_pr", "status_build", "status_approval", "status_merge", "status",
+           "source_event", "delivery_id")  # fmt: skip
+
+
+def item(n: int, event: str, payload: dict[str, Any]) -> Item:
+    return Item(f"d-{n}", event, parse(event, payload), json.dumps(payload))
+
+
+def without_moments(message: dict[str, Any]) -> dict[str, Any]:
+    data = message["data"]
+    return {**data, "updated_at": None, "pull_request": {**data["pull_request"], "updatedAt": 0}}
+
+
+async def feed_messages(db: Database) -> list[dict[str, Any]]:
+    async with db.transaction() as tx:
+        rows = await tx.all("change_feed_for", repository="Codertocat/Hello-World", number=2)
+    return [without_moments(r["payload"]) for r in rows]
+
+
+async def test_a_story_in_one_transaction_equals_it_one_by_one(db: Database, pg_server) -> None:
+    deliveries = [item(n, event, payload) for n, (event, payload) in enumerate(story())]
+    # Twice the same id, and an event we do not act on, in the same transaction.
+    deliveries.insert(3, deliveries[1])
+    ignored = {"action": "created", "issue": {"number": 1}, "repository": None}
+    deliveries.append(Item("d-ignored", "issues", parse("issues", ignored), json.dumps(ignored)))
+
+    outcomes = await record_deliveries(db, deliveries)
+    assert outcomes[3] == Outcome.DUPLICATE and outcomes[-1] == Outcome.IGNORED
+    assert outcomes.count(Outcome.ACCEPTED) == len(story())
+
+    name, dsn = await pg_server.fresh_database()
+    try:
+        async with Database(dsn, min_size=0, max_size=1) as alone:
+            for one in deliveries:
+                await record_delivery(alone, one.delivery_id, one.event, json.loads(one.raw_json),
+                                      one.raw_json)  # fmt: skip
+            expected_row = await pr_row(alone)
+            expected_history = [tuple(h[c] for c in HISTORY) for h in await history(alone)]
+            expected_feed = await feed_messages(alone)
+    finally:
+        await pg_server.drop(name)
+
+    row = await pr_row(db)
+    for column in ("title", "head_sha", "status_pr", "status_build", "status_approval",
+                   "status_merge", "status", "state", "source_updated_at", "version"):  # fmt: skip
+        assert row[column] == expected_row[column], column
+    assert [tuple(h[c] for c in HISTORY) for h in await history(db)] == expected_history
+    assert len(expected_history) >= 8  # the story really changes the PR, step by step
+    assert await feed_messages(db) == expected_feed
+
+
+async def test_concurrent_deliveries_share_transactions(db: Database) -> None:
+    batcher = Batcher(db, notify=False)
+    payloads = [
+        variant(opened(f"2019-05-15T15:{n:02d}:00Z"), number=100 + n,
+                **{"pull_request.number": 100 + n})
+        for n in range(40)
+    ]  # fmt: skip
+    outcomes = await asyncio.gather(
+        *(batcher.submit(item(n, "pull_request", p)) for n, p in enumerate(payloads))
+    )
+    assert outcomes == [Outcome.ACCEPTED] * 40
+    # The first delivery starts a transaction alone; the rest arrive while it runs.
+    assert batcher.transactions < 40
+    assert batcher.deliveries == 40
+    for n in (0, 17, 39):
+        assert (await pr_row(db, 100 + n))["status_pr"] == "opened"
+
+
+async def test_a_delivery_the_database_refuses_costs_only_its_own_sender(db: Database) -> None:
+    batcher = Batcher(db, notify=False)
+    good = [pr_action("edited", f"2019-05-15T16:{n:02d}:00Z", title=f"t{n}") for n in range(8)]
+    # A PR number beyond PostgreSQL's integer: this delivery alone cannot be stored.
+    bad = variant(opened(), number=2**40, **{"pull_request.number": 2**40})
+    items = [item(n, "pull_request", p) for n, p in enumerate(good)]
+    items.insert(4, item(99, "pull_request", bad))
+    results = await asyncio.gather(*(batcher.submit(i) for i in items), return_exceptions=True)
+    failed = [r for r in results if isinstance(r, Exception)]
+    assert len(failed) == 1 and results[4] is failed[0]
+    assert [r for r in results if r == Outcome.ACCEPTED] == [Outcome.ACCEPTED] * 8
+    assert (await pr_row(db))["title"] == "t7"
+    async with db.transaction() as tx:
+        assert await tx.one("raw_event_by_delivery", delivery_id="d-99") is None
+        assert await tx.value("count_rows_raw_events") == 8
