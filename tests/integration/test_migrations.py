@@ -93,3 +93,31 @@ def _pyenv() -> dict[str, str]:
     import sys
 
     return {"PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"}
+
+
+async def test_payloads_stored_before_migration_3_still_read_back(
+    empty_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 003 turns stored JSONB payloads into bytes that unpack_payload reads as JSON."""
+    import json
+
+    import psycopg
+
+    from flowlens.db import database
+    from flowlens.ingest.store import pack_payload, unpack_payload
+
+    every = database.load_migrations()
+    monkeypatch.setattr(database, "load_migrations", lambda: [m for m in every if m[0] < 3])
+    await Database(empty_dsn, min_size=0, max_size=1).migrate()
+    old = {"action": "opened", "number": 7, "text": "é"}
+    async with await psycopg.AsyncConnection.connect(empty_dsn, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO raw_events (delivery_id, event, payload) VALUES ('old', 'x', %s::jsonb)",
+            (json.dumps(old),),
+        )
+    monkeypatch.setattr(database, "load_migrations", lambda: every)
+    assert await Database(empty_dsn, min_size=0, max_size=1).migrate() == [3]
+    async with Database(empty_dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
+        row = await tx.one("raw_payload_by_delivery", delivery_id="old")
+    assert row is not None and json.loads(unpack_payload(row["payload"])) == old
+    assert unpack_payload(pack_payload('{"a": "é"}')) == '{"a": "é"}'

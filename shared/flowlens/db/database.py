@@ -42,28 +42,6 @@ class Tx:
         except KeyError:
             raise KeyError(f"no query named {name!r}") from None
 
-    async def one(self, name: str, /, **params: Any) -> Row | None:
-        """First row of a named query, or None."""
-        cur = await self.conn.execute(self._sql(name), params or None, prepare=True)
-        return await cur.fetchone()
-
-    async def all(self, name: str, /, **params: Any) -> list[Row]:
-        """All rows of a named query."""
-        cur = await self.conn.execute(self._sql(name), params or None, prepare=True)
-        return await cur.fetchall()
-
-    async def value(self, name: str, /, **params: Any) -> Any:
-        """First column of the first row, or None."""
-        row = await self.one(name, **params)
-        return next(iter(row.values())) if row else None
-
-    async def execute(self, name: str, /, **params: Any) -> int:
-        """Run a named statement; returns the affected row count."""
-        cur = await self.conn.execute(self._sql(name), params or None, prepare=True)
-        if self._pipeline is not None:
-            await self._pipeline.sync()  # the count is only known once the result is back
-        return cur.rowcount
-
     async def start(self, name: str, /, **params: Any) -> psycopg.AsyncCursor[Row]:
         """Run a named query and return its cursor, to read the rows later.
 
@@ -72,13 +50,33 @@ class Tx:
         """
         return await self.conn.execute(self._sql(name), params or None, prepare=True)
 
+    async def one(self, name: str, /, **params: Any) -> Row | None:
+        """First row of a named query, or None."""
+        return await (await self.start(name, **params)).fetchone()
+
+    async def all(self, name: str, /, **params: Any) -> list[Row]:
+        """All rows of a named query."""
+        return await (await self.start(name, **params)).fetchall()
+
+    async def value(self, name: str, /, **params: Any) -> Any:
+        """First column of the first row, or None."""
+        row = await self.one(name, **params)
+        return next(iter(row.values())) if row else None
+
+    async def execute(self, name: str, /, **params: Any) -> int:
+        """Run a named statement; returns the affected row count."""
+        cur = await self.start(name, **params)
+        if self._pipeline is not None:
+            await self._pipeline.sync()  # the count is only known once the result is back
+        return cur.rowcount
+
     async def send(self, name: str, /, **params: Any) -> None:
         """Run a named statement whose result is not needed.
 
         In a pipelined transaction this does not wait for the server: an error surfaces at the
         next read or at commit, and still rolls the whole transaction back.
         """
-        await self.conn.execute(self._sql(name), params or None, prepare=True)
+        await self.start(name, **params)
 
     async def script(self, sql: str) -> None:
         """Run a migration file (several statements, no parameters)."""

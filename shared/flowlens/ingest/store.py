@@ -9,7 +9,7 @@ import logging
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
@@ -139,7 +139,7 @@ async def _record(session: Session, items: list[Item]) -> list[Outcome]:
         repositories=[it.facts.repo.full_name if it.facts.repo else None for it in fresh],
         pr_numbers=[it.facts.pr_number for it in fresh],
         head_shas=[it.facts.pr.head_sha if it.facts.pr else None for it in fresh],
-        payloads=[zlib.compress(it.raw_json.encode(), 1) for it in fresh],
+        payloads=[pack_payload(it.raw_json) for it in fresh],
         needs_analysis=[it.facts.needs_analysis for it in fresh],
     )
     inserted = {row["delivery_id"] for row in rows}
@@ -160,7 +160,8 @@ async def _record(session: Session, items: list[Item]) -> list[Outcome]:
     await session.prefetch_prs(accepted)
     for item in accepted:
         await apply_facts(session, item.facts, source=item.event, delivery_id=item.delivery_id)
-    return [o if o is not None else Outcome.DUPLICATE for o in outcomes]
+    assert all(o is not None for o in outcomes)
+    return cast("list[Outcome]", outcomes)
 
 
 @dataclass
@@ -223,12 +224,6 @@ class Session:
             self._repos_by_gid[row["github_id"]] = row
         self._repos_by_name[row["full_name"]] = row
 
-    def _forget_repos(self) -> None:
-        """After a rename, merge or insert: the next lookup asks the database."""
-        self._repos_by_gid.clear()
-        self._repos_by_name.clear()
-        self._looked_up.clear()
-
     async def repository(self, github_id: int | None, full_name: str) -> dict[str, Any] | None:
         """The row a GitHub id (preferred) or full name refers to, or None."""
         await self._read_pending_repos()
@@ -243,8 +238,11 @@ class Session:
         """Mark activity on a repository (written at flush, once per transaction)."""
         self._touched.add(repo_id)
 
-    async def wrote_repository(self, *, moved_prs: bool = False) -> None:
-        self._forget_repos()
+    def wrote_repository(self, *, moved_prs: bool = False) -> None:
+        """After an insert, rename or merge: the next lookup asks the database."""
+        self._repos_by_gid.clear()
+        self._repos_by_name.clear()
+        self._looked_up.clear()
         if moved_prs:
             self._prs.clear()
             self._checks.clear()
@@ -266,7 +264,7 @@ class Session:
                 # the stored one, read on demand).
                 heads.add((int(repo["id"]), facts.pr.number, facts.pr.head_sha))
         locking = await self._send_lock(keys)
-        checking = await self._send_checks(sorted(heads, key=str))
+        checking = await self._send_checks(list(heads))
         await self._read_lock(locking)
         await self._read_checks(checking)
 
@@ -417,7 +415,7 @@ async def upsert_repository(
     if row is None:
         inserted = await tx.one("insert_repository", source_updated_at=repo.updated_at, **params)
         assert inserted is not None
-        await session.wrote_repository()
+        session.wrote_repository()
         return int(inserted["id"]), str(inserted["full_name"])
     if repo.complete and not pipeline.is_stale(row.get("source_updated_at"), repo.updated_at):
         # A payload field that is absent keeps what is stored.
@@ -430,7 +428,7 @@ async def upsert_repository(
             await tx.one(
                 "update_repository", id=row["id"], source_updated_at=repo.updated_at, **want
             )
-            await session.wrote_repository(moved_prs=merged)
+            session.wrote_repository(moved_prs=merged)
             return int(row["id"]), str(want["full_name"])
     session.touch(int(row["id"]))
     # An older payload may carry an old name: clients see the stored one, as REST shows it.
