@@ -62,6 +62,7 @@ from bench import (
     table,
     tree_cpu,
 )
+from flowlens.serving import spread_connections
 
 FIXTURES = ROOT / "tests" / "fixtures" / "github" / "pull_request"
 SECRET = "bench-webhook-secret"
@@ -74,6 +75,9 @@ WRITERS = ("ingest", "baseline")  # the targets that store deliveries
 
 
 # --------------------------------------------------------------------------- the ceiling
+
+# Served exactly as the ingest function is, with a listening socket per worker.
+spread_connections()
 
 
 @functions_framework.aio.http

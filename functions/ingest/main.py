@@ -6,7 +6,10 @@ from starlette.responses import Response
 
 from flowlens import logs
 from flowlens.ingest.app import IngestHandler
+from flowlens.serving import spread_connections
 from flowlens.settings import IngestSettings
+
+spread_connections()
 
 settings = IngestSettings.from_env()
 logs.setup("ingest", settings.log_format, settings.log_level)
