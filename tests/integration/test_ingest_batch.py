@@ -6,6 +6,9 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
+import pytest
+
 from flowlens.db import Database
 from flowlens.github.parse import parse
 from flowlens.ingest.batch import Batcher
@@ -104,3 +107,54 @@ async def test_a_delivery_the_database_refuses_costs_only_its_own_sender(db: Dat
     async with db.transaction() as tx:
         assert await tx.one("raw_event_by_delivery", delivery_id="d-99") is None
         assert await tx.value("count_rows_raw_events") == 8
+
+
+async def test_pr_writes_find_their_rows_by_index_on_a_table_never_analysed(db: Database) -> None:
+    """The batch UPDATE reads pull_requests by primary key, not by a scan of the whole table,
+    although the planner takes json_to_recordset for 100 rows and a table not yet analysed
+    (a new deployment's first minutes) for a small one."""
+    import psycopg
+
+    from flowlens.db import QUERIES
+
+    async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO repositories (full_name, name, owner) VALUES ('o/r', 'r', 'o')"
+        )
+        await conn.execute(
+            "INSERT INTO pull_requests (repository_id, number)"
+            " SELECT (SELECT id FROM repositories), g FROM generate_series(1, 3000) AS g"
+        )
+        pr_id = (await (await conn.execute("SELECT max(id) FROM pull_requests")).fetchone())[0]
+        rows = json.dumps([{"id": pr_id, "bumped": True, "title": "t", "version": 2}])
+        plan = await conn.execute(
+            "EXPLAIN " + QUERIES["update_pull_requests"], {"ids": [pr_id], "rows": rows}
+        )
+        text = "\n".join(line for (line,) in await plan.fetchall())
+    assert "Seq Scan on pull_requests" not in text, text
+    assert "pull_requests_pkey" in text, text
+
+
+async def test_ingest_plans_every_statement_for_its_own_batch(
+    monkeypatch: pytest.MonkeyPatch, dsn: str
+) -> None:
+    """No prepared statements on the ingest function's connections: a plan prepared while the
+    tables were small, for a batch of one, would be reused for every batch after."""
+    from flowlens.ingest.app import _handlers, close_all
+    from tests.integration.conftest import Sender, ingest_app
+
+    app = ingest_app(monkeypatch, dsn, DB_POOL_MAX="1")
+    handler = _handlers[-1]
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+            sender = Sender(client)
+            for n in range(1, 9):  # psycopg prepares a statement on its 5th use at the latest
+                payload = variant(opened(), number=n, **{"pull_request.number": n})
+                resp = await sender.send("pull_request", payload, delivery=f"p-{n}")
+                assert resp.status_code == 202
+        async with handler.db.transaction() as tx:  # the pool's one connection
+            cur = await tx.conn.execute("SELECT count(*) AS n FROM pg_prepared_statements")
+            assert await cur.fetchone() == {"n": 0}
+    finally:
+        await close_all()

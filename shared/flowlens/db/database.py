@@ -31,10 +31,13 @@ class Tx:
         conn: psycopg.AsyncConnection[Row],
         queries: Mapping[str, str],
         pipeline: psycopg.AsyncPipeline | None = None,
+        *,
+        prepare: bool = True,
     ) -> None:
         self.conn = conn
         self._queries = queries
         self._pipeline = pipeline
+        self._prepare = prepare
 
     def _sql(self, name: str) -> str:
         try:
@@ -48,7 +51,7 @@ class Tx:
         In a pipelined transaction the rows arrive with a later read's, so a statement whose
         answer is not needed at once costs no round trip of its own.
         """
-        return await self.conn.execute(self._sql(name), params or None, prepare=True)
+        return await self.conn.execute(self._sql(name), params or None, prepare=self._prepare)
 
     async def one(self, name: str, /, **params: Any) -> Row | None:
         """First row of a named query, or None."""
@@ -94,9 +97,14 @@ class Database:
         max_size: int = 10,
         connect_timeout: float = 5.0,
         queries: Mapping[str, str] = QUERIES,
+        prepare: bool = True,
     ) -> None:
+        """prepare=False plans every statement for its own parameters instead of reusing a
+        prepared plan: for statements whose array parameters vary in size from call to call,
+        where a plan cached while a table was small would keep scanning it as it grows."""
         self.dsn = dsn
         self.queries = queries
+        self.prepare = prepare
         self._connect_timeout = connect_timeout
         self._pool = AsyncConnectionPool(
             dsn,
@@ -146,11 +154,11 @@ class Database:
             async with self._pool.connection() as pooled:
                 conn = cast("psycopg.AsyncConnection[Row]", pooled)
                 if pipeline:
-                    async with _pipelined(conn, self.queries) as tx:
+                    async with _pipelined(conn, self.queries, self.prepare) as tx:
                         yield tx
                 else:
                     async with conn.transaction():
-                        yield Tx(conn, self.queries)
+                        yield Tx(conn, self.queries, prepare=self.prepare)
         except (
             psycopg.errors.TransactionRollback,
             psycopg.errors.SerializationFailure,
@@ -229,14 +237,14 @@ class Database:
 
 @asynccontextmanager
 async def _pipelined(
-    conn: psycopg.AsyncConnection[Row], queries: Mapping[str, str]
+    conn: psycopg.AsyncConnection[Row], queries: Mapping[str, str], prepare: bool
 ) -> AsyncIterator[Tx]:
     """One transaction in pipeline mode: BEGIN goes out with the first statement, COMMIT with
     the last ones (the pool's connections are not autocommit, so psycopg begins implicitly)."""
     committed = False
     try:
         async with conn.pipeline() as pipeline:
-            yield Tx(conn, queries, pipeline)
+            yield Tx(conn, queries, pipeline, prepare=prepare)
             await conn.commit()
         committed = True
     finally:

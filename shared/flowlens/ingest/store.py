@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import logging
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import lz4.frame
 import psycopg
+import pydantic_core
 
 from flowlens import pipeline, serialize
 from flowlens.db import Database, Tx
@@ -62,15 +63,24 @@ async def retrying(
     raise AssertionError("unreachable")
 
 
+_LZ4_FRAME = b"\x04\x22\x4d\x18"
+
+
 def pack_payload(raw_json: str) -> bytes:
-    """A delivery's JSON as stored in raw_events.payload (zlib, fastest level: ~8x smaller)."""
-    return zlib.compress(raw_json.encode(), 1)
+    """A delivery's JSON as stored in raw_events.payload: an LZ4 frame, ~8x smaller, and over
+    10x cheaper to make than zlib's fastest level (which cost ~1/10 of a delivery's CPU)."""
+    return cast("bytes", lz4.frame.compress(raw_json.encode()))
 
 
-def unpack_payload(stored: bytes) -> str:
-    """The JSON text of a stored payload (rows from before migration 003 hold it uncompressed)."""
+def unpack_payload(stored: bytes | memoryview) -> str:
+    """The JSON text of a stored payload: an LZ4 frame, zlib (rows written before LZ4 was used)
+    or uncompressed (rows from before migration 003)."""
     data = bytes(stored)
-    return (zlib.decompress(data) if data[:1] == b"\x78" else data).decode()
+    if data[:4] == _LZ4_FRAME:
+        data = lz4.frame.decompress(data)
+    elif data[:1] == b"\x78":
+        data = zlib.decompress(data)
+    return data.decode()
 
 
 @dataclass(frozen=True)
@@ -347,12 +357,13 @@ class Session:
             {"id": pr_id, "bumped": pr_id in self._bumped, **{c: row.get(c) for c in _PR_WRITTEN}}
             for pr_id, row in self._dirty.items()
         ]
+        ids = list(self._dirty)
         bumped, self._bumped = self._bumped, set()
         self._dirty.clear()
         if self.now is not None:
-            await self.tx.send("update_pull_requests", rows=_json(rows))
+            await self.tx.send("update_pull_requests", ids=ids, rows=_json(rows))
             return
-        for written in await self.tx.all("update_pull_requests", rows=_json(rows)):
+        for written in await self.tx.all("update_pull_requests", ids=ids, rows=_json(rows)):
             if written["id"] in bumped:
                 self.now = written["updated_at"]
 
@@ -394,13 +405,7 @@ _PR_WRITTEN = (*_PR_COLUMNS, "version")
 
 def _json(value: Any) -> str:
     """JSON text for a json parameter (timestamps as ISO 8601, which PostgreSQL reads back)."""
-    return json.dumps(value, default=_iso, separators=(",", ":"))
-
-
-def _iso(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return pydantic_core.to_json(value).decode()
 
 
 async def upsert_repository(
