@@ -9,10 +9,9 @@ from flowlens.ingest.app import IngestHandler
 from flowlens.serving import spread_connections
 from flowlens.settings import IngestSettings
 
-spread_connections()
-
 settings = IngestSettings.from_env()
 logs.setup("ingest", settings.log_format, settings.log_level)
+spread_connections()
 handler = IngestHandler(settings)
 
 

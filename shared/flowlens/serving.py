@@ -26,9 +26,11 @@ def spread_connections(workers: int | None = None) -> bool:
     if count < 2 or not hasattr(socket, "SO_REUSEPORT"):
         return False
     try:
+        import gunicorn
         import gunicorn.config
     except ImportError:  # served some other way (tests' ASGI app, flowlens dev): nothing to do
         return False
     gunicorn.config.ReusePort.default = True
-    log.debug("gunicorn reuse_port on: a listening socket per worker (%d workers)", count)
+    log.info("a listening socket per worker: gunicorn %s reuse_port, %d workers",
+             gunicorn.__version__, count)  # fmt: skip
     return True

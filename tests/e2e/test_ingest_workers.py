@@ -65,8 +65,11 @@ def _wait(
         time.sleep(0.1)
 
 
-def test_one_worker_needs_no_socket_of_its_own() -> None:
+def test_one_worker_keeps_the_shared_socket() -> None:
+    import gunicorn.config
+
     assert spread_connections(1) is False
+    assert gunicorn.config.ReusePort.default is False  # gunicorn's own default, untouched
 
 
 def test_connections_arriving_together_are_spread_over_the_workers(

@@ -12,7 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from flowlens.db.queries import QUERIES, load_migrations
+from flowlens.db.queries import QUERIES, load_migrations, planned_per_call
 
 log = logging.getLogger("flowlens.db")
 
@@ -31,13 +31,12 @@ class Tx:
         conn: psycopg.AsyncConnection[Row],
         queries: Mapping[str, str],
         pipeline: psycopg.AsyncPipeline | None = None,
-        *,
-        prepare: bool = True,
+        per_call: frozenset[str] = frozenset(),
     ) -> None:
         self.conn = conn
         self._queries = queries
         self._pipeline = pipeline
-        self._prepare = prepare
+        self._per_call = per_call  # queries never prepared (queries.planned_per_call)
 
     def _sql(self, name: str) -> str:
         try:
@@ -51,7 +50,8 @@ class Tx:
         In a pipelined transaction the rows arrive with a later read's, so a statement whose
         answer is not needed at once costs no round trip of its own.
         """
-        return await self.conn.execute(self._sql(name), params or None, prepare=self._prepare)
+        prepare = name not in self._per_call
+        return await self.conn.execute(self._sql(name), params or None, prepare=prepare)
 
     async def one(self, name: str, /, **params: Any) -> Row | None:
         """First row of a named query, or None."""
@@ -97,14 +97,10 @@ class Database:
         max_size: int = 10,
         connect_timeout: float = 5.0,
         queries: Mapping[str, str] = QUERIES,
-        prepare: bool = True,
     ) -> None:
-        """prepare=False plans every statement for its own parameters instead of reusing a
-        prepared plan: for statements whose array parameters vary in size from call to call,
-        where a plan cached while a table was small would keep scanning it as it grows."""
         self.dsn = dsn
         self.queries = queries
-        self.prepare = prepare
+        self._per_call = planned_per_call(queries)
         self._connect_timeout = connect_timeout
         self._pool = AsyncConnectionPool(
             dsn,
@@ -154,11 +150,11 @@ class Database:
             async with self._pool.connection() as pooled:
                 conn = cast("psycopg.AsyncConnection[Row]", pooled)
                 if pipeline:
-                    async with _pipelined(conn, self.queries, self.prepare) as tx:
+                    async with _pipelined(conn, self.queries, self._per_call) as tx:
                         yield tx
                 else:
                     async with conn.transaction():
-                        yield Tx(conn, self.queries, prepare=self.prepare)
+                        yield Tx(conn, self.queries, per_call=self._per_call)
         except (
             psycopg.errors.TransactionRollback,
             psycopg.errors.SerializationFailure,
@@ -183,7 +179,7 @@ class Database:
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(str(exc).splitlines()[0]) from exc
         try:
-            yield Tx(conn, self.queries)
+            yield Tx(conn, self.queries, per_call=self._per_call)
         finally:
             await conn.close()
 
@@ -237,14 +233,14 @@ class Database:
 
 @asynccontextmanager
 async def _pipelined(
-    conn: psycopg.AsyncConnection[Row], queries: Mapping[str, str], prepare: bool
+    conn: psycopg.AsyncConnection[Row], queries: Mapping[str, str], per_call: frozenset[str]
 ) -> AsyncIterator[Tx]:
     """One transaction in pipeline mode: BEGIN goes out with the first statement, COMMIT with
     the last ones (the pool's connections are not autocommit, so psycopg begins implicitly)."""
     committed = False
     try:
         async with conn.pipeline() as pipeline:
-            yield Tx(conn, queries, pipeline, prepare=prepare)
+            yield Tx(conn, queries, pipeline, per_call)
             await conn.commit()
         committed = True
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from importlib import resources
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
@@ -22,6 +23,18 @@ def parse_queries(text: str, source: str = "<sql>") -> dict[str, str]:
             raise ValueError(f"query {name!r} in {source} is empty")
         found[name] = body
     return found
+
+
+_PER_CALL = re.compile(r"^--\s*plan:\s*per call\s*$", re.MULTILINE)
+
+
+def planned_per_call(queries: Mapping[str, str]) -> frozenset[str]:
+    """Names of the queries marked `-- plan: per call`: never prepared, so every call is
+    planned for its own parameters. For statements joining a table to arrays whose length
+    changes from call to call: a generic plan cannot see how many keys it gets and, on a table
+    autovacuum has not analysed yet (a new deployment's first minutes), may choose to scan the
+    whole table, and then keeps doing so batch after batch while the table grows."""
+    return frozenset(name for name, sql in queries.items() if _PER_CALL.search(sql))
 
 
 def load_queries() -> dict[str, str]:

@@ -88,9 +88,6 @@ class IngestHandler:
             self.settings.dsn,
             min_size=self.settings.db_pool_min,
             max_size=self.settings.db_pool_max,
-            # Batch statements take arrays of any size, on tables that grow under them: plan
-            # each for its own parameters (a plan cached at startup scans whole tables later).
-            prepare=False,
         )
         self.batcher = Batcher(self.db, notify=self.settings.feed_notify)
         _handlers.append(self)

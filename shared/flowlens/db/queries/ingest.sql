@@ -55,6 +55,7 @@ ORDER BY r, n
 ON CONFLICT (repository_id, number) DO NOTHING;
 
 -- name: lock_pull_requests
+-- plan: per call
 -- Locked in key order, so two transactions locking overlapping sets cannot deadlock.
 SELECT p.* FROM pull_requests AS p
 JOIN unnest(%(repository_ids)b::bigint[], %(numbers)b::int[]) AS k (repository_id, number)
@@ -63,6 +64,7 @@ ORDER BY p.repository_id, p.number
 FOR UPDATE OF p;
 
 -- name: update_pull_requests
+-- plan: per call
 -- The state of every PR a transaction changed (a JSON array of rows, each PR once), in one
 -- statement; updated_at moves for the ones clients will see changed. `ids` lists the same PRs:
 -- the planner takes json_to_recordset for 100 rows whatever it holds, and without an indexed
@@ -123,6 +125,7 @@ SELECT number FROM pull_requests
 WHERE repository_id = %(repository_id)s AND head_sha = %(sha)s AND state = 'open';
 
 -- name: pr_checks
+-- plan: per call
 -- What PRs' derived state needs, in one statement, for each (repository, PR number, sha) key:
 -- kind 'build', the status of every build of the sha, where a re-run job or check run (a new id
 -- under the same name) replaces the one it re-runs (workflow runs keep their id across
