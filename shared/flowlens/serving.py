@@ -28,7 +28,7 @@ def spread_connections(workers: int | None = None) -> bool:
     try:
         import gunicorn
         import gunicorn.config
-    except ImportError:  # served some other way (tests' ASGI app, flowlens dev): nothing to do
+    except ImportError:  # no gunicorn (functions-framework serves without it on Windows)
         return False
     gunicorn.config.ReusePort.default = True
     log.info("a listening socket per worker: gunicorn %s reuse_port, %d workers",
