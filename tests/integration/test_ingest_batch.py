@@ -164,3 +164,32 @@ async def test_statements_joining_tables_to_batch_arrays_are_never_prepared(
             assert not [text for text in prepared if first in text], name
     finally:
         await close_all()
+
+
+async def test_repository_activity_moves_at_most_every_five_seconds(db: Database) -> None:
+    """A delivery marks its repository active when the stored activity is over 5 s old, and
+    leaves a recently marked row alone (not even rewritten with the same value)."""
+    import psycopg
+
+    async def activity(conn: psycopg.AsyncConnection[Any]) -> tuple[Any, ...]:
+        cur = await conn.execute(
+            "SELECT xmin::text, last_activity, now() - last_activity < interval '5 seconds'"
+            " FROM repositories WHERE full_name = 'Codertocat/Hello-World'"
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return tuple(row)
+
+    def numbered(n: int) -> dict[str, Any]:
+        return variant(opened(), number=n, **{"pull_request.number": n})
+
+    await record_delivery(db, "a-1", "pull_request", numbered(1), json.dumps(numbered(1)))
+    async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+        await conn.execute("UPDATE repositories SET last_activity = now() - interval '1 hour'")
+        _, old, recent = await activity(conn)
+        assert not recent
+        await record_delivery(db, "a-2", "pull_request", numbered(2), json.dumps(numbered(2)))
+        xmin, marked, recent = await activity(conn)
+        assert recent and marked > old
+        await record_delivery(db, "a-3", "pull_request", numbered(3), json.dumps(numbered(3)))
+        assert await activity(conn) == (xmin, marked, True)

@@ -7,7 +7,7 @@ import enum
 import logging
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import lz4.frame
@@ -32,6 +32,10 @@ _REPO_COLUMNS = (
     "github_id", "full_name", "name", "owner", "owner_avatar", "description", "is_private",
     "default_branch", "language", "stars", "forks", "html_url",
 )  # fmt: skip
+
+# repositories.last_activity is kept to this resolution: a row updated by every delivery would
+# serialise ingest on it.
+ACTIVITY_EVERY = timedelta(seconds=5)
 
 RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 # Two first deliveries of one repository at once: both miss it and both insert it; the loser
@@ -198,7 +202,7 @@ class Session:
         self._repos_by_name: dict[str, dict[str, Any]] = {}
         self._looked_up: set[tuple[int | None, str]] = set()
         self._pending_repos: Any = None
-        self._touched: set[int] = set()
+        self._touched: dict[int, datetime | None] = {}  # repository id -> activity read
         self._prs: dict[tuple[int, int], dict[str, Any]] = {}
         self._checks: dict[tuple[int, int, str | None], list[dict[str, Any]]] = {}
         self._dirty: dict[int, dict[str, Any]] = {}  # PR id -> row to write
@@ -244,9 +248,10 @@ class Session:
             return self._repos_by_gid[github_id]
         return self._repos_by_name.get(full_name)
 
-    def touch(self, repo_id: int) -> None:
-        """Mark activity on a repository (written at flush, once per transaction)."""
-        self._touched.add(repo_id)
+    def touch(self, repo: dict[str, Any]) -> None:
+        """Mark activity on a repository row read in this transaction (written at flush, once
+        per transaction, and only when the row's last_activity is ACTIVITY_EVERY old)."""
+        self._touched[int(repo["id"])] = repo.get("last_activity")
 
     def wrote_repository(self, *, moved_prs: bool = False) -> None:
         """After an insert, rename or merge: the next lookup asks the database."""
@@ -370,9 +375,16 @@ class Session:
     async def flush(self) -> None:
         """Write everything saved: PR rows, history and feed rows, repository activity."""
         await self.write_prs()
-        if self._touched:
-            await self.tx.send("touch_repositories", ids=sorted(self._touched))
-            self._touched.clear()
+        # Skip the statement when every row read shows recent activity: its WHERE would match
+        # none of them (a row another transaction touched since is newer still).
+        due = sorted(
+            repo_id
+            for repo_id, seen in self._touched.items()
+            if seen is None or self.now is None or seen < self.now - ACTIVITY_EVERY
+        )
+        self._touched.clear()
+        if due:
+            await self.tx.send("touch_repositories", ids=due, every=ACTIVITY_EVERY)
         if not self._changes:
             return
         changes = []
@@ -435,7 +447,7 @@ async def upsert_repository(
             )
             session.wrote_repository(moved_prs=merged)
             return int(row["id"]), str(want["full_name"])
-    session.touch(int(row["id"]))
+    session.touch(row)
     # An older payload may carry an old name: clients see the stored one, as REST shows it.
     return int(row["id"]), str(row["full_name"])
 

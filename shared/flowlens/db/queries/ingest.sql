@@ -93,9 +93,10 @@ WHERE p.id = ANY(%(ids)b::bigint[]) AND p.id = r.id
 RETURNING p.id, p.updated_at;
 
 -- name: touch_repositories
--- Only every few seconds: a repository row updated by every delivery would serialise ingest.
+-- Only every few seconds (ingest.store.ACTIVITY_EVERY): a repository row updated by every
+-- delivery would serialise ingest.
 UPDATE repositories SET last_activity = now()
-WHERE id = ANY(%(ids)b::bigint[]) AND last_activity < now() - interval '5 seconds';
+WHERE id = ANY(%(ids)b::bigint[]) AND last_activity < now() - %(every)s::interval;
 
 -- name: record_pr_changes
 -- Visible changes of PRs (a JSON array, in order): their history rows, their change-feed rows
