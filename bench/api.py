@@ -26,12 +26,10 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import random
 import re
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -47,7 +45,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench import ROOT, git_commit, table
+from bench import ROOT, git_commit, machine, stop_group, table
 from flowlens.devdb import free_port
 
 FIXTURE = ROOT / "tests" / "fixtures" / "github" / "pull_request" / "opened.payload.json"
@@ -103,22 +101,12 @@ def bench_database() -> Iterator[tuple[str, str]]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def machine() -> str:
-    """nproc, CPU model, memory, OS, Python, and the load when the run started."""
-    model = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = "?"
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+def machine_line() -> str:
+    """bench.machine() on one line, with the load when the run started."""
+    info = machine()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{os.cpu_count()} x {model}, {memory}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}; load average at start {load}")  # fmt: skip
+    return (f"{info['nproc']} x {info['cpu']}, {info['memory']}, {info['os']}, "
+            f"Python {info['python']}; load average at start {load}")  # fmt: skip
 
 
 def pct(values: list[float], q: float) -> float:
@@ -171,12 +159,7 @@ def api_process(dsn: str, **env: str) -> Iterator[str]:
         time.sleep(0.5)  # the tailer's first read
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
         log.close()
 
 
@@ -566,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     raise_nofile()
-    facts = machine()
+    facts = machine_line()
     print(f"machine: {facts}", flush=True)
     sections: list[str] = []
     with bench_database() as (dsn, description):

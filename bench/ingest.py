@@ -36,7 +36,6 @@ import json
 import os
 import re
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -59,6 +58,7 @@ from bench import (
     machine,
     machine_busy,
     median,
+    stop_group,
     table,
     tree_cpu,
 )
@@ -422,13 +422,7 @@ class Server:
         _wait_port(port, self.proc, self.log)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
+        stop_group(self.proc)
         self._logfile.close()
 
 

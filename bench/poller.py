@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from bench import (
     machine,
     machine_busy,
     median,
+    stop_group,
     table,
     tree_cpu,
 )
@@ -121,13 +121,7 @@ class Fakes:
         return data
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
+        stop_group(self.proc)
 
 
 # --------------------------------------------------------------------------- the backlog
