@@ -165,15 +165,3 @@ def add_cloud_commands(subparsers: Any) -> None:
         "--api-endpoint", default=None, help="Cloud Run Admin API endpoint (default: Google's)"
     )
     status.set_defaults(func=_status_command)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m flowlens.cloud status ...`, the same command without the CLI wiring."""
-    parser = argparse.ArgumentParser(prog="flowlens")
-    add_cloud_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["cloud", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -180,6 +180,22 @@ async def test_failed_analysis_retries_then_fails_then_can_be_requeued(
     assert "no failed events" in await _cli(env, "events", "failed")
 
 
+async def test_an_analyser_that_crashes_loses_no_event(db: Database) -> None:
+    """Not an AnalysisError but a bug: the events are released with the error, to retry."""
+
+    class Crashing(CountingAnalyser):
+        async def analyse(self, ctx: ChangeContext) -> Insight:
+            raise RuntimeError("analyser bug")
+
+    await deliver(db, "pull_request", pr_delivery(8, "e" * 40, "opened", 0), "crash")
+    summary = await Poller(db, settings(), Crashing()).scan_once()
+    assert summary.retries == 1 and summary.insights == 0
+    async with db.transaction() as tx:
+        row = await tx.one("raw_event_by_delivery", delivery_id="crash")
+    assert row is not None and not row["processed"] and not row["failed"]
+    assert "analyser bug" in row["last_error"]
+
+
 async def _expire_backoff(db: Database, delivery: str) -> None:
     """Tests only: pretend the retry delay has passed."""
     async with db.transaction() as tx:

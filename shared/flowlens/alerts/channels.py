@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import httpx
 
 from flowlens.alerts.message import Alert
+from flowlens.github.rest import parse_float
 
 USER_AGENT = "flowlens-alerts/0.1"
 
@@ -59,7 +60,8 @@ class SlackChannel:
         if status < 300:
             return
         body = response.text[:200].strip()
-        retry_after = _seconds(response.headers.get("Retry-After"))
+        retry_after = parse_float(response.headers.get("Retry-After"))
+        retry_after = max(0.0, retry_after) if retry_after is not None else None
         transient = status >= 500 or status in (408, 429)
         raise ChannelError(
             f"slack: HTTP {status}" + (f": {body}" if body else ""),
@@ -70,15 +72,6 @@ class SlackChannel:
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()
-
-
-def _seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def email_message(alert: Alert, sender: str, recipients: list[str]) -> EmailMessage:

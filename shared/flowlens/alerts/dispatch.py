@@ -18,6 +18,7 @@ from flowlens.alerts.channels import Channel, ChannelError
 from flowlens.alerts.config import AlertConfig
 from flowlens.alerts.message import Alert, build_alert, insight_alert
 from flowlens.db import Database
+from flowlens.loop import pause
 
 log = logging.getLogger("flowlens.alerts")
 
@@ -192,15 +193,8 @@ class AlertDispatcher:
             elapsed = time.monotonic() - started
             if budget_seconds is not None and elapsed + interval > budget_seconds:
                 break
-            if stop is None:
-                await asyncio.sleep(interval)
-                continue
-            try:
-                async with asyncio.timeout(interval):
-                    await stop.wait()
+            if await pause(interval, stop):
                 break
-            except TimeoutError:
-                pass
         return total
 
     async def aclose(self) -> None:

@@ -20,6 +20,7 @@ from flowlens.db import Database
 from flowlens.ingest.store import retrying, save_pr
 from flowlens.insights.github_files import GitHubError
 from flowlens.insights.models import Analyser, AnalysisError, ChangeContext, FileChange, Insight
+from flowlens.loop import pause
 from flowlens.settings import Settings
 
 log = logging.getLogger("flowlens.poller")
@@ -154,7 +155,7 @@ class Poller:
             heartbeat = asyncio.create_task(self._heartbeat(pr["id"], ids))
             try:
                 return await self._analyse(pr, events, summary)
-            except Exception as exc:  # storing failed after retries: back off, never lose it
+            except Exception as exc:  # an analyser bug or a failed store: back off, lose nothing
                 log.exception("analysis of %s#%s failed", repository, number)
                 await self._failed(events, f"poller error: {exc!r}", True, summary)
                 return summary
@@ -173,8 +174,9 @@ class Poller:
                     await tx.execute(
                         "extend_event_leases", ids=ids, owner=self.owner, lease_seconds=lease
                     )
+                    # Renews our own lease (and takes nothing from another poller's).
                     await tx.execute(
-                        "extend_pr_analysis", id=pr_id, owner=self.owner, lease_seconds=lease
+                        "lease_pr_analysis", id=pr_id, owner=self.owner, lease_seconds=lease
                     )
             except Exception as exc:  # the lease may lapse; another poller then takes over
                 log.warning("could not extend leases: %s", exc)
@@ -206,10 +208,6 @@ class Poller:
                     insight = await self.analyser.analyse(ctx)
             except AnalysisError as exc:
                 await self._failed(events, str(exc), exc.retryable, summary)
-                return summary
-            except Exception as exc:  # an analyser bug must not lose the events
-                log.exception("analyser crashed")
-                await self._failed(events, f"analyser error: {exc!r}", True, summary)
                 return summary
             stored = await retrying(self._store, pr, insight, files, ids)
             summary.insights += int(stored)
@@ -288,30 +286,22 @@ class Poller:
         await self.prune_feed()
         while True:
             scan_started = time.monotonic()
-            claimed_before = total.events
+            backlog = False
             try:
-                total.add(await self.scan_once())
+                scanned = await self.scan_once()
+                total.add(scanned)
+                # A full batch means a backlog: scan again at once, not after the interval.
+                backlog = scanned.events >= self.settings.poll_batch_size
             except Exception as exc:  # keep the loop alive; the lease returns the events
                 log.exception("scan failed")
                 total.errors.append(f"scan failed: {exc}"[:300])
-            elapsed = time.monotonic() - started
             if stop is not None and stop.is_set():
                 break
-            # A full batch means a backlog: scan again at once instead of waiting the interval.
-            backlog = total.events - claimed_before >= self.settings.poll_batch_size
-            pause = 0.0 if backlog else interval
-            if elapsed + pause > budget_seconds:
+            if time.monotonic() - started + (0.0 if backlog else interval) > budget_seconds:
                 break
             wait = 0.0 if backlog else max(0.0, interval - (time.monotonic() - scan_started))
-            if stop is None:
-                await asyncio.sleep(wait)
-            else:
-                try:
-                    async with asyncio.timeout(wait):
-                        await stop.wait()
-                    break
-                except TimeoutError:
-                    pass
+            if await pause(wait, stop):
+                break
         total.seconds = time.monotonic() - started
         return total
 

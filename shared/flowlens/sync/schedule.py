@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flowlens.db import Database
+from flowlens.loop import pause
 from flowlens.settings import Settings
 from flowlens.sync.client import (
     DeadlineReached,
@@ -291,15 +292,8 @@ class SyncScheduler:
                 break
             if deadline is not None and time.monotonic() + wait > deadline:
                 break
-            if stop is None:
-                await asyncio.sleep(wait)
-                continue
-            try:
-                async with asyncio.timeout(wait):
-                    await stop.wait()
+            if await pause(wait, stop):
                 break
-            except TimeoutError:
-                pass
         return total
 
     async def aclose(self) -> None:

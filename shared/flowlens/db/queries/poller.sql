@@ -55,11 +55,6 @@ UPDATE raw_events
 SET leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
 WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
 
--- name: extend_pr_analysis
-UPDATE pull_requests
-SET analysis_leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
-WHERE id = %(id)s AND analysis_owner = %(owner)s;
-
 -- name: release_pr_analysis
 UPDATE pull_requests SET analysis_owner = NULL, analysis_leased_until = NULL
 WHERE id = %(id)s AND analysis_owner = %(owner)s;
