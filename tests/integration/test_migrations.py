@@ -116,8 +116,39 @@ async def test_payloads_stored_before_migration_3_still_read_back(
             (json.dumps(old),),
         )
     monkeypatch.setattr(database, "load_migrations", lambda: every)
-    assert await Database(empty_dsn, min_size=0, max_size=1).migrate() == [3]
+    assert await Database(empty_dsn, min_size=0, max_size=1).migrate() == [3, 4]
     async with Database(empty_dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
         row = await tx.one("raw_payload_by_delivery", delivery_id="old")
     assert row is not None and json.loads(unpack_payload(row["payload"])) == old
     assert unpack_payload(pack_payload('{"a": "é"}')) == '{"a": "é"}'
+
+
+async def test_a_database_from_before_001_changed_is_brought_up_to_date(
+    empty_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 004 gives a database migrated with the earlier 001 (a DESC index with nulls
+    first, a build_updated_at column) the index and columns a new one has."""
+    import psycopg
+
+    from flowlens.db import database
+
+    every = database.load_migrations()
+    monkeypatch.setattr(database, "load_migrations", lambda: [m for m in every if m[0] < 4])
+    await Database(empty_dsn, min_size=0, max_size=1).migrate()
+    async with await psycopg.AsyncConnection.connect(empty_dsn, autocommit=True) as conn:
+        await conn.execute("DROP INDEX pull_requests_repo_updated_idx")
+        await conn.execute(
+            "CREATE INDEX pull_requests_repo_updated_idx"
+            " ON pull_requests (repository_id, gh_updated_at DESC)"
+        )
+        await conn.execute("ALTER TABLE pull_requests ADD COLUMN build_updated_at timestamptz")
+    monkeypatch.setattr(database, "load_migrations", lambda: every)
+    assert await Database(empty_dsn, min_size=0, max_size=1).migrate() == [4]
+    async with await psycopg.AsyncConnection.connect(empty_dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'pull_requests_repo_updated_idx'"
+        )
+        row = await cur.fetchone()
+        assert row is not None and "DESC NULLS LAST" in row[0], row
+    tables, _ = await _schema(empty_dsn)
+    assert set(tables["pull_requests"]) == set(EXPECTED_TABLES["pull_requests"])
