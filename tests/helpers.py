@@ -77,3 +77,21 @@ async def serve_here(app: Any) -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
+
+
+async def wait_for_insight(api: str, attempts: int = 100) -> list[dict[str, Any]]:
+    """GET {api}/api/prs (all states) until its first PR has a risk level (the poller's
+    insight), or `attempts` tries 0.1 s apart; the last answer either way."""
+    import asyncio
+
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        for _ in range(attempts):
+            prs: list[dict[str, Any]] = (
+                await client.get(f"{api}/api/prs", params={"state": "all"})
+            ).json()
+            if prs and prs[0]["riskLevel"]:
+                break
+            await asyncio.sleep(0.1)
+    return prs

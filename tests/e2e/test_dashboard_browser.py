@@ -15,7 +15,7 @@ import pytest
 from flowlens.devdb import free_port
 from flowlens.replay import send
 from tests.conftest import load_fixture
-from tests.helpers import SECRET, variant
+from tests.helpers import SECRET, variant, wait_for_insight
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -74,12 +74,7 @@ async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
             _, resp = send(client, ingest, SECRET, "pull_request", opened)
             assert resp.status_code == 202
         # The poller writes the heuristic insight; wait for it through REST.
-        async with httpx.AsyncClient() as client:
-            for _ in range(100):
-                prs = (await client.get(f"{base}/api/prs", params={"state": "all"})).json()
-                if prs and prs[0]["riskLevel"]:
-                    break
-                await asyncio.sleep(0.1)
+        prs = await wait_for_insight(base)
         assert prs and prs[0]["riskLevel"] in ("low", "medium", "high")
         risk = prs[0]["riskLevel"]
 

@@ -14,6 +14,7 @@ import httpx
 from flowlens.devdb import free_port
 from flowlens.replay import send
 from tests.conftest import load_fixture
+from tests.helpers import wait_for_insight
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,11 +71,7 @@ async def test_dev_runs_everything_and_keeps_data(tmp_path: Path) -> None:
         _, resp = send(client, f"http://127.0.0.1:{ingest}/", secret, "pull_request",
                        load_fixture("pull_request/opened.payload.json"))  # fmt: skip
         assert resp.status_code == 202
-        for _ in range(100):
-            prs = client.get(f"http://127.0.0.1:{api}/api/prs").json()
-            if prs and prs[0]["riskLevel"]:
-                break
-            await asyncio.sleep(0.1)
+    prs = await wait_for_insight(f"http://127.0.0.1:{api}")
     assert prs[0]["number"] == 2 and prs[0]["riskLevel"]
     pg_port = int((tmp_path / "home" / "pg-port").read_text())
     out = await _stop(proc)

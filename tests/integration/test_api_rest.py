@@ -99,10 +99,9 @@ async def test_pull_requests(dsn: str, db: Database) -> None:
         assert sorted((p.repositoryName, p.number) for p in items) == [
             (REPO, 2), (REPO, 3), ("acme/widgets", 9),
         ]  # fmt: skip
-        # Most recently updated first (ties: the newest PR first).
-        stamps = [p.updatedAt for p in items]
-        assert stamps == sorted(stamps, reverse=True)
+        # Most recently updated first: #3 at 15:30:00, #2 at 15:20:38 (its review), #9 at 15:20:33.
         order = [p.number for p in items]
+        assert order == [3, 2, 9]
         for item in raw:
             assert has_offset(item["createdAt"]) and has_offset(item["updatedAt"])
             assert isinstance(item["filesChanged"], list)
@@ -132,6 +131,9 @@ async def test_pull_requests(dsn: str, db: Database) -> None:
         assert await numbers(limit=2) == order[:2]
         assert await numbers(limit=2, offset=2) == order[2:]
         assert await numbers(offset=10) == []
+        # A tie on updatedAt: the newest PR first.
+        await deliver(db, "pull_request", opened(10, repo="acme/widgets", title="tied"))
+        assert await numbers(repo="acme/widgets") == [10, 9]
 
         assert "acme/nothing" in error_of(await client.get("/api/prs?repo=acme/nothing"), 404)
         assert "owner/name" in error_of(await client.get("/api/prs?repo=nonsense"), 400)

@@ -180,6 +180,16 @@ async def test_failed_analysis_retries_then_fails_then_can_be_requeued(
     assert "no failed events" in await _cli(env, "events", "failed")
 
 
+async def test_a_full_batch_is_followed_by_another_scan_at_once(db: Database) -> None:
+    """A backlog is worked through within one invocation, not one batch per interval."""
+    for n in range(1, 7):
+        await deliver(db, "pull_request", pr_delivery(20 + n, f"{n:040x}", "opened", n), f"b-{n}")
+    poller = Poller(db, settings(poll_batch_size=2, poll_interval_seconds=30), CountingAnalyser())
+    total = await poller.run(budget_seconds=20)
+    assert (total.scans, total.events, total.insights) == (4, 6, 6)  # 2 + 2 + 2, then none
+    assert await pending(db) == 0
+
+
 async def test_an_analyser_that_crashes_loses_no_event(db: Database) -> None:
     """Not an AnalysisError but a bug: the events are released with the error, to retry."""
 
