@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 
 from flowlens import logs
+from flowlens.api.server import wait_started
 from flowlens.settings import Settings
 
 log = logging.getLogger("flowlens.dev")
@@ -183,6 +184,13 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
 
+        tasks: list[asyncio.Task[Any]] = []
+        for server, component in servers:
+            with logs.bind(component=component):
+                tasks.append(asyncio.create_task(server.serve()))
+        # The banner gives URLs to use at once: print it only when both servers listen.
+        for (server, _), task in zip(servers, tasks, strict=True):
+            await wait_started(server, task)
         analyser = getattr(poller.analyser, "name", "heuristic")
         ingest_url = f"http://localhost:{base.ingest_port}/"
         print(
@@ -197,10 +205,6 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
             + "\n  stop           Ctrl-C\n",
             flush=True,
         )
-        tasks: list[asyncio.Task[Any]] = []
-        for server, component in servers:
-            with logs.bind(component=component):
-                tasks.append(asyncio.create_task(server.serve()))
         with logs.bind(component="poller"):
             tasks.append(asyncio.create_task(poller.loop(stop)))
         if demo:

@@ -11,6 +11,15 @@ from typing import Any
 import uvicorn
 
 
+async def wait_started(server: uvicorn.Server, task: asyncio.Task[Any]) -> None:
+    """Return once `server` (served by `task`) listens; raise if it stopped before that."""
+    while not server.started:
+        if task.done():
+            task.result()  # its error, if it raised one
+            raise RuntimeError("uvicorn stopped before it started")
+        await asyncio.sleep(0.01)
+
+
 @contextlib.asynccontextmanager
 async def serve(
     app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any
@@ -25,11 +34,7 @@ async def serve(
     server = uvicorn.Server(uvicorn.Config(app, **config))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.01)
+        await wait_started(server, task)
         yield f"http://{host}:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
