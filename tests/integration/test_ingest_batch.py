@@ -92,6 +92,52 @@ async def test_concurrent_deliveries_share_transactions(db: Database) -> None:
         assert (await pr_row(db, 100 + n))["status_pr"] == "opened"
 
 
+def opened_prs(first: int, count: int) -> list[Item]:
+    return [
+        item(n, "pull_request", variant(opened(f"2019-05-15T15:{n % 60:02d}:00Z"), number=n,
+                                        **{"pull_request.number": n}))
+        for n in range(first, first + count)
+    ]  # fmt: skip
+
+
+async def test_after_a_shared_transaction_the_next_waits_for_as_many(db: Database) -> None:
+    # A linger no test could sit out: only "as many as last time" can end the wait.
+    batcher = Batcher(db, notify=False, linger=600)
+    first = opened_prs(100, 3)
+    # One starts alone (nothing came before it), the two behind it share the next transaction.
+    assert (
+        await asyncio.wait_for(asyncio.gather(*map(batcher.submit, first)), 60)
+        == [Outcome.ACCEPTED] * 3
+    )
+    assert (batcher.transactions, batcher.lingered) == (2, 0)
+
+    # Now one arrives alone: it waits for a second rather than start a transaction by itself.
+    late = opened_prs(200, 2)
+    lone = asyncio.ensure_future(batcher.submit(late[0]))
+    await asyncio.sleep(0.2)
+    assert not lone.done() and batcher.lingered == 1 and batcher.transactions == 2
+    assert await asyncio.wait_for(batcher.submit(late[1]), 60) == Outcome.ACCEPTED
+    assert await lone == Outcome.ACCEPTED
+    assert (batcher.transactions, batcher.deliveries) == (3, 5)
+
+
+async def test_a_lone_delivery_after_a_lone_one_never_waits(db: Database) -> None:
+    batcher = Batcher(db, notify=False, linger=600)
+    for one in opened_prs(300, 3):
+        assert await asyncio.wait_for(batcher.submit(one), 60) == Outcome.ACCEPTED
+    assert (batcher.transactions, batcher.lingered) == (3, 0)
+
+
+async def test_a_lingering_transaction_goes_without_company_after_the_linger(
+    db: Database,
+) -> None:
+    batcher = Batcher(db, notify=False, linger=0.05)
+    await asyncio.gather(*map(batcher.submit, opened_prs(400, 3)))
+    assert await asyncio.wait_for(batcher.submit(opened_prs(500, 1)[0]), 60) == Outcome.ACCEPTED
+    assert (batcher.transactions, batcher.lingered, batcher.deliveries) == (3, 1, 4)
+    assert (await pr_row(db, 500))["status_pr"] == "opened"
+
+
 async def test_a_delivery_the_database_refuses_costs_only_its_own_sender(db: Database) -> None:
     batcher = Batcher(db, notify=False)
     good = [pr_action("edited", f"2019-05-15T16:{n:02d}:00Z", title=f"t{n}") for n in range(8)]
