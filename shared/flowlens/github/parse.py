@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
+
+import pydantic_core
+from pydantic import ConfigDict, Field, TypeAdapter
+from typing_extensions import TypedDict
 
 # Events whose payload FlowLens turns into state; anything else is stored and ignored.
 ACTED_ON = frozenset(
@@ -405,6 +409,91 @@ def _status(p: dict[str, Any]) -> list[BuildFacts]:
             updated_at=ts(p.get("updated_at")) or created,
         )
     ]
+
+
+# What parse() reads of the objects that make up most of a payload's bytes: repositories (each
+# with some hundred URL fields), users and the pull request. load_payload builds only these keys
+# of them from the JSON, and every other key whole: half the time of building all of it for a
+# 24 KB pull_request payload, the same for a check_run (BENCHMARKS.md). A key the readers above take from one of these
+# objects must be listed here: tests/unit/test_parse.py reads every fixture both ways.
+_AS_IS = Field(union_mode="left_to_right")  # an unexpected shape (null, a string) kept as it is
+_PRUNE = ConfigDict(extra="ignore")
+
+
+class _User(TypedDict, total=False):
+    __pydantic_config__ = _PRUNE  # type: ignore[misc]
+    login: Any
+    avatar_url: Any
+
+
+class _Repo(TypedDict, total=False):
+    __pydantic_config__ = _PRUNE  # type: ignore[misc]
+    id: Any
+    name: Any
+    full_name: Any
+    owner: Annotated[_User | Any, _AS_IS]
+    description: Any
+    private: Any
+    default_branch: Any
+    language: Any
+    stargazers_count: Any
+    forks_count: Any
+    html_url: Any
+    updated_at: Any
+
+
+class _Ref(TypedDict, total=False):
+    __pydantic_config__ = _PRUNE  # type: ignore[misc]
+    ref: Any
+    sha: Any
+    repo: Annotated[_Repo | Any, _AS_IS]
+
+
+class _PullRequest(TypedDict, total=False):
+    __pydantic_config__ = _PRUNE  # type: ignore[misc]
+    number: Any
+    id: Any
+    title: Any
+    body: Any
+    user: Annotated[_User | Any, _AS_IS]
+    head: Annotated[_Ref | Any, _AS_IS]
+    base: Annotated[_Ref | Any, _AS_IS]
+    draft: Any
+    state: Any
+    merged: Any
+    merged_at: Any
+    html_url: Any
+    changed_files: Any
+    additions: Any
+    deletions: Any
+    created_at: Any
+    updated_at: Any
+    closed_at: Any
+
+
+class _Payload(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    repository: Annotated[_Repo | Any, _AS_IS]
+    sender: Annotated[_User | Any, _AS_IS]
+    pull_request: Annotated[_PullRequest | Any, _AS_IS]
+
+
+_PAYLOAD = TypeAdapter(_Payload)
+
+
+def load_payload(text: str | bytes) -> dict[str, Any]:
+    """A payload's JSON with what parse() needs of it; ValueError when it is not a JSON object.
+
+    The raw text, not this, is what raw_events keeps.
+    """
+    try:
+        return dict(_PAYLOAD.validate_json(text))
+    except ValueError:
+        # Not JSON, or not an object: the plain parser's error says which and where.
+        payload = pydantic_core.from_json(text)
+        if not isinstance(payload, dict):
+            raise ValueError("payload is not a JSON object") from None
+        return payload
 
 
 def parse(event: str, payload: dict[str, Any]) -> Delivery:
