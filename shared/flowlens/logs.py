@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import os
 import sys
@@ -11,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+
+import pydantic_core
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "flowlens_log_context", default=None
@@ -95,7 +96,7 @@ class JsonFormatter(logging.Formatter):
         entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return pydantic_core.to_json(entry, fallback=str).decode()
 
 
 class TextFormatter(logging.Formatter):

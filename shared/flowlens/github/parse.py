@@ -414,8 +414,9 @@ def _status(p: dict[str, Any]) -> list[BuildFacts]:
 # What parse() reads of the objects that make up most of a payload's bytes: repositories (each
 # with some hundred URL fields), users and the pull request. load_payload builds only these keys
 # of them from the JSON, and every other key whole: half the time of building all of it for a
-# 24 KB pull_request payload, the same for a check_run (BENCHMARKS.md). A key the readers above take from one of these
-# objects must be listed here: tests/unit/test_parse.py reads every fixture both ways.
+# 24 KB pull_request payload, the same for a check_run (BENCHMARKS.md). A key the readers above
+# take from one of these objects must be listed here: tests/unit/test_parse.py reads every
+# fixture both ways.
 _AS_IS = Field(union_mode="left_to_right")  # an unexpected shape (null, a string) kept as it is
 _PRUNE = ConfigDict(extra="ignore")
 

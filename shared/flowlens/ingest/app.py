@@ -96,7 +96,7 @@ class IngestHandler:
     async def __call__(self, request: Request) -> JSONResponse:
         trace = logs.trace_from_header(request.headers.get("x-cloud-trace-context"))
         with logs.bind(component="ingest", trace=trace):
-            path = request.url.path.rstrip("/") or "/"
+            path = request.scope["path"].rstrip("/") or "/"  # request.url builds a whole URL
             if path == CI_PATH:
                 return await self.ci_build(request)
             if path == "/healthz" and request.method == "GET":
@@ -125,27 +125,26 @@ class IngestHandler:
             return error(400, "X-GitHub-Event and X-GitHub-Delivery headers are required")
         if len(delivery) > 200 or len(event) > 100:
             return error(400, "X-GitHub-Event or X-GitHub-Delivery is too long")
-        with logs.bind(delivery=delivery, event=event):
+        try:
+            payload, text = decode_payload(body, request.headers.get("content-type", ""))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return error(400, f"body is not a valid webhook payload: {exc}")
+        repo = (payload.get("repository") or {}).get("full_name")
+        with logs.bind(delivery=delivery, event=event, repository=repo):
             try:
-                payload, text = decode_payload(body, request.headers.get("content-type", ""))
-            except (ValueError, UnicodeDecodeError) as exc:
-                return error(400, f"body is not a valid webhook payload: {exc}")
-            repo = (payload.get("repository") or {}).get("full_name")
-            with logs.bind(repository=repo):
-                try:
-                    item = Item(delivery, event, parse(event, payload), text)
-                except PayloadError as exc:
-                    return error(400, f"{event} payload: {exc}")
-                try:
-                    outcome = await self.batcher.submit(item)
-                except DatabaseUnavailable as exc:
-                    log.error("database unavailable: %s", exc)
-                    return error(503, "database unavailable; retry the delivery")
-                log.info("%s %s", event, outcome.value)
-                return JSONResponse(
-                    {"status": outcome.value, "delivery": delivery, "event": event},
-                    status_code=_STATUS_CODE[outcome],
-                )
+                item = Item(delivery, event, parse(event, payload), text)
+            except PayloadError as exc:
+                return error(400, f"{event} payload: {exc}")
+            try:
+                outcome = await self.batcher.submit(item)
+            except DatabaseUnavailable as exc:
+                log.error("database unavailable: %s", exc)
+                return error(503, "database unavailable; retry the delivery")
+            log.info("%s %s", event, outcome.value)
+            return JSONResponse(
+                {"status": outcome.value, "delivery": delivery, "event": event},
+                status_code=_STATUS_CODE[outcome],
+            )
 
     async def ci_build(self, request: Request) -> JSONResponse:
         """POST /api/webhook/github-actions with Authorization: Bearer CI_WRITE_KEY."""
