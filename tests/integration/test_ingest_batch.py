@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from flowlens.db import Database
@@ -239,3 +240,29 @@ async def test_repository_activity_moves_at_most_every_five_seconds(db: Database
         assert recent and marked > old
         await record_delivery(db, "a-3", "pull_request", numbered(3), json.dumps(numbered(3)))
         assert await activity(conn) == (xmin, marked, True)
+
+
+async def test_a_batch_of_pull_requests_waits_for_the_server_three_times(dsn: str) -> None:
+    """BEGIN goes out with the first statements and COMMIT with the last: the transaction waits
+    for the raw events' answer, for the locked PRs and their checks, and for the closing sync
+    (besides the pool's connection check), however many deliveries it holds."""
+    import tempfile
+
+    async with Database(dsn, min_size=1, max_size=1) as db:
+        await record_deliveries(db, opened_prs(600, 2))  # repositories known, statements prepared
+        with tempfile.TemporaryFile("w+") as trace:
+            async with db._pool.connection() as conn:  # the pool's only connection
+                conn.pgconn.trace(trace.fileno())
+                conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            outcomes = await record_deliveries(db, opened_prs(700, 5))
+            async with db._pool.connection() as conn:
+                conn.pgconn.untrace()
+            trace.seek(0)
+            sent = [line.split("\t")[2].split()[0] for line in trace if line.startswith("F\t")]
+    assert outcomes == [Outcome.ACCEPTED] * 5
+    # The pool's check (a simple Query), the raw events and the locks (a Flush each), then one
+    # Sync for all the rest, COMMIT included. (The trace ends with the next checkout's check.)
+    assert sent.count("Sync") == 1, "\n".join(sent)
+    waits = [m for m in sent[: sent.index("Sync") + 1] if m in ("Sync", "Flush", "Query")]
+    assert waits == ["Query", "Flush", "Flush", "Sync"], "\n".join(sent)
+    assert sent.count("Parse") + sent.count("Bind") >= 8  # BEGIN, six statements, COMMIT

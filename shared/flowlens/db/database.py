@@ -108,7 +108,14 @@ class Database:
             max_size=max_size,
             open=False,
             timeout=connect_timeout,
-            kwargs={"row_factory": dict_row, "connect_timeout": max(1, int(connect_timeout))},
+            # Autocommit, so that transactions are explicit: transaction() uses psycopg's
+            # transaction blocks (BEGIN ... COMMIT either way); _pipelined sends BEGIN and COMMIT
+            # in line, which psycopg's implicit transactions cannot do in pipeline mode.
+            kwargs={
+                "row_factory": dict_row,
+                "connect_timeout": max(1, int(connect_timeout)),
+                "autocommit": True,
+            },
             check=AsyncConnectionPool.check_connection,
             name="flowlens",
         )
@@ -235,13 +242,16 @@ class Database:
 async def _pipelined(
     conn: psycopg.AsyncConnection[Row], queries: Mapping[str, str], per_call: frozenset[str]
 ) -> AsyncIterator[Tx]:
-    """One transaction in pipeline mode: BEGIN goes out with the first statement, COMMIT with
-    the last ones (the pool's connections are not autocommit, so psycopg begins implicitly)."""
+    """One transaction in pipeline mode: BEGIN goes out with the first statements, COMMIT with
+    the last ones, and the pipeline's closing sync reads every result left (raising the first
+    error). psycopg's implicit BEGIN would wait for its own round trip, and its commit() for
+    one more before the closing sync: two round trips a transaction this saves."""
     committed = False
     try:
         async with conn.pipeline() as pipeline:
+            await conn.execute("BEGIN", prepare=False)
             yield Tx(conn, queries, pipeline, per_call)
-            await conn.commit()
+            await conn.execute("COMMIT", prepare=False)
         committed = True
     finally:
         if not committed and not conn.closed and conn.info.transaction_status in _OPEN:
