@@ -6,13 +6,14 @@ from starlette.responses import Response
 
 from flowlens import logs
 from flowlens.ingest.app import IngestHandler
-from flowlens.serving import spread_connections
+from flowlens.serving import settle_gc, spread_connections
 from flowlens.settings import IngestSettings
 
 settings = IngestSettings.from_env()
 logs.setup("ingest", settings.log_format, settings.log_level)
 spread_connections()
 handler = IngestHandler(settings)
+settle_gc()
 
 
 @functions_framework.aio.http
