@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 from flowlens.db import Database, DatabaseUnavailable
 from flowlens.ingest.store import Item, Outcome, record_deliveries
@@ -19,17 +21,20 @@ MAX_BYTES = 8 * 1024 * 1024
 # After a transaction that held several deliveries, the next one waits up to this long for as
 # many to queue again (the senders just answered are already sending their next ones); what a
 # transaction costs is mostly per transaction, so fewer, fuller ones use less CPU. A delivery
-# that arrives alone, after one that was alone, never waits (PostgreSQL's commit_delay and
-# commit_siblings make the same trade for WAL flushes).
+# that arrives alone, after one that was alone or more than RECENT after the last transaction
+# ended, never waits (PostgreSQL's commit_delay and commit_siblings make the same trade for WAL
+# flushes).
 LINGER = 0.002
+RECENT = 0.1
 
 
 class Batcher:
-    """Stores deliveries in as few transactions as the load allows, without waiting for company.
+    """Stores deliveries in as few transactions as the load allows.
 
-    A delivery that finds a free transaction slot starts one at once, alone; deliveries that
-    arrive while every slot is busy queue and all go into the next transaction. Each delivery's
-    answer comes after the commit that holds it, so a 2xx still means durable.
+    Deliveries that arrive while every transaction slot is busy queue and all go into the next
+    transaction. One that finds a free slot starts a transaction at once, unless the last one
+    held several and ended RECENT ago or less: then it lingers for company (LINGER). Each
+    delivery's answer comes after the commit that holds it, so a 2xx still means durable.
     """
 
     def __init__(
@@ -41,6 +46,7 @@ class Batcher:
         max_items: int = MAX_ITEMS,
         max_bytes: int = MAX_BYTES,
         linger: float = LINGER,
+        recent: float = RECENT,
     ) -> None:
         self.db = db
         self.notify = notify
@@ -50,8 +56,10 @@ class Batcher:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.linger = linger
+        self.recent = recent
         self.lingered = 0  # transactions that waited for company
         self._last_size = 0  # deliveries in the transaction started last
+        self._last_end = float("-inf")  # when a transaction ended last (event loop time)
         self._gathered: asyncio.Event | None = None  # set when a lingering batch is full
         self._queue: deque[tuple[Item, asyncio.Future[Outcome]]] = deque()
         self._running: set[asyncio.Task[None]] = set()
@@ -71,17 +79,17 @@ class Batcher:
             await asyncio.gather(*self._running, return_exceptions=True)
 
     def _start(self) -> None:
+        if self._gathered is not None:  # a lingering slot takes the queue when its wait ends
+            return
         if (
             self.linger > 0
             and self._last_size > 1
-            and self._gathered is None
             and len(self._running) < self.concurrent
             and 0 < len(self._queue) < min(self._last_size, self.max_items)
+            and asyncio.get_running_loop().time() - self._last_end <= self.recent
         ):
             self._gathered = asyncio.Event()
-            task = asyncio.create_task(self._linger(self._gathered))
-            self._running.add(task)
-            task.add_done_callback(self._finished)
+            self._spawn(self._linger(self._gathered))
             return
         while self._queue and len(self._running) < self.concurrent:
             batch: list[tuple[Item, asyncio.Future[Outcome]]] = []
@@ -97,9 +105,12 @@ class Batcher:
                 size += len(item.raw_json)
             if batch:
                 self._last_size = len(batch)
-                task = asyncio.create_task(self._run(batch))
-                self._running.add(task)
-                task.add_done_callback(self._finished)
+                self._spawn(self._run(batch))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._finished)
 
     async def _linger(self, gathered: asyncio.Event) -> None:
         """Hold the slot until as many deliveries queue as the last transaction held, or for
@@ -115,6 +126,7 @@ class Batcher:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        self._last_end = asyncio.get_running_loop().time()
         self._start()
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
