@@ -23,6 +23,10 @@ class DatabaseUnavailable(RuntimeError):
     """The database could not be reached or dropped the connection."""
 
 
+class TransactionRolledBack(RuntimeError):
+    """A pipelined transaction ended in ROLLBACK: an error in it was caught and not re-raised."""
+
+
 class Tx:
     """One transaction (or autocommit connection): run named queries with parameters."""
 
@@ -248,10 +252,18 @@ async def _pipelined(
     one more before the closing sync: two round trips a transaction this saves."""
     committed = False
     try:
-        async with conn.pipeline() as pipeline:
-            await conn.execute("BEGIN", prepare=False)
-            yield Tx(conn, queries, pipeline, per_call)
-            await conn.execute("COMMIT", prepare=False)
+        # An error raised at a read and caught by the code in the block must not pass for a
+        # commit: with no sync since the error psycopg reports the COMMIT aborted; after one the
+        # server answers the COMMIT with ROLLBACK, and no error.
+        try:
+            async with conn.pipeline() as pipeline:
+                await conn.execute("BEGIN", prepare=False)
+                yield Tx(conn, queries, pipeline, per_call)
+                commit = await conn.execute("COMMIT", prepare=False)
+        except psycopg.errors.PipelineAborted:
+            raise TransactionRolledBack("an error in the transaction was caught") from None
+        if commit.statusmessage != "COMMIT":
+            raise TransactionRolledBack(f"COMMIT answered {commit.statusmessage}")
         committed = True
     finally:
         if not committed and not conn.closed and conn.info.transaction_status in _OPEN:
