@@ -131,6 +131,16 @@ async def test_unparseable_body_is_400(
     assert (await counts())["raw_events"] == 0
 
 
+@pytest.mark.parametrize("repository", ["octo/repo", 7, ["octo/repo"]])
+async def test_a_repository_of_another_shape_is_still_answered(
+    sender: Sender, db: Database, repository: object
+) -> None:
+    payload = {"action": "created", "issue": {"number": 1}, "repository": repository}
+    resp = await sender.send("issues", payload, delivery=f"d-odd-{repository!r}")
+    assert resp.status_code == 202 and resp.json()["status"] == "ignored"
+    assert (await raw_event(db, f"d-odd-{repository!r}")) is not None
+
+
 async def test_payload_missing_its_object_is_400(sender: Sender, counts) -> None:
     resp = await sender.send("pull_request", {"action": "opened"})
     assert resp.status_code == 400

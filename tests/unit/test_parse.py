@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typing_extensions import is_typeddict
 
+from flowlens.github import parse as parse_module
 from flowlens.github.parse import load_payload, parse
 from tests.helpers import variant
 
@@ -45,6 +49,62 @@ def test_variants_give_the_same_facts_both_ways(changes: dict[str, object], merg
     assert facts.pr is not None and facts.pr.merged is merged
 
 
+class Reads(dict[str, Any]):
+    """A payload object that notes every key parse() asks of it, under the object's path."""
+
+    def __init__(self, data: dict[str, Any], path: tuple[str, ...], seen: set[Any]) -> None:
+        super().__init__(data)
+        self.path, self.seen = path, seen
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.seen.add((self.path, key))
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.seen.add((self.path, key))
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.seen.add((self.path, key))
+        return super().__contains__(key)
+
+
+def noting(value: Any, path: tuple[str, ...], seen: set[Any]) -> Any:
+    if isinstance(value, dict):
+        return Reads({k: noting(v, (*path, k), seen) for k, v in value.items()}, path, seen)
+    if isinstance(value, list):
+        return [noting(v, (*path, "[]"), seen) for v in value]
+    return value
+
+
+def pruned_shape(path: tuple[str, ...]) -> Any:
+    """The TypedDict load_payload builds the object at `path` with, or None if kept whole."""
+    shape: Any = parse_module._Payload
+    for key in path:
+        hint = typing.get_type_hints(shape, include_extras=True).get(key)
+        if hint is None:
+            return None
+        union = typing.get_args(hint)[0]  # Annotated[Shape | Any, ...]
+        shape = next((t for t in typing.get_args(union) if is_typeddict(t)), None)
+        if shape is None:
+            return None
+    return None if shape is parse_module._Payload else shape
+
+
+def test_every_key_parse_reads_of_a_pruned_object_is_kept() -> None:
+    """A key added to a reader but not to load_payload's shapes would read as missing."""
+    checked = 0
+    for path in PAYLOADS:
+        seen: set[Any] = set()
+        parse(path.parent.name, noting(json.loads(path.read_text()), (), seen))
+        for where, key in seen:
+            shape = pruned_shape(where)
+            if shape is not None:
+                assert key in typing.get_type_hints(shape), (path.name, where, key)
+                checked += 1
+    assert checked > 100
+
+
 def test_only_the_big_objects_lose_keys() -> None:
     text = FIXTURES / "pull_request" / "converted_to_draft.with-installation.payload.json"
     whole = json.loads(text.read_text())
@@ -62,7 +122,7 @@ def test_only_the_big_objects_lose_keys() -> None:
 
 
 def test_unexpected_shapes_are_kept_as_they_are() -> None:
-    pr = {"number": 1, "user": None, "head": [], "base": {"repo": 5}}
+    pr = {"number": 1, "user": None, "head": "main", "base": {"repo": 5}}
     odd = {"action": "opened", "repository": None, "sender": "ghost", "pull_request": pr}
     assert load_payload(json.dumps(odd)) == odd
     assert parse("pull_request", load_payload(json.dumps(odd))) == parse("pull_request", odd)

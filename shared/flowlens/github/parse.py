@@ -206,6 +206,11 @@ def map_build_status(status: str | None, conclusion: str | None = None) -> str:
     return "queued"
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """A payload's object, or an empty one where it has null or another shape."""
+    return value if isinstance(value, dict) else {}
+
+
 def _login(user: Any) -> tuple[str | None, str | None]:
     if isinstance(user, dict):
         return user.get("login"), user.get("avatar_url")
@@ -240,8 +245,8 @@ def _pr(data: dict[str, Any], action: str | None) -> PrFacts:
     if not isinstance(number, int):
         raise PayloadError("pull_request.number missing")
     author, avatar = _login(data.get("user"))
-    head = data.get("head") or {}
-    base = data.get("base") or {}
+    head = _obj(data.get("head"))
+    base = _obj(data.get("base"))
     return PrFacts(
         number=number,
         action=action,
@@ -272,9 +277,9 @@ def _pr_refs(items: Any, repo_id: Any = None) -> tuple[PrFacts, ...]:
     refs = []
     for item in items or []:
         if isinstance(item, dict) and isinstance(item.get("number"), int):
-            head = item.get("head") or {}
-            base = item.get("base") or {}
-            base_repo = (base.get("repo") or {}).get("id")
+            head = _obj(item.get("head"))
+            base = _obj(item.get("base"))
+            base_repo = _obj(base.get("repo")).get("id")
             if repo_id is not None and base_repo is not None and base_repo != repo_id:
                 continue
             refs.append(
@@ -414,7 +419,7 @@ def _status(p: dict[str, Any]) -> list[BuildFacts]:
 # What parse() reads of the objects that make up most of a payload's bytes: repositories (each
 # with some hundred URL fields), users and the pull request. load_payload builds only these keys
 # of them from the JSON, and every other key whole: half the time of building all of it for a
-# 24 KB pull_request payload, the same for a check_run (BENCHMARKS.md). A key the readers above
+# 24 KB pull_request payload, no gain for a check_run (BENCHMARKS.md). A key the readers above
 # take from one of these objects must be listed here: tests/unit/test_parse.py reads every
 # fixture both ways.
 _AS_IS = Field(union_mode="left_to_right")  # an unexpected shape (null, a string) kept as it is

@@ -129,7 +129,8 @@ class IngestHandler:
             payload, text = decode_payload(body, request.headers.get("content-type", ""))
         except (ValueError, UnicodeDecodeError) as exc:
             return error(400, f"body is not a valid webhook payload: {exc}")
-        repo = (payload.get("repository") or {}).get("full_name")
+        repository = payload.get("repository")
+        repo = repository.get("full_name") if isinstance(repository, dict) else None
         with logs.bind(delivery=delivery, event=event, repository=repo):
             try:
                 item = Item(delivery, event, parse(event, payload), text)
