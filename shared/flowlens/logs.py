@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import os
 import sys
@@ -96,7 +97,10 @@ class JsonFormatter(logging.Formatter):
         entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return pydantic_core.to_json(entry, fallback=str).decode()
+        try:
+            return pydantic_core.to_json(entry, fallback=str).decode()
+        except (ValueError, UnicodeError):  # e.g. a lone surrogate, which json.dumps escapes
+            return json.dumps(entry, default=str)
 
 
 class TextFormatter(logging.Formatter):

@@ -42,16 +42,13 @@ GC_THRESHOLDS = (10_000, 10, 10)
 
 
 def settle_gc() -> None:
-    """Tune the cyclic garbage collector for serving; call once the function's module is set up.
+    """Collect the young generation every 10,000 container allocations instead of 700.
 
-    Everything made at start-up (modules, schemas, settings, the pool) lives as long as the
-    process: gc.freeze() keeps the collector from scanning it again. And a young-generation
-    collection every 10,000 container allocations instead of 700: parsing one webhook payload
-    allocates hundreds, and objects of deliveries still in flight were collected, survived and
-    moved up to be scanned again by the older generations. py-spy found ~7% of a loaded ingest
-    worker in the collector; BENCHMARKS.md has the side-by-side runs. Reference counting still
-    frees all garbage without cycles at once, so memory only waits longer for cyclic garbage.
+    Parsing one webhook payload allocates hundreds of containers, so with the default a
+    collection ran every delivery or two, found the objects of the deliveries still in flight,
+    moved them up and scanned them again with the older generations. py-spy found ~7% of a
+    loaded ingest worker in the collector; BENCHMARKS.md has the side-by-side runs. Reference
+    counting still frees all garbage without cycles at once, so only cyclic garbage waits
+    longer. Call once the function's module is set up.
     """
-    gc.collect()
-    gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -43,6 +44,14 @@ async def feed_messages(db: Database) -> list[dict[str, Any]]:
     return [without_moments(r["payload"]) for r in rows]
 
 
+def opened_prs(first: int, count: int) -> list[Item]:
+    return [
+        item(n, "pull_request", variant(opened(f"2019-05-15T15:{n % 60:02d}:00Z"), number=n,
+                                        **{"pull_request.number": n}))
+        for n in range(first, first + count)
+    ]  # fmt: skip
+
+
 async def test_a_story_in_one_transaction_equals_it_one_by_one(db: Database, pg_server) -> None:
     deliveries = [item(n, event, payload) for n, (event, payload) in enumerate(story())]
     # Twice the same id, and an event we do not act on, in the same transaction.
@@ -77,28 +86,13 @@ async def test_a_story_in_one_transaction_equals_it_one_by_one(db: Database, pg_
 
 async def test_concurrent_deliveries_share_transactions(db: Database) -> None:
     batcher = Batcher(db, notify=False)
-    payloads = [
-        variant(opened(f"2019-05-15T15:{n:02d}:00Z"), number=100 + n,
-                **{"pull_request.number": 100 + n})
-        for n in range(40)
-    ]  # fmt: skip
-    outcomes = await asyncio.gather(
-        *(batcher.submit(item(n, "pull_request", p)) for n, p in enumerate(payloads))
-    )
+    outcomes = await asyncio.gather(*map(batcher.submit, opened_prs(100, 40)))
     assert outcomes == [Outcome.ACCEPTED] * 40
     # The first delivery starts a transaction alone; the rest arrive while it runs.
     assert batcher.transactions < 40
     assert batcher.deliveries == 40
     for n in (0, 17, 39):
         assert (await pr_row(db, 100 + n))["status_pr"] == "opened"
-
-
-def opened_prs(first: int, count: int) -> list[Item]:
-    return [
-        item(n, "pull_request", variant(opened(f"2019-05-15T15:{n % 60:02d}:00Z"), number=n,
-                                        **{"pull_request.number": n}))
-        for n in range(first, first + count)
-    ]  # fmt: skip
 
 
 async def test_after_a_shared_transaction_the_next_waits_for_as_many(db: Database) -> None:
@@ -126,6 +120,13 @@ async def test_a_lone_delivery_after_a_lone_one_never_waits(db: Database) -> Non
     batcher = Batcher(db, notify=False, linger=600)
     for one in opened_prs(300, 3):
         assert await asyncio.wait_for(batcher.submit(one), 60) == Outcome.ACCEPTED
+    assert (batcher.transactions, batcher.lingered) == (3, 0)
+
+
+async def test_a_lone_delivery_long_after_a_shared_transaction_never_waits(db: Database) -> None:
+    batcher = Batcher(db, notify=False, linger=600, recent=0.0)  # "long after": at once
+    await asyncio.wait_for(asyncio.gather(*map(batcher.submit, opened_prs(800, 3))), 60)
+    assert await asyncio.wait_for(batcher.submit(opened_prs(900, 1)[0]), 60) == Outcome.ACCEPTED
     assert (batcher.transactions, batcher.lingered) == (3, 0)
 
 
@@ -266,3 +267,50 @@ async def test_a_batch_of_pull_requests_waits_for_the_server_three_times(dsn: st
     waits = [m for m in sent[: sent.index("Sync") + 1] if m in ("Sync", "Flush", "Query")]
     assert waits == ["Query", "Flush", "Flush", "Sync"], "\n".join(sent)
     assert sent.count("Parse") + sent.count("Bind") >= 8  # BEGIN, six statements, COMMIT
+
+
+@pytest.mark.parametrize("synced", [False, True], ids=["no sync since", "a sync since"])
+async def test_a_pipelined_transaction_whose_error_was_caught_does_not_pass_for_committed(
+    dsn: str, synced: bool
+) -> None:
+    """Code that catches a statement's error must not see its transaction commit. With no sync
+    since the error, psycopg refuses the COMMIT; after one, PostgreSQL answers it ROLLBACK
+    without an error of its own."""
+    from flowlens.db.database import TransactionRolledBack
+
+    async with Database(dsn, min_size=1, max_size=1) as db:
+        with pytest.raises(TransactionRolledBack):
+            async with db.transaction(pipeline=True) as tx:
+                await tx.send("insert_repository", **REPO, full_name="o/kept-out")
+                with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+                    await tx.all("lock_pull_requests", repository_ids=[1], numbers=[2**40])
+                if synced:  # Tx.execute syncs to read its row count
+                    with pytest.raises(psycopg.errors.PipelineAborted):
+                        await tx.execute("touch_repositories", ids=[1], every=timedelta(0))
+        assert await kept_out(db) == []
+        async with db._pool.connection() as conn:
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+async def test_a_pipelined_transaction_left_by_an_exception_commits_nothing(dsn: str) -> None:
+    async with Database(dsn, min_size=1, max_size=1) as db:
+        with pytest.raises(RuntimeError, match="mid-transaction"):
+            async with db.transaction(pipeline=True) as tx:
+                await tx.send("insert_repository", **REPO, full_name="o/kept-out")
+                await tx.all("find_repositories", github_ids=[], full_names=["o/kept-out"])
+                raise RuntimeError("mid-transaction")
+        assert await kept_out(db) == []
+        async with db._pool.connection() as conn:
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+async def kept_out(db: Database) -> list[dict[str, Any]]:
+    async with db.transaction() as tx:
+        return await tx.all("find_repositories", github_ids=[], full_names=["o/kept-out"])
+
+
+REPO = {
+    "github_id": None, "name": "r", "owner": "o", "owner_avatar": None, "description": None,
+    "is_private": False, "default_branch": None, "language": None, "stars": None, "forks": None,
+    "html_url": None, "source_updated_at": None,
+}  # fmt: skip
