@@ -129,13 +129,12 @@ class IngestHandler:
             payload, text = decode_payload(body, request.headers.get("content-type", ""))
         except (ValueError, UnicodeDecodeError) as exc:
             return error(400, f"body is not a valid webhook payload: {exc}")
-        repository = payload.get("repository")
-        repo = repository.get("full_name") if isinstance(repository, dict) else None
+        try:
+            item = Item(delivery, event, parse(event, payload), text)
+        except PayloadError as exc:
+            return error(400, f"{event} payload: {exc}")
+        repo = item.facts.repo.full_name if item.facts.repo else None
         with logs.bind(delivery=delivery, event=event, repository=repo):
-            try:
-                item = Item(delivery, event, parse(event, payload), text)
-            except PayloadError as exc:
-                return error(400, f"{event} payload: {exc}")
             try:
                 outcome = await self.batcher.submit(item)
             except DatabaseUnavailable as exc:
