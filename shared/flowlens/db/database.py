@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -120,7 +121,7 @@ class Database:
                 "connect_timeout": max(1, int(connect_timeout)),
                 "autocommit": True,
             },
-            check=AsyncConnectionPool.check_connection,
+            check=check_idle_connection,
             name="flowlens",
         )
         self._opened = False
@@ -240,6 +241,26 @@ class Database:
                             raise
                         await asyncio.sleep(0.1 * (attempt + 1))
         return applied
+
+
+async def check_idle_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check at every checkout: a round trip only when the idle connection's socket
+    has something to read.
+
+    A connection the server closed (a restart, pg_terminate_backend, an idle timeout) has its
+    error message or end of stream waiting there; a live idle connection has nothing, as the
+    pool's connections never LISTEN. psycopg's own check would wait for the server on every
+    checkout, one round trip a transaction.
+    """
+    if conn.pgconn.status == psycopg.pq.ConnStatus.OK and not _readable(conn.pgconn.socket):
+        return
+    await AsyncConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 @asynccontextmanager
