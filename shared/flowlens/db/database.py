@@ -258,6 +258,8 @@ async def check_idle_connection(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 def _readable(fd: int) -> bool:
+    if not hasattr(select, "poll"):  # Windows; select() is limited to descriptors below 1024
+        return bool(select.select([fd], [], [], 0)[0])
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
