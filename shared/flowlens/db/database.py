@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import select
+import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -18,6 +20,10 @@ from flowlens.db.queries import QUERIES, load_migrations, planned_per_call
 log = logging.getLogger("flowlens.db")
 
 Row = dict[str, Any]
+
+# A pooled connection last used this recently (seconds) is taken without a round trip, unless
+# its socket has something to read. HikariCP's aliveBypassWindowMs, with the same default.
+RECHECK_AFTER = 0.5
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -102,6 +108,7 @@ class Database:
         max_size: int = 10,
         connect_timeout: float = 5.0,
         queries: Mapping[str, str] = QUERIES,
+        recheck_after: float = RECHECK_AFTER,
     ) -> None:
         self.dsn = dsn
         self.queries = queries
@@ -121,11 +128,35 @@ class Database:
                 "connect_timeout": max(1, int(connect_timeout)),
                 "autocommit": True,
             },
-            check=check_idle_connection,
+            check=self._check,
             name="flowlens",
         )
+        self._recheck_after = recheck_after
+        # When each pooled connection was last given back (by transaction()).
+        self._released: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._opened = False
         self._open_lock = asyncio.Lock()
+
+    async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """The pool's check at every checkout: psycopg's (an empty query, one round trip) unless
+        the connection was used within the last `recheck_after` seconds and its socket has
+        nothing to read.
+
+        A connection the server closed (a restart, pg_terminate_backend) has the server's error
+        or the end of the stream waiting on its socket, so the poll finds it at once; a live idle
+        connection has nothing, as the pool's connections never LISTEN. A connection lost
+        without a word from the server (its state dropped by a NAT, a failover) shows nothing
+        until written to: the window keeps that case to connections idle for under a second.
+        """
+        released = self._released.get(conn)
+        if (
+            released is not None
+            and time.monotonic() - released < self._recheck_after
+            and conn.pgconn.status == psycopg.pq.ConnStatus.OK
+            and not _readable(conn.pgconn.socket)
+        ):
+            return
+        await AsyncConnectionPool.check_connection(conn)
 
     async def open(self) -> None:
         """Open the pool without waiting for the database (requests fail fast if it is down)."""
@@ -161,12 +192,15 @@ class Database:
         try:
             async with self._pool.connection() as pooled:
                 conn = cast("psycopg.AsyncConnection[Row]", pooled)
-                if pipeline:
-                    async with _pipelined(conn, self.queries, self._per_call) as tx:
-                        yield tx
-                else:
-                    async with conn.transaction():
-                        yield Tx(conn, self.queries, per_call=self._per_call)
+                try:
+                    if pipeline:
+                        async with _pipelined(conn, self.queries, self._per_call) as tx:
+                            yield tx
+                    else:
+                        async with conn.transaction():
+                            yield Tx(conn, self.queries, per_call=self._per_call)
+                finally:
+                    self._released[conn] = time.monotonic()
         except (
             psycopg.errors.TransactionRollback,
             psycopg.errors.SerializationFailure,
@@ -243,22 +277,8 @@ class Database:
         return applied
 
 
-async def check_idle_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-    """The pool's check at every checkout: a round trip only when the idle connection's socket
-    has something to read.
-
-    A connection the server closed (a restart, pg_terminate_backend, an idle timeout) has its
-    error message or end of stream waiting there; a live idle connection has nothing, as the
-    pool's connections never LISTEN. psycopg's own check would wait for the server on every
-    checkout, one round trip a transaction.
-    """
-    if conn.pgconn.status == psycopg.pq.ConnStatus.OK and not _readable(conn.pgconn.socket):
-        return
-    await AsyncConnectionPool.check_connection(conn)
-
-
 def _readable(fd: int) -> bool:
-    if not hasattr(select, "poll"):  # Windows; select() is limited to descriptors below 1024
+    if not hasattr(select, "poll"):  # Windows; elsewhere select() refuses descriptors >= 1024
         return bool(select.select([fd], [], [], 0)[0])
     poller = select.poll()
     poller.register(fd, select.POLLIN)
