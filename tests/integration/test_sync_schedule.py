@@ -72,6 +72,13 @@ async def pull_count(db: Database) -> int:
     return int(row["pull_requests"])
 
 
+async def runs_done(db: Database) -> int:
+    """Runs finished (complete or failed); 0 before the scheduler made the row."""
+    async with db.transaction() as tx:
+        row = await tx.one("sync_state_get", repository=REPO)
+    return int(row["runs"]) if row else 0
+
+
 async def test_two_schedulers_sync_a_due_repository_once(
     db: Database, github: FakeGitHubSync
 ) -> None:
@@ -210,7 +217,10 @@ async def test_cli_loop_keeps_syncing_until_interrupted(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        await _until(lambda: pull_count(db), 5)
+        # The first run done (its workflow runs create the PR rows before it lists the pulls,
+        # so five rows alone do not say the listing is over).
+        await _until(lambda: runs_done(db), 1)
+        assert await pull_count(db) == 5
         world.open_pr(6, sha="6" * 40)
         await _until(lambda: pull_count(db), 6)
     finally:
