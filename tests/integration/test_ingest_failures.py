@@ -16,27 +16,38 @@ from tests.integration.conftest import Sender, ingest_app
 OPENED = "pull_request/opened.payload.json"
 
 
+async def _kill_while_waiting(
+    db: Database, sender: Sender, payload: dict[str, object], delivery: str, *, kills: int
+) -> httpx.Response:
+    """Send a delivery that needs a PR lock another transaction holds, and terminate the
+    connection of each of its first `kills` attempts while it waits for that lock (after it
+    has written its raw event); then let go of the lock."""
+    async with db.transaction() as blocker:
+        await blocker.one("lock_pull_requests", repository_ids=[1], numbers=[2])
+        request = asyncio.create_task(sender.send("pull_request", payload, delivery=delivery))
+        killed: set[int] = set()
+        for _ in range(1000):
+            if len(killed) == kills or request.done():
+                break
+            for row in await blocker.all("backends_waiting_on_lock"):
+                if row["pid"] not in killed:
+                    await blocker.value("terminate_backend", pid=row["pid"])
+                    killed.add(row["pid"])
+            await asyncio.sleep(0.02)
+        assert len(killed) == kills, f"ingest reached the PR lock {len(killed)} times"
+    return await request
+
+
 async def test_connection_killed_mid_request_leaves_nothing_half_written(
     sender: Sender, db: Database, counts
 ) -> None:
+    """Killed, and killed again on its one retry: 503, and nothing of either attempt kept."""
     # A first delivery creates the PR row so the second one needs its lock.
     assert (await sender.send("pull_request", load_fixture(OPENED))).status_code == 202
     before = await counts()
     payload = load_fixture("pull_request/closed.payload.json")
 
-    async with db.transaction() as blocker:
-        await blocker.one("lock_pull_requests", repository_ids=[1], numbers=[2])
-        request = asyncio.create_task(sender.send("pull_request", payload, delivery="killed"))
-        # The ingest transaction has inserted its raw event and now waits for the PR lock.
-        for _ in range(200):
-            waiting = await blocker.all("backends_waiting_on_lock")
-            if waiting:
-                break
-            await asyncio.sleep(0.02)
-        assert waiting, "ingest never reached the PR lock"
-        for row in waiting:
-            await blocker.value("terminate_backend", pid=row["pid"])
-        resp = await request
+    resp = await _kill_while_waiting(db, sender, payload, "killed", kills=2)
     assert resp.status_code == 503
     assert resp.json()["error"]
     assert await counts() == before
@@ -51,6 +62,27 @@ async def test_connection_killed_mid_request_leaves_nothing_half_written(
     async with db.transaction() as tx:
         row = await tx.one("pull_request_by_number", repository="Codertocat/Hello-World", number=2)
     assert row is not None and row["status"] == "closed"
+
+
+async def test_a_connection_lost_once_mid_request_is_retried_and_stored_once(
+    sender: Sender, db: Database, counts
+) -> None:
+    """GitHub does not send a failed delivery again by itself: a connection lost mid-request
+    (a failover, a restart) gets one more try on a fresh one, which stores it exactly once."""
+    assert (await sender.send("pull_request", load_fixture(OPENED))).status_code == 202
+    before = await counts()
+    payload = load_fixture("pull_request/closed.payload.json")
+
+    resp = await _kill_while_waiting(db, sender, payload, "lost-once", kills=1)
+    assert resp.status_code == 202 and resp.json()["status"] == "accepted"
+    after = await counts()
+    assert after["raw_events"] == before["raw_events"] + 1
+    assert after["pr_history"] == before["pr_history"] + 1  # the close, once
+    async with db.transaction() as tx:
+        row = await tx.one("pull_request_by_number", repository="Codertocat/Hello-World", number=2)
+    assert row is not None and row["status"] == "closed"
+    again = await sender.send("pull_request", payload, delivery="lost-once")
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
 
 
 @pytest.fixture

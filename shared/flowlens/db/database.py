@@ -30,6 +30,12 @@ class DatabaseUnavailable(RuntimeError):
     """The database could not be reached or dropped the connection."""
 
 
+class ConnectionLost(DatabaseUnavailable):
+    """The connection broke during the transaction (a restart, a failover, a network cut): the
+    server rolled back whatever had not committed, and the outcome of a COMMIT already sent is
+    unknown."""
+
+
 class TransactionRolledBack(RuntimeError):
     """A pipelined transaction ended in ROLLBACK: an error in it was caught and not re-raised."""
 
@@ -189,6 +195,7 @@ class Database:
         """
         if not self._opened:
             await self.open()
+        conn: psycopg.AsyncConnection[Row] | None = None
         try:
             async with self._pool.connection() as pooled:
                 conn = cast("psycopg.AsyncConnection[Row]", pooled)
@@ -210,7 +217,16 @@ class Database:
             # fine: the caller retries the transaction (see ingest.store.retrying).
             raise
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
+            message = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            if conn is not None and conn.broken:
+                raise ConnectionLost(message) from exc
+            raise DatabaseUnavailable(message) from exc
+
+    async def check_idle(self) -> None:
+        """Check every idle pooled connection now (a round trip each), replacing the broken
+        ones: after a connection was lost, the others may have gone with it."""
+        if self._opened:
+            await self._pool.check()
 
     @asynccontextmanager
     async def connect(self, *, autocommit: bool = True) -> AsyncIterator[Tx]:

@@ -15,7 +15,7 @@ import psycopg
 import pydantic_core
 
 from flowlens import pipeline, serialize
-from flowlens.db import Database, Tx
+from flowlens.db import ConnectionLost, Database, Tx
 from flowlens.github.parse import BuildFacts, Delivery, PrFacts, RepoFacts, parse
 
 log = logging.getLogger("flowlens.ingest")
@@ -128,7 +128,15 @@ async def record_deliveries(
             await session.flush()
             return outcomes
 
-    outcomes: list[Outcome] = await retrying(run, retry_on=DELIVERY_RETRYABLE)
+    try:
+        outcomes: list[Outcome] = await retrying(run, retry_on=DELIVERY_RETRYABLE)
+    except ConnectionLost as exc:
+        # GitHub does not send a failed delivery again by itself, so one more try on a fresh
+        # connection: whatever did not commit was rolled back, and a COMMIT that did leaves
+        # its raw events behind, so the retry finds them and changes nothing (duplicate).
+        log.warning("the database connection was lost (%s); trying once more", exc)
+        await db.check_idle()
+        outcomes = await retrying(run, retry_on=DELIVERY_RETRYABLE)
     return outcomes
 
 
