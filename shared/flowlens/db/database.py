@@ -185,19 +185,24 @@ class Database:
         await self.close()
 
     @asynccontextmanager
-    async def transaction(self, *, pipeline: bool = False) -> AsyncIterator[Tx]:
+    async def transaction(
+        self, *, pipeline: bool = False, checkout: float | None = None
+    ) -> AsyncIterator[Tx]:
         """A transaction on a pooled connection; commits on success, rolls back on error.
 
         With pipeline=True the connection runs in libpq pipeline mode: statements run with
         Tx.send do not wait for the server (their results are read with the next query's, or
         at commit), so a transaction costs fewer round trips. Same statements, same order, same
-        outcome.
+        outcome. `checkout`: seconds to wait for a connection (default: the pool's timeout).
+
+        Raises DatabaseUnavailable when no connection comes, ConnectionLost when the one it had
+        broke.
         """
         if not self._opened:
             await self.open()
         conn: psycopg.AsyncConnection[Row] | None = None
         try:
-            async with self._pool.connection() as pooled:
+            async with self._pool.connection(timeout=checkout) as pooled:
                 conn = cast("psycopg.AsyncConnection[Row]", pooled)
                 try:
                     if pipeline:
@@ -221,12 +226,12 @@ class Database:
             if conn is not None and conn.broken:
                 raise ConnectionLost(message) from exc
             raise DatabaseUnavailable(message) from exc
-
-    async def check_idle(self) -> None:
-        """Check every idle pooled connection now (a round trip each), replacing the broken
-        ones: after a connection was lost, the others may have gone with it."""
-        if self._opened:
-            await self._pool.check()
+        except psycopg.Error as exc:
+            # The server ends a session for other reasons too (idle_in_transaction_session_
+            # timeout and transaction_timeout raise InternalError).
+            if conn is not None and conn.broken:
+                raise ConnectionLost(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
+            raise
 
     @asynccontextmanager
     async def connect(self, *, autocommit: bool = True) -> AsyncIterator[Tx]:

@@ -42,6 +42,8 @@ RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetecte
 # can trip over the winner's github_id, which is not insert_repository's ON CONFLICT target.
 # The whole transaction runs again and then finds the winner's row.
 DELIVERY_RETRYABLE = (*RETRYABLE, psycopg.errors.UniqueViolation)
+# Seconds the retry after a lost connection waits for another one.
+RETRY_CHECKOUT = 1.0
 
 
 class Outcome(enum.StrEnum):
@@ -120,9 +122,9 @@ async def record_deliveries(
     whole transaction again.
     """
 
-    async def run() -> list[Outcome]:
+    async def run(checkout: float | None = None) -> list[Outcome]:
         # Pipelined: statements whose results are not needed yet do not wait for the server.
-        async with db.transaction(pipeline=True) as tx:
+        async with db.transaction(pipeline=True, checkout=checkout) as tx:
             session = Session(tx, notify=notify)
             outcomes = await _record(session, items)
             await session.flush()
@@ -134,9 +136,10 @@ async def record_deliveries(
         # GitHub does not send a failed delivery again by itself, so one more try on a fresh
         # connection: whatever did not commit was rolled back, and a COMMIT that did leaves
         # its raw events behind, so the retry finds them and changes nothing (duplicate).
+        # The pool's checkout check finds connections the server closed; a database that is
+        # down does not get the pool's full wait twice (GitHub gives up after 10 s).
         log.warning("the database connection was lost (%s); trying once more", exc)
-        await db.check_idle()
-        outcomes = await retrying(run, retry_on=DELIVERY_RETRYABLE)
+        outcomes = await retrying(run, RETRY_CHECKOUT, retry_on=DELIVERY_RETRYABLE)
     return outcomes
 
 
