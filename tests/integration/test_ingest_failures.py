@@ -169,6 +169,20 @@ async def test_a_database_that_went_down_is_answered_well_inside_githubs_limit(
     assert max(took for _, took in answers) < 9.0, answers
 
 
+async def test_a_session_the_server_ends_mid_transaction_counts_as_a_lost_connection(
+    db: Database,
+) -> None:
+    """The server ends sessions for more than restarts: an idle-in-transaction timeout raises
+    InternalError, not OperationalError, and is still a lost connection (retried by ingest)."""
+    from flowlens.db import ConnectionLost
+
+    with pytest.raises(ConnectionLost):
+        async with db.transaction() as tx:
+            await tx.conn.execute("SET idle_in_transaction_session_timeout = '50ms'")
+            await asyncio.sleep(0.5)  # idle in the transaction until the server ends it
+            await tx.value("ping")
+
+
 async def test_serialisation_failure_is_retried_not_503(
     sender: Sender, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
