@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -94,31 +96,39 @@ def own_server(tmp_path):
     server.destroy()
 
 
-async def test_database_down_is_503_then_redelivery_accepted_once(
-    own_server: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    dsn = own_server.dsn()
+@contextlib.asynccontextmanager
+async def _sender_on(
+    server: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Sender]:
+    """A sender to the real ingest function on a migrated database of `server`."""
+    dsn = server.dsn()
     await Database(dsn, min_size=0, max_size=1).migrate()
     app = ingest_app(monkeypatch, dsn)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://ingest"
         ) as client:
-            sender = Sender(client)
-            warm = await sender.send("pull_request", load_fixture(OPENED), delivery="warm")
-            assert warm.status_code == 202
-            own_server.stop("immediate")
-            down = await sender.send("pull_request", load_fixture(OPENED), delivery="while-down")
-            assert down.status_code == 503
-            assert "database" in down.json()["error"]
-            own_server.start()
-            first = await sender.send("pull_request", load_fixture(OPENED), delivery="while-down")
-            second = await sender.send("pull_request", load_fixture(OPENED), delivery="while-down")
-            assert first.status_code == 202
-            assert second.status_code == 200 and second.json()["status"] == "duplicate"
+            yield Sender(client)
     finally:
         await close_all()
-    async with Database(dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
+
+
+async def test_database_down_is_503_then_redelivery_accepted_once(
+    own_server: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _sender_on(own_server, monkeypatch) as sender:
+        warm = await sender.send("pull_request", load_fixture(OPENED), delivery="warm")
+        assert warm.status_code == 202
+        own_server.stop("immediate")
+        down = await sender.send("pull_request", load_fixture(OPENED), delivery="while-down")
+        assert down.status_code == 503
+        assert "database" in down.json()["error"]
+        own_server.start()
+        first = await sender.send("pull_request", load_fixture(OPENED), delivery="while-down")
+        second = await sender.send("pull_request", load_fixture(OPENED), delivery="while-down")
+        assert first.status_code == 202
+        assert second.status_code == 200 and second.json()["status"] == "duplicate"
+    async with Database(own_server.dsn(), min_size=0, max_size=1) as db, db.transaction() as tx:
         assert await tx.value("count_rows_raw_events") == 2
 
 
@@ -133,37 +143,29 @@ async def test_a_database_that_went_down_is_answered_well_inside_githubs_limit(
     import psycopg
 
     dsn = own_server.dsn()
-    await Database(dsn, min_size=0, max_size=1).migrate()
-    app = ingest_app(monkeypatch, dsn)
-    try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://ingest"
-        ) as client:
-            sender = Sender(client)
-            assert (await sender.send("pull_request", load_fixture(OPENED))).status_code == 202
-            closed = load_fixture("pull_request/closed.payload.json")
-            blocker = await psycopg.AsyncConnection.connect(dsn)
-            await blocker.execute("SELECT 1 FROM pull_requests WHERE number = 2 FOR UPDATE")
+    async with _sender_on(own_server, monkeypatch) as sender:
+        assert (await sender.send("pull_request", load_fixture(OPENED))).status_code == 202
+        closed = load_fixture("pull_request/closed.payload.json")
+        blocker = await psycopg.AsyncConnection.connect(dsn)
+        await blocker.execute("SELECT 1 FROM pull_requests WHERE number = 2 FOR UPDATE")
 
-            async def timed(delivery: str) -> tuple[int, float]:
-                sent = time.monotonic()
-                resp = await sender.send("pull_request", closed, delivery=delivery)
-                return resp.status_code, time.monotonic() - sent
+        async def timed(delivery: str) -> tuple[int, float]:
+            sent = time.monotonic()
+            resp = await sender.send("pull_request", closed, delivery=delivery)
+            return resp.status_code, time.monotonic() - sent
 
-            first = asyncio.create_task(timed("waits"))
-            async with Database(dsn, min_size=0, max_size=1) as watcher:
-                for _ in range(500):
-                    async with watcher.transaction() as tx:
-                        if await tx.all("backends_waiting_on_lock"):
-                            break
-                    await asyncio.sleep(0.02)
-            second = asyncio.create_task(timed("queued"))
-            await asyncio.sleep(0.2)  # queued behind the first one's transaction
-            own_server.stop("immediate")
-            answers = await asyncio.gather(first, second)
-            await blocker.close()
-    finally:
-        await close_all()
+        first = asyncio.create_task(timed("waits"))
+        async with Database(dsn, min_size=0, max_size=1) as watcher:
+            for _ in range(500):
+                async with watcher.transaction() as tx:
+                    if await tx.all("backends_waiting_on_lock"):
+                        break
+                await asyncio.sleep(0.02)
+        second = asyncio.create_task(timed("queued"))
+        await asyncio.sleep(0.2)  # queued behind the first one's transaction
+        own_server.stop("immediate")
+        answers = await asyncio.gather(first, second)
+        await blocker.close()
     assert [status for status, _ in answers] == [503, 503]
     # A loose bound: the limit GitHub itself sets, not a speed target.
     assert max(took for _, took in answers) < 9.0, answers
