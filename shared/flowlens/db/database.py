@@ -31,9 +31,9 @@ class DatabaseUnavailable(RuntimeError):
 
 
 class ConnectionLost(DatabaseUnavailable):
-    """The connection broke during the transaction (a restart, a failover, a network cut): the
-    server rolled back whatever had not committed, and the outcome of a COMMIT already sent is
-    unknown."""
+    """The connection broke during the transaction (a restart, a failover, a server that ended
+    the session): the server rolled back whatever had not committed, and the outcome of a COMMIT
+    already sent is unknown."""
 
 
 class TransactionRolledBack(RuntimeError):
@@ -152,7 +152,8 @@ class Database:
         or the end of the stream waiting on its socket, so the poll finds it at once; a live idle
         connection has nothing, as the pool's connections never LISTEN. A connection lost
         without a word from the server (its state dropped by a NAT, a failover) shows nothing
-        until written to: the window keeps that case to connections idle for under a second.
+        until written to: the window keeps that case to connections idle for under
+        `recheck_after`.
         """
         released = self._released.get(conn)
         if (
@@ -222,15 +223,14 @@ class Database:
             # fine: the caller retries the transaction (see ingest.store.retrying).
             raise
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            message = str(exc).splitlines()[0] if str(exc) else repr(exc)
             if conn is not None and conn.broken:
-                raise ConnectionLost(message) from exc
-            raise DatabaseUnavailable(message) from exc
+                raise ConnectionLost(_first_line(exc)) from exc
+            raise DatabaseUnavailable(_first_line(exc)) from exc
         except psycopg.Error as exc:
             # The server ends a session for other reasons too (idle_in_transaction_session_
             # timeout and transaction_timeout raise InternalError).
             if conn is not None and conn.broken:
-                raise ConnectionLost(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
+                raise ConnectionLost(_first_line(exc)) from exc
             raise
 
     @asynccontextmanager
@@ -296,6 +296,10 @@ class Database:
                             raise
                         await asyncio.sleep(0.1 * (attempt + 1))
         return applied
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else repr(exc)
 
 
 def _readable(fd: int) -> bool:
