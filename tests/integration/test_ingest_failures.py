@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -183,6 +184,32 @@ async def test_a_session_the_server_ends_mid_transaction_counts_as_a_lost_connec
             await tx.conn.execute("SET idle_in_transaction_session_timeout = '50ms'")
             await asyncio.sleep(0.5)  # idle in the transaction until the server ends it
             await tx.value("ping")
+
+
+async def test_connections_notice_a_vanished_server_unless_the_dsn_says_otherwise(
+    dsn: str,
+) -> None:
+    """Pooled and dedicated connections carry TCP keepalives and a user timeout (a server gone
+    without closing the connection is noticed in about 25 s); a DSN's own values win."""
+    from psycopg.conninfo import make_conninfo
+
+    from flowlens.db.database import TCP_DEFAULTS
+
+    def options(conn: Any) -> dict[str, str]:
+        return {
+            o.keyword.decode(): (o.val or b"").decode()
+            for o in conn.pgconn.info
+            if o.keyword.decode() in TCP_DEFAULTS
+        }
+
+    async with Database(dsn, min_size=1, max_size=1) as db:
+        async with db.transaction() as tx:
+            assert options(tx.conn) == TCP_DEFAULTS
+        async with db.connect() as tx:
+            assert options(tx.conn) == TCP_DEFAULTS
+    own = make_conninfo(dsn, keepalives_idle="60")
+    async with Database(own, min_size=1, max_size=1) as db, db.transaction() as tx:
+        assert options(tx.conn) == {**TCP_DEFAULTS, "keepalives_idle": "60"}
 
 
 async def test_serialisation_failure_is_retried_not_503(

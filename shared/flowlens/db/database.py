@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -24,6 +25,17 @@ Row = dict[str, Any]
 # A pooled connection last used this recently (seconds) is taken without a round trip, unless
 # its socket has something to read. HikariCP's aliveBypassWindowMs, with the same default.
 RECHECK_AFTER = 0.5
+# libpq TCP settings for connections whose DSN does not set them: a server that vanished
+# without closing the connection (a network partition, a host gone) is noticed in about 25 s
+# instead of the operating system's defaults (2 h for keepalives, ~15 min of retransmissions).
+# A busy server, or a backend waiting for a lock, still has its kernel answer probes and
+# acknowledge data, so waiting is not taken for a dead server.
+TCP_DEFAULTS = {
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "25000",
+}
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -133,6 +145,7 @@ class Database:
                 "row_factory": dict_row,
                 "connect_timeout": max(1, int(connect_timeout)),
                 "autocommit": True,
+                **_tcp_defaults(dsn),
             },
             check=self._check,
             name="flowlens",
@@ -238,7 +251,7 @@ class Database:
         """A dedicated connection outside the pool (LISTEN, migrations)."""
         try:
             conn = await psycopg.AsyncConnection.connect(
-                self.dsn,
+                make_conninfo(self.dsn, **_tcp_defaults(self.dsn)),
                 autocommit=autocommit,
                 row_factory=dict_row,
                 connect_timeout=max(1, int(self._connect_timeout)),
@@ -296,6 +309,11 @@ class Database:
                             raise
                         await asyncio.sleep(0.1 * (attempt + 1))
         return applied
+
+
+def _tcp_defaults(dsn: str) -> dict[str, str]:
+    given = conninfo_to_dict(dsn)
+    return {key: value for key, value in TCP_DEFAULTS.items() if key not in given}
 
 
 def _first_line(exc: Exception) -> str:
