@@ -235,15 +235,13 @@ class Database:
             # Serialisation failures and deadlocks are OperationalErrors too, but the server is
             # fine: the caller retries the transaction (see ingest.store.retrying).
             raise
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except (psycopg.Error, PoolTimeout) as exc:
+            # A broken connection whatever the error class: the server ends a session with an
+            # InternalError too (idle_in_transaction_session_timeout, transaction_timeout).
             if conn is not None and conn.broken:
                 raise ConnectionLost(_first_line(exc)) from exc
-            raise DatabaseUnavailable(_first_line(exc)) from exc
-        except psycopg.Error as exc:
-            # The server ends a session for other reasons too (idle_in_transaction_session_
-            # timeout and transaction_timeout raise InternalError).
-            if conn is not None and conn.broken:
-                raise ConnectionLost(_first_line(exc)) from exc
+            if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
+                raise DatabaseUnavailable(_first_line(exc)) from exc
             raise
 
     @asynccontextmanager
@@ -257,7 +255,7 @@ class Database:
                 connect_timeout=max(1, int(self._connect_timeout)),
             )
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(str(exc).splitlines()[0]) from exc
+            raise DatabaseUnavailable(_first_line(exc)) from exc
         try:
             yield Tx(conn, self.queries, per_call=self._per_call)
         finally:
