@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,8 +13,12 @@ import pytest
 
 from flowlens.db import Database
 from flowlens.devdb import EmbeddedPostgres
+from flowlens.github.parse import parse
 from flowlens.ingest.app import close_all
+from flowlens.ingest.batch import Batcher
+from flowlens.ingest.store import Item, Outcome
 from tests.conftest import load_fixture
+from tests.helpers import variant
 from tests.integration.conftest import Sender, ingest_app
 
 OPENED = "pull_request/opened.payload.json"
@@ -170,6 +175,49 @@ async def test_a_database_that_went_down_is_answered_well_inside_githubs_limit(
     assert [status for status, _ in answers] == [503, 503]
     # A loose bound: the limit GitHub itself sets, not a speed target.
     assert max(took for _, took in answers) < 9.0, answers
+
+
+def _deliveries(first: int, count: int) -> list[Item]:
+    """Distinct pull_request deliveries, each opening its own PR."""
+    return [
+        Item(f"q-{n}", "pull_request", parse("pull_request", payload), json.dumps(payload))
+        for n in range(first, first + count)
+        for payload in [variant(load_fixture(OPENED), number=n, **{"pull_request.number": n})]
+    ]
+
+
+async def test_deliveries_queued_while_the_database_is_down_share_one_wait(
+    own_server: EmbeddedPostgres,
+) -> None:
+    """Each transaction waits for a connection only as long as its oldest delivery's budget
+    has left: four deliveries queued for four transactions wait one budget in all, not four
+    of the pool's timeouts (5 s each, 20 s here: GitHub gives up after 10 s)."""
+    import time
+
+    from flowlens.db import DatabaseUnavailable
+
+    own_server.stop("immediate")
+    async with Database(own_server.dsn(), min_size=0, max_size=1) as db:
+        batcher = Batcher(db, notify=False, max_items=1, linger=0, checkout_budget=1.0)
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *map(batcher.submit, _deliveries(1, 4)), return_exceptions=True
+        )
+        took = time.monotonic() - started
+    assert [type(r) for r in results] == [DatabaseUnavailable] * 4, results
+    assert batcher.transactions == 4
+    # A loose bound: one budget is 1 s; without it the pool's timeouts add up to 20 s.
+    assert took < 4.0, took
+
+
+async def test_a_delivery_whose_budget_is_spent_still_takes_a_ready_connection(
+    db: Database,
+) -> None:
+    """The budget only stops waiting: a connection the pool has ready is still taken."""
+    warm = Batcher(db, notify=False)
+    assert await warm.submit(_deliveries(1, 1)[0]) == Outcome.ACCEPTED  # a connection is ready
+    spent = Batcher(db, notify=False, checkout_budget=0.0)
+    assert await spent.submit(_deliveries(2, 1)[0]) == Outcome.ACCEPTED
 
 
 async def test_a_session_the_server_ends_mid_transaction_counts_as_a_lost_connection(

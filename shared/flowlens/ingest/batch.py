@@ -26,6 +26,15 @@ MAX_BYTES = 8 * 1024 * 1024
 # flushes).
 LINGER = 0.002
 RECENT = 0.1
+# Seconds after its arrival a delivery may still wait for a database connection. A batch waits
+# as long as its oldest delivery has left, so deliveries queued behind a batch that waited for
+# a database that is down do not each wait the whole pool timeout again (GitHub gives up after
+# 10 s). Only the wait for a connection is bounded: once a transaction has begun, cutting it
+# short could answer 503 for a COMMIT that lands.
+CHECKOUT_BUDGET = 5.0
+# A batch whose budget is spent still takes a connection that is ready (the pool refuses any
+# request at once when given no time at all).
+MIN_CHECKOUT = 0.01
 
 
 class Batcher:
@@ -35,6 +44,8 @@ class Batcher:
     transaction. One that finds a free slot starts a transaction at once, unless the last one
     held several and ended RECENT ago or less: then it lingers for company (LINGER). Each
     delivery's answer comes after the commit that holds it, so a 2xx still means durable.
+    A transaction waits for a connection only as long as its oldest delivery's
+    CHECKOUT_BUDGET has left.
     """
 
     def __init__(
@@ -47,6 +58,7 @@ class Batcher:
         max_bytes: int = MAX_BYTES,
         linger: float = LINGER,
         recent: float = RECENT,
+        checkout_budget: float = CHECKOUT_BUDGET,
     ) -> None:
         self.db = db
         self.notify = notify
@@ -57,17 +69,20 @@ class Batcher:
         self.max_bytes = max_bytes
         self.linger = linger
         self.recent = recent
+        self.checkout_budget = checkout_budget
         self.lingered = 0  # transactions that waited for company
         self._last_size = 0  # deliveries in the transaction started last
         self._last_end = float("-inf")  # when a transaction ended last (event loop time)
         self._gathered: asyncio.Event | None = None  # set when a lingering batch is full
-        self._queue: deque[tuple[Item, asyncio.Future[Outcome]]] = deque()
+        # (delivery, its answer, when it arrived in event loop time)
+        self._queue: deque[tuple[Item, asyncio.Future[Outcome], float]] = deque()
         self._running: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Item) -> Outcome:
         """Store one delivery (with whatever else is waiting); its outcome once committed."""
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._queue.append((item, future, loop.time()))
         if self._gathered is not None and len(self._queue) >= self._last_size:
             self._gathered.set()
         self._start()
@@ -94,18 +109,23 @@ class Batcher:
         while self._queue and len(self._running) < self.concurrent:
             batch: list[tuple[Item, asyncio.Future[Outcome]]] = []
             size = 0
+            oldest = 0.0  # when the batch's first (longest queued) delivery arrived
             while self._queue and len(batch) < self.max_items:
-                item, future = self._queue[0]
+                item, future, arrived = self._queue[0]
                 if batch and size + len(item.raw_json) > self.max_bytes:
                     break
                 self._queue.popleft()
                 if future.cancelled():  # the sender hung up before we began: nothing promised
                     continue
+                if not batch:
+                    oldest = arrived
                 batch.append((item, future))
                 size += len(item.raw_json)
             if batch:
                 self._last_size = len(batch)
-                self._spawn(self._run(batch))
+                waited = asyncio.get_running_loop().time() - oldest
+                checkout = max(MIN_CHECKOUT, self.checkout_budget - waited)
+                self._spawn(self._run(batch, checkout))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -129,12 +149,16 @@ class Batcher:
         self._last_end = asyncio.get_running_loop().time()
         self._start()
 
-    async def _run(self, batch: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
+    async def _run(
+        self, batch: list[tuple[Item, asyncio.Future[Outcome]]], checkout: float
+    ) -> None:
         items = [item for item, _ in batch]
         self.transactions += 1
         self.deliveries += len(items)
         try:
-            outcomes = await record_deliveries(self.db, items, notify=self.notify)
+            outcomes = await record_deliveries(
+                self.db, items, notify=self.notify, checkout=checkout
+            )
         except DatabaseUnavailable as exc:
             for _, future in batch:
                 _fail(future, exc)

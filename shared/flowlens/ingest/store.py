@@ -114,12 +114,13 @@ async def record_delivery(
 
 
 async def record_deliveries(
-    db: Database, items: list[Item], *, notify: bool = True
+    db: Database, items: list[Item], *, notify: bool = True, checkout: float | None = None
 ) -> list[Outcome]:
     """Store deliveries in one transaction, each as if alone and in list order.
 
     Everything commits together or nothing does; a serialisation failure or deadlock runs the
-    whole transaction again.
+    whole transaction again. `checkout`: seconds to wait for a connection (default: the
+    pool's timeout).
     """
 
     async def run(checkout: float | None = None) -> list[Outcome]:
@@ -131,7 +132,7 @@ async def record_deliveries(
             return outcomes
 
     try:
-        outcomes: list[Outcome] = await retrying(run, retry_on=DELIVERY_RETRYABLE)
+        outcomes: list[Outcome] = await retrying(run, checkout, retry_on=DELIVERY_RETRYABLE)
     except ConnectionLost as exc:
         # GitHub does not send a failed delivery again by itself, so one more try on a fresh
         # connection: whatever did not commit was rolled back, and a COMMIT that did leaves
