@@ -382,3 +382,62 @@ async def test_rename_onto_a_name_the_ci_path_created_merges_it(
     assert repo is not None and repo["full_name"] == "Codertocat/Renamed"
     assert [b["external_id"] for b in builds] == ["ci:5"]
     assert (await pr_row(db, 2, "Codertocat/Renamed"))["title"]
+
+
+async def test_long_columns_are_written_only_when_they_change(sender: Sender, db: Database) -> None:
+    """A build or a label leaves a long body, file list and insight as stored (same TOAST
+    value, not written again); an edit of the body writes the new one."""
+    import hashlib
+    import json
+
+    def long_text(seed: str) -> str:  # hex digests: too varied to compress under a page
+        return "".join(hashlib.sha256(f"{seed}{i}".encode()).hexdigest() for i in range(200))
+
+    body = long_text("body")
+    files = [f"src/{long_text(str(i))[:60]}.py" for i in range(300)]
+    insight = {"risk_level": "high", "summary": long_text("summary")[:4000], "key_changes": []}
+    assert (await sender.send("pull_request", variant(opened(), **{"pull_request.body": body}))
+            ).status_code == 202  # fmt: skip
+    async with db.transaction() as tx:  # what the poller stores after an analysis
+        await tx.conn.execute(
+            "UPDATE pull_requests SET files_changed = %s::jsonb, latest_insight = %s::jsonb"
+            " WHERE number = 2",
+            (json.dumps(files), json.dumps(insight)),
+        )
+
+    async def toast_ids() -> tuple[int | None, ...]:
+        async with db.transaction() as tx:
+            cur = await tx.conn.execute(
+                "SELECT pg_column_toast_chunk_id(body) AS body,"
+                " pg_column_toast_chunk_id(files_changed) AS files,"
+                " pg_column_toast_chunk_id(latest_insight) AS insight"
+                " FROM pull_requests WHERE number = 2"
+            )
+            row: Any = await cur.fetchone()
+        return tuple(row.values())
+
+    before = await toast_ids()
+    assert None not in before  # all three are stored out of line
+    labeled = pr_action("labeled", "2019-05-15T15:21:00Z", body=body)
+    check_run = variant(
+        load_fixture("check_run/completed.payload.json"),
+        **{"check_run.pull_requests": [], "check_run.conclusion": "failure"},
+    )
+    assert (await sender.send("pull_request", labeled)).status_code == 202
+    assert (await sender.send("check_run", check_run)).status_code == 202
+    row = await pr_row(db)
+    assert (row["status_pr"], row["status_build"]) == ("updated", "buildFailed")
+    assert (row["body"], row["files_changed"], row["latest_insight"]) == (body, files, insight)
+    assert await toast_ids() == before
+    # The feed still carries the complete state.
+    data = (await feed(db))[-1]["payload"]["data"]
+    assert data["pull_request"]["description"] == body and data["ai_insight"] == insight
+    assert data["pull_request"]["filesChanged"] == files
+
+    edited = pr_action("edited", "2019-05-15T15:22:00Z", body=long_text("edited"))
+    assert (await sender.send("pull_request", edited)).status_code == 202
+    row = await pr_row(db)
+    assert row["body"] == long_text("edited")
+    assert (row["files_changed"], row["latest_insight"]) == (files, insight)
+    after = await toast_ids()
+    assert after[0] != before[0] and after[1:] == before[1:]

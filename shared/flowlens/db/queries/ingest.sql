@@ -66,18 +66,24 @@ FOR UPDATE OF p;
 -- name: update_pull_requests
 -- plan: per call
 -- The state of every PR a transaction changed (a JSON array of rows, each PR once), in one
--- statement; updated_at moves for the ones clients will see changed. `ids` lists the same PRs:
--- the planner takes json_to_recordset for 100 rows whatever it holds, and without an indexed
--- condition would hash-join it against a scan of the whole table once that looks cheaper.
+-- statement; updated_at moves for the ones clients will see changed. A column whose keep_ flag
+-- is true is left as stored (its value is not sent), so a long one keeps its TOASTed value.
+-- `ids` lists the same PRs: the planner takes json_to_recordset for 100 rows whatever it
+-- holds, and without an indexed condition would hash-join it against a scan of the whole
+-- table once that looks cheaper.
 UPDATE pull_requests AS p SET
-    github_id = r.github_id, title = r.title, body = r.body, author = r.author,
+    github_id = r.github_id, title = r.title,
+    body = CASE WHEN r.keep_body THEN p.body ELSE r.body END, author = r.author,
     author_avatar = r.author_avatar, head_sha = r.head_sha, head_ref = r.head_ref,
     base_ref = r.base_ref, is_draft = r.is_draft, state = r.state, html_url = r.html_url,
-    files_changed = r.files_changed, changed_files = r.changed_files,
+    files_changed = CASE WHEN r.keep_files_changed THEN p.files_changed ELSE r.files_changed END,
+    changed_files = r.changed_files,
     additions = r.additions, deletions = r.deletions, status_pr = r.status_pr,
     status_build = r.status_build, status_approval = r.status_approval,
     status_merge = r.status_merge, status = r.status, risk_level = r.risk_level,
-    latest_insight = r.latest_insight, source_updated_at = r.source_updated_at,
+    latest_insight = CASE WHEN r.keep_latest_insight THEN p.latest_insight
+                          ELSE r.latest_insight END,
+    source_updated_at = r.source_updated_at,
     gh_created_at = r.gh_created_at, gh_updated_at = r.gh_updated_at,
     merged_at = r.merged_at, closed_at = r.closed_at, version = r.version,
     updated_at = CASE WHEN r.bumped THEN now() ELSE p.updated_at END
@@ -88,7 +94,8 @@ FROM json_to_recordset(%(rows)s::json) AS r (
     status_pr TEXT, status_build TEXT, status_approval TEXT, status_merge TEXT, status TEXT,
     risk_level TEXT, latest_insight JSONB, source_updated_at TIMESTAMPTZ,
     gh_created_at TIMESTAMPTZ, gh_updated_at TIMESTAMPTZ, merged_at TIMESTAMPTZ,
-    closed_at TIMESTAMPTZ, version BIGINT, bumped BOOLEAN)
+    closed_at TIMESTAMPTZ, version BIGINT, bumped BOOLEAN, keep_body BOOLEAN,
+    keep_files_changed BOOLEAN, keep_latest_insight BOOLEAN)
 WHERE p.id = ANY(%(ids)b::bigint[]) AND p.id = r.id
 RETURNING p.id, p.updated_at;
 
