@@ -63,6 +63,18 @@ def is_stale(stored: datetime | None, incoming: datetime | None) -> bool:
     return stored is not None and incoming is not None and incoming < stored
 
 
+def reopens_wrongly(row: dict[str, Any], facts: PrFacts) -> bool:
+    """An open snapshot that cannot come after the stored close: GitHub never reopens a merged
+    PR, and timestamps have one-second resolution, so at the same second as a close only an
+    explicit reopen follows it (a label or an edit made just before the close, delivered late,
+    does not)."""
+    if facts.state == "closed" or row.get("state") not in ("closed", "merged"):
+        return False
+    if row.get("state") == "merged":
+        return True
+    return facts.action != "reopened" and facts.updated_at == row.get("source_updated_at")
+
+
 def apply_pr_facts(row: dict[str, Any], facts: PrFacts) -> dict[str, Any]:
     """New column values after a PR payload; unchanged when the payload is older than the row."""
     new = dict(row)
@@ -77,7 +89,7 @@ def apply_pr_facts(row: dict[str, Any], facts: PrFacts) -> dict[str, Any]:
             if new.get(column) is None and value is not None:
                 new[column] = value
         return new
-    if is_stale(row.get("source_updated_at"), facts.updated_at):
+    if is_stale(row.get("source_updated_at"), facts.updated_at) or reopens_wrongly(row, facts):
         return new
     new.update(
         github_id=facts.github_id if facts.github_id is not None else row.get("github_id"),

@@ -156,6 +156,42 @@ async def test_closed_without_merge(sender: Sender, db: Database) -> None:
     assert row["status"] == "pending" and row["state"] == "open"
 
 
+async def test_a_snapshot_from_the_second_of_a_close_does_not_reopen_it(
+    sender: Sender, db: Database
+) -> None:
+    """GitHub's timestamps have one-second resolution: a label added just before the close,
+    delivered after it, carries the close's updated_at and an open state. Only an explicit
+    reopen follows a close at the same second, and nothing reopens a merged PR."""
+    at = "2019-05-15T15:30:00Z"
+    await sender.send("pull_request", opened())
+    closed = pr_action("closed", at, state="closed", closed_at=at)
+    assert (await sender.send("pull_request", closed)).status_code == 202
+    assert (await sender.send("pull_request", pr_action("labeled", at))).status_code == 202
+    row = await pr_row(db)
+    assert (row["state"], row["status_merge"], row["status"]) == ("closed", "closed", "closed")
+
+    assert (await sender.send("pull_request", pr_action("reopened", at))).status_code == 202
+    row = await pr_row(db)
+    assert (row["state"], row["status_pr"], row["status"]) == ("open", "opened", "pending")
+
+    merged_at = "2019-05-15T15:40:00Z"
+    merged = pr_action("closed", merged_at, state="closed", closed_at=merged_at, merged=True,
+                       merged_at=merged_at)  # fmt: skip
+    assert (await sender.send("pull_request", merged)).status_code == 202
+    for action in ("labeled", "edited", "reopened"):
+        late = pr_action(action, merged_at, title="late")
+        assert (await sender.send("pull_request", late)).status_code == 202
+    row = await pr_row(db)
+    assert (row["state"], row["status_merge"], row["status"]) == ("merged", "merged", "merged")
+    assert row["title"] != "late"
+    # An edit after the merge (its snapshot says closed and merged) still applies.
+    edited = pr_action("edited", "2019-05-15T15:41:00Z", state="closed", closed_at=merged_at,
+                       merged=True, merged_at=merged_at, title="after the merge")  # fmt: skip
+    assert (await sender.send("pull_request", edited)).status_code == 202
+    row = await pr_row(db)
+    assert (row["title"], row["state"]) == ("after the merge", "merged")
+
+
 async def test_every_pull_request_action_is_acted_on(sender: Sender, db: Database) -> None:
     actions = ["edited", "labeled", "unlabeled", "assigned", "review_requested",
                "converted_to_draft", "ready_for_review"]  # fmt: skip
