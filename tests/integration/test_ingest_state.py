@@ -378,6 +378,45 @@ async def test_rerun_job_replaces_the_failed_one(sender: Sender, db: Database) -
     assert (await pr_row(db))["status_build"] == "buildPassed"
 
 
+async def test_a_commit_status_lasts_from_its_first_pending_state(
+    sender: Sender, db: Database
+) -> None:
+    """Each state of a commit status is a new object (created_at = updated_at): the build's
+    start is its first pending state, and its duration runs from there to the finish."""
+    from datetime import UTC, datetime
+
+    def status(state: str, at: str) -> dict[str, Any]:
+        return variant(load_fixture("status/payload.json"), sha=SHA1, state=state,
+                       context="ci/jenkins", created_at=at, updated_at=at)  # fmt: skip
+
+    async def build() -> dict[str, Any]:
+        async with db.transaction() as tx:
+            cur = await tx.conn.execute(
+                "SELECT status, started_at, finished_at, duration_seconds FROM builds"
+                " WHERE provider = 'status'"
+            )
+            rows: list[Any] = await cur.fetchall()
+        assert len(rows) == 1
+        return dict(rows[0])
+
+    def at(minute: int) -> datetime:
+        return datetime(2019, 5, 15, 15, minute, tzinfo=UTC)
+
+    await sender.send("pull_request", opened())
+    for state, when in (("pending", "15:21"), ("pending", "15:25"), ("success", "15:31")):
+        payload = status(state, f"2019-05-15T{when}:00Z")
+        assert (await sender.send("status", payload)).status_code == 202
+    assert await build() == {"status": "success", "started_at": at(21), "finished_at": at(31),
+                             "duration_seconds": 600.0}  # fmt: skip
+    assert (await pr_row(db))["status_build"] == "buildPassed"
+    # Run again: a new start, and no finish until it ends.
+    await sender.send("status", status("pending", "2019-05-15T15:40:00Z"))
+    assert await build() == {"status": "queued", "started_at": at(40), "finished_at": None,
+                             "duration_seconds": None}  # fmt: skip
+    await sender.send("status", status("failure", "2019-05-15T15:42:00Z"))
+    assert (await build())["duration_seconds"] == 120.0
+
+
 async def test_ci_report_without_times_never_moves_a_build_back(
     ingest_client, db: Database
 ) -> None:

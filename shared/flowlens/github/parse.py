@@ -409,7 +409,9 @@ def _status(p: dict[str, Any]) -> list[BuildFacts]:
             commit_sha=sha,
             triggered_by=_login(p.get("sender"))[0],
             url=p.get("target_url"),
-            started_at=created,
+            # Every state of a status is a new object: only a pending one marks a start (the
+            # finished one's duration comes from the stored start, upsert_build).
+            started_at=created if status == "queued" else None,
             finished_at=ts(p.get("updated_at")) if status in ("success", "failed") else None,
             updated_at=ts(p.get("updated_at")) or created,
         )

@@ -178,13 +178,21 @@ ON CONFLICT (repository_id, provider, external_id) DO UPDATE SET
     pr_number = COALESCE(EXCLUDED.pr_number, builds.pr_number),
     triggered_by = COALESCE(EXCLUDED.triggered_by, builds.triggered_by),
     url = COALESCE(EXCLUDED.url, builds.url),
-    started_at = COALESCE(EXCLUDED.started_at, builds.started_at),
+    -- A commit status's run starts at its first pending state: later pending ones (progress
+    -- reports) keep that start.
+    started_at = CASE WHEN EXCLUDED.provider = 'status' AND builds.status IN ('queued', 'running')
+                      THEN COALESCE(builds.started_at, EXCLUDED.started_at)
+                      ELSE COALESCE(EXCLUDED.started_at, builds.started_at) END,
     -- A re-run (same id, newer, not finished) clears the old finish; a finished report
-    -- without its own times keeps what is known.
+    -- without its own times keeps what is known, and without its own start takes the stored
+    -- one for its duration.
     finished_at = CASE WHEN EXCLUDED.status IN ('queued', 'running') THEN NULL
                        ELSE COALESCE(EXCLUDED.finished_at, builds.finished_at) END,
     duration_seconds = CASE WHEN EXCLUDED.status IN ('queued', 'running') THEN NULL
-                            ELSE COALESCE(EXCLUDED.duration_seconds, builds.duration_seconds) END,
+                            ELSE COALESCE(EXCLUDED.duration_seconds,
+                                          GREATEST(0, EXTRACT(EPOCH FROM EXCLUDED.finished_at
+                                                                  - builds.started_at))::float8,
+                                          builds.duration_seconds) END,
     source_updated_at = COALESCE(EXCLUDED.source_updated_at, builds.source_updated_at),
     updated_at = now()
 WHERE EXCLUDED.source_updated_at > builds.source_updated_at
