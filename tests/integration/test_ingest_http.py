@@ -195,6 +195,23 @@ async def test_ci_path_maps_status_and_duration(
     assert builds[0]["workflow_name"] == "CI" and builds[0]["triggered_by"] == "octocat"
 
 
+async def test_ci_path_reads_a_time_without_offset_as_utc(
+    ingest_client: httpx.AsyncClient, db: Database
+) -> None:
+    report = {
+        "repository": "octo/app", "runId": "78", "status": "success",
+        "startedAt": "2026-01-01T10:00:00", "finishedAt": "2026-01-01T10:01:30Z",
+    }  # fmt: skip
+    resp = await ingest_client.post(
+        "/api/webhook/github-actions", json=report, headers={"Authorization": f"Bearer {CI_KEY}"}
+    )
+    assert resp.status_code == 202, resp.text
+    async with db.transaction() as tx:
+        builds = await tx.all("builds_for_repository", repository="octo/app")
+    assert [b["duration_seconds"] for b in builds] == [90.0]
+    assert builds[0]["started_at"].isoformat() == "2026-01-01T10:00:00+00:00"
+
+
 async def test_ci_path_rejects_bad_report(ingest_client: httpx.AsyncClient) -> None:
     auth = {"Authorization": f"Bearer {CI_KEY}"}
     bad = await ingest_client.post(
