@@ -234,6 +234,27 @@ async def test_build_linked_by_head_sha(sender: Sender, db: Database) -> None:
     assert (await pr_row(db))["status_build"] == "buildPassed"
 
 
+async def test_a_build_that_ends_after_the_merge_still_ends_for_its_pr(
+    sender: Sender, db: Database
+) -> None:
+    def job(status: str, conclusion: str | None, at: str | None) -> dict[str, Any]:
+        return variant(load_fixture("workflow_job/in_progress.payload.json"), **{
+            "workflow_job.status": status, "workflow_job.conclusion": conclusion,
+            "workflow_job.started_at": "2019-05-15T15:21:00Z", "workflow_job.completed_at": at,
+            "workflow_job.head_sha": SHA1, "repository": opened()["repository"]})  # fmt: skip
+
+    await sender.send("pull_request", opened())
+    await sender.send("workflow_job", job("in_progress", None, None))
+    assert (await pr_row(db))["status_build"] == "building"
+    merged_at = "2019-05-15T15:26:00Z"
+    merged = pr_action("closed", merged_at, state="closed", closed_at=merged_at, merged=True,
+                       merged_at=merged_at)  # fmt: skip
+    await sender.send("pull_request", merged)
+    await sender.send("workflow_job", job("completed", "failure", "2019-05-15T15:27:00Z"))
+    row = await pr_row(db)
+    assert pipeline(row) == ("closed", "buildFailed", "pending", "merged", "merged")
+
+
 async def test_workflow_job_and_check_suite_link_by_sha(sender: Sender, db: Database) -> None:
     await sender.send("pull_request", opened())
     job = variant(load_fixture("workflow_job/in_progress.payload.json"),

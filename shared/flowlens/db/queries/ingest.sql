@@ -129,8 +129,9 @@ FROM (SELECT DISTINCT repository FROM c) AS r
 WHERE %(notify)s::boolean;
 
 -- name: prs_by_head_sha
+-- Closed and merged PRs too: a build that ends after the merge still ends for its PR.
 SELECT number FROM pull_requests
-WHERE repository_id = %(repository_id)s AND head_sha = %(sha)s AND state = 'open';
+WHERE repository_id = %(repository_id)s AND head_sha = %(sha)s;
 
 -- name: pr_checks
 -- plan: per call
