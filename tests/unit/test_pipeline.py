@@ -51,6 +51,7 @@ def test_approval_aggregate() -> None:
         ("completed", "timed_out", "failed"), ("in_progress", None, "running"),
         ("queued", None, "queued"), ("waiting", None, "queued"), ("requested", None, "queued"),
         ("success", None, "success"), ("failure", None, "failed"), ("pending", None, "queued"),
+        ("completed", "action_required", "queued"),
     ],
 )  # fmt: skip
 def test_build_status_mapping(status: str, conclusion: str | None, expected: str) -> None:

@@ -183,7 +183,9 @@ _CONCLUSION = {
     "failure": "failed",
     "cancelled": "failed",
     "timed_out": "failed",
-    "action_required": "failed",
+    # A fork's run waiting for a maintainer's approval: GitHub shows it as waiting, not failed
+    # (approved, the same run goes on with a newer timestamp).
+    "action_required": "queued",
     "startup_failure": "failed",
     "stale": "failed",
     "error": "failed",
