@@ -436,6 +436,10 @@ async def test_a_commit_status_lasts_from_its_first_pending_state(
                              "duration_seconds": None}  # fmt: skip
     await sender.send("status", status("failure", "2019-05-15T15:42:00Z"))
     assert (await build())["duration_seconds"] == 120.0
+    # A new state without a pending one before it: when that run started is not known.
+    await sender.send("status", status("error", "2019-05-15T15:50:00Z"))
+    assert (await build())["finished_at"] == at(50)
+    assert (await build())["duration_seconds"] is None
 
 
 async def test_ci_report_without_times_never_moves_a_build_back(

@@ -26,10 +26,12 @@ MAX_BYTES = 8 * 1024 * 1024
 # flushes).
 LINGER = 0.002
 RECENT = 0.1
-# Seconds after its arrival a delivery may still wait for a database connection. A batch waits
-# as long as its oldest delivery has left, so deliveries queued behind a batch that waited for
-# a database that is down do not each wait the whole pool timeout again (GitHub gives up after
-# 10 s). Only the wait for a connection is bounded: once a transaction has begun, cutting it
+# Seconds after its arrival a delivery may still wait for a database connection once a
+# transaction has found the database unavailable (and none has succeeded since). Deliveries
+# queued behind a batch that waited for a database that is down then do not each wait the
+# whole pool timeout again (GitHub gives up after 10 s). While the database answers, a batch
+# waits the pool's whole timeout, however long it queued: a new connection may take a while
+# to open. Only the wait for a connection is bounded: once a transaction has begun, cutting it
 # short could answer 503 for a COMMIT that lands.
 CHECKOUT_BUDGET = 5.0
 # A batch whose budget is spent still takes a connection that is ready (the pool refuses any
@@ -44,8 +46,8 @@ class Batcher:
     transaction. One that finds a free slot starts a transaction at once, unless the last one
     held several and ended RECENT ago or less: then it lingers for company (LINGER). Each
     delivery's answer comes after the commit that holds it, so a 2xx still means durable.
-    A transaction waits for a connection only as long as its oldest delivery's
-    CHECKOUT_BUDGET has left.
+    After a transaction found the database unavailable, the next waits for a connection only
+    as long as its oldest delivery's CHECKOUT_BUDGET has left.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class Batcher:
         self.recent = recent
         self.checkout_budget = checkout_budget
         self.lingered = 0  # transactions that waited for company
+        self._down = False  # the last transaction found the database unavailable
         self._last_size = 0  # deliveries in the transaction started last
         self._last_end = float("-inf")  # when a transaction ended last (event loop time)
         self._gathered: asyncio.Event | None = None  # set when a lingering batch is full
@@ -123,8 +126,10 @@ class Batcher:
                 size += len(item.raw_json)
             if batch:
                 self._last_size = len(batch)
-                waited = asyncio.get_running_loop().time() - oldest
-                checkout = max(MIN_CHECKOUT, self.checkout_budget - waited)
+                checkout = None  # the pool's timeout
+                if self._down:
+                    waited = asyncio.get_running_loop().time() - oldest
+                    checkout = max(MIN_CHECKOUT, self.checkout_budget - waited)
                 self._spawn(self._run(batch, checkout))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -150,7 +155,7 @@ class Batcher:
         self._start()
 
     async def _run(
-        self, batch: list[tuple[Item, asyncio.Future[Outcome]]], checkout: float
+        self, batch: list[tuple[Item, asyncio.Future[Outcome]]], checkout: float | None
     ) -> None:
         items = [item for item, _ in batch]
         self.transactions += 1
@@ -160,6 +165,7 @@ class Batcher:
                 self.db, items, notify=self.notify, checkout=checkout
             )
         except DatabaseUnavailable as exc:
+            self._down = True
             for _, future in batch:
                 _fail(future, exc)
             return
@@ -179,6 +185,7 @@ class Batcher:
                 except Exception as alone:
                     _fail(future, alone)
             return
+        self._down = False
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             _resolve(future, outcome)
 

@@ -185,15 +185,18 @@ ON CONFLICT (repository_id, provider, external_id) DO UPDATE SET
                       THEN COALESCE(builds.started_at, EXCLUDED.started_at)
                       ELSE COALESCE(EXCLUDED.started_at, builds.started_at) END,
     -- A re-run (same id, newer, not finished) clears the old finish; a finished report
-    -- without its own times keeps what is known, and without its own start takes the stored
-    -- one for its duration.
+    -- without its own times keeps what is known, and one without its own start that ends a
+    -- run under way measures from that run's start.
     finished_at = CASE WHEN EXCLUDED.status IN ('queued', 'running') THEN NULL
                        ELSE COALESCE(EXCLUDED.finished_at, builds.finished_at) END,
-    duration_seconds = CASE WHEN EXCLUDED.status IN ('queued', 'running') THEN NULL
-                            ELSE COALESCE(EXCLUDED.duration_seconds,
-                                          GREATEST(0, EXTRACT(EPOCH FROM EXCLUDED.finished_at
-                                                                  - builds.started_at))::float8,
-                                          builds.duration_seconds) END,
+    duration_seconds = CASE
+        WHEN EXCLUDED.status IN ('queued', 'running') THEN NULL
+        WHEN EXCLUDED.duration_seconds IS NOT NULL THEN EXCLUDED.duration_seconds
+        WHEN builds.status IN ('queued', 'running')
+            THEN GREATEST(0, EXTRACT(EPOCH FROM EXCLUDED.finished_at - builds.started_at))::float8
+        WHEN EXCLUDED.started_at IS NULL AND EXCLUDED.finished_at IS NULL
+            THEN builds.duration_seconds
+        END,
     source_updated_at = COALESCE(EXCLUDED.source_updated_at, builds.source_updated_at),
     updated_at = now()
 WHERE EXCLUDED.source_updated_at > builds.source_updated_at
