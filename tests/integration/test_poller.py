@@ -149,6 +149,28 @@ async def test_two_pollers_over_500_events_analyse_each_head_exactly_once(
             assert sha in [r["commit_sha"] for r in rows]
 
 
+async def test_a_head_back_on_an_analysed_commit_shows_that_commits_insight(
+    db: Database,
+) -> None:
+    """A force-push back to a commit analysed before costs no new call, and its insight (and
+    risk) is the PR's latest again, announced on the feed."""
+    a, b = "a" * 40, "b" * 40
+    analyser = CountingAnalyser()
+    poller = Poller(db, settings(), analyser)
+    for n, (sha, action) in enumerate(((a, "opened"), (b, "synchronize"), (a, "synchronize"))):
+        await deliver(db, "pull_request", pr_delivery(5, sha, action, n), f"back-{n}")
+        await poller.scan_once()
+    assert sum(analyser.calls.values()) == 2  # a and b, once each
+    async with db.transaction() as tx:
+        pr = await tx.one("pull_request_by_number", repository=REPO, number=5)
+        feed = await tx.all("change_feed_for", repository=REPO, number=5)
+    assert pr is not None and pr["head_sha"] == a
+    assert pr["latest_insight"]["commit_sha"] == a
+    last = feed[-1]["payload"]["data"]
+    assert last["ai_insight"]["commit_sha"] == a and last["pull_request"]["commitSha"] == a
+    assert last["pull_request"]["riskLevel"] == pr["risk_level"]
+
+
 async def test_failed_analysis_retries_then_fails_then_can_be_requeued(
     db: Database, dsn: str
 ) -> None:

@@ -16,7 +16,7 @@ import httpx
 from psycopg.types.json import Jsonb
 
 from flowlens import logs, serialize
-from flowlens.db import Database
+from flowlens.db import Database, Tx
 from flowlens.ingest.store import retrying, save_pr
 from flowlens.insights.github_files import GitHubError
 from flowlens.insights.models import Analyser, AnalysisError, ChangeContext, FileChange, Insight
@@ -135,11 +135,14 @@ class Poller:
                     await tx.execute("mark_processed", ids=ids, owner=self.owner)
                     summary.skipped += len(ids)
                     return summary
-                exists = await tx.one(
-                    "insight_exists", repository_id=pr["repository_id"], pr_number=number,
+                known = await tx.one(
+                    "insight_for_commit", repository_id=pr["repository_id"], pr_number=number,
                     commit_sha=pr["head_sha"],
                 )  # fmt: skip
-                if exists:
+                if known:
+                    # Analysed before (the head went back to it): no new call, but it is the
+                    # head's insight again.
+                    await self._make_latest(tx, pr, known, [])
                     await tx.execute("mark_processed", ids=ids, owner=self.owner)
                     summary.skipped += len(ids)
                     return summary
@@ -262,21 +265,29 @@ class Poller:
                 model=insight.model,
             )
             if row is not None:
-                locked = await tx.one("lock_pull_request_by_id", id=pr["id"])
-                assert locked is not None
-                new = dict(locked)
-                # A newer head may have arrived meanwhile: only the head's insight is "latest".
-                if locked["head_sha"] == row["commit_sha"]:
-                    new["latest_insight"] = serialize.insight_snapshot(row)
-                    new["risk_level"] = row["risk_level"]
-                    if files:
-                        new["files_changed"] = [f.path for f in files]
-                await save_pr(
-                    tx, locked, new, pr["repository"], source="insight", delivery_id=None,
-                    notify=self.settings.feed_notify, kind="insight",
-                )  # fmt: skip
+                await self._make_latest(tx, pr, row, files)
             await tx.execute("mark_processed", ids=ids, owner=self.owner)
             return row is not None
+
+    async def _make_latest(
+        self, tx: Tx, pr: dict[str, Any], insight: dict[str, Any], files: list[FileChange]
+    ) -> None:
+        """Show an insight as the PR's latest (and its risk) if its commit is still the head;
+        a visible change reaches the feed."""
+        locked = await tx.one("lock_pull_request_by_id", id=pr["id"])
+        assert locked is not None
+        # A newer head may have arrived meanwhile: only the head's insight is "latest".
+        if locked["head_sha"] != insight["commit_sha"]:
+            return
+        new = dict(locked)
+        new["latest_insight"] = serialize.insight_snapshot(insight)
+        new["risk_level"] = insight["risk_level"]
+        if files:
+            new["files_changed"] = [f.path for f in files]
+        await save_pr(
+            tx, locked, new, pr["repository"], source="insight", delivery_id=None,
+            notify=self.settings.feed_notify, kind="insight",
+        )  # fmt: skip
 
     async def run(self, budget_seconds: float, *, stop: asyncio.Event | None = None) -> Summary:
         """Scan every POLL_INTERVAL_SECONDS until the budget is spent (or stop is set)."""

@@ -59,8 +59,8 @@ WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
 UPDATE pull_requests SET analysis_owner = NULL, analysis_leased_until = NULL
 WHERE id = %(id)s AND analysis_owner = %(owner)s;
 
--- name: insight_exists
-SELECT id FROM insights
+-- name: insight_for_commit
+SELECT * FROM insights
 WHERE repository_id = %(repository_id)s AND pr_number = %(pr_number)s
   AND commit_sha = %(commit_sha)s;
 
