@@ -306,6 +306,90 @@ async def test_function_returns_json_summary(db: Database, dsn: str, monkeypatch
     assert rows[0]["model"] == "heuristic"
 
 
+async def test_no_ai_call_starts_after_the_budget(db: Database) -> None:
+    """Calls queued for an AI slot when the budget ends are given back, attempts refunded,
+    for the next invocation (which analyses them)."""
+    for n in range(4):
+        await deliver(db, "pull_request", pr_delivery(40 + n, f"{n:040x}", "opened", n), f"q-{n}")
+    slow = CountingAnalyser(delay=1.0)
+    # One slot: calls start at about 0 s and 1 s; the next two would start past 1.5 s.
+    poller = Poller(db, settings(ai_concurrency=1), slow)
+    first = await poller.run(1.5)
+    assert (first.ai_calls, first.insights, first.deferred) == (2, 2, 2), first
+    async with db.transaction() as tx:
+        rows = [await tx.one("raw_event_by_delivery", delivery_id=f"q-{n}") for n in range(4)]
+    waiting = [r for r in rows if r is not None and not r["processed"]]
+    assert len(waiting) == 2 and all(r["attempts"] == 0 for r in waiting)
+    second = await Poller(db, settings(), CountingAnalyser()).run(0.0)
+    assert second.insights == 2 and await pending(db) == 0
+
+
+async def test_a_call_under_way_is_given_up_after_the_overrun(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An invocation ends within its budget plus OVERRUN_SECONDS (kept below the function's
+    timeout), whatever the AI does; the events go back for the next one."""
+    import time
+
+    from flowlens.poller import worker
+
+    monkeypatch.setattr(worker, "OVERRUN_SECONDS", 0.3)
+    await deliver(db, "pull_request", pr_delivery(50, "5" * 40, "opened", 0), "hangs")
+    started = time.monotonic()
+    summary = await Poller(db, settings(), CountingAnalyser(delay=30)).run(0.2)
+    # A loose bound: the call would take 30 s.
+    assert time.monotonic() - started < 10
+    assert (summary.ai_calls, summary.insights, summary.deferred) == (1, 0, 1)
+    async with db.transaction() as tx:
+        row = await tx.one("raw_event_by_delivery", delivery_id="hangs")
+    assert row is not None and not row["processed"] and row["attempts"] == 0
+
+
+async def test_overlapping_invocations_of_one_process_never_analyse_a_commit_twice(
+    db: Database, dsn: str
+) -> None:
+    """Cloud Scheduler is at-least-once and a request past its timeout goes on: the next
+    invocation in the same process has a lease owner of its own, so it waits for the PR's
+    lease instead of analysing the same commit again."""
+    from flowlens.poller.service import PollerService
+
+    service = PollerService(settings(database_url=dsn, github_api_url=""))
+    slow = CountingAnalyser(delay=1.0)
+    service.analyser = slow
+    try:
+        await deliver(db, "pull_request", pr_delivery(60, "6" * 40, "opened", 0), "o-1")
+        first = asyncio.create_task(service.invoke(budget_seconds=0.5))
+        while not slow.calls:
+            await asyncio.sleep(0.02)
+        # A new event for the same commit, claimed by the second invocation meanwhile.
+        await deliver(db, "pull_request", pr_delivery(60, "6" * 40, "edited", 1), "o-2")
+        second = await service.invoke(budget_seconds=2.0)
+        await first
+    finally:
+        await service.close()
+    assert sum(slow.calls.values()) == 1
+    assert second["events"] >= 1 and await pending(db) == 0
+
+
+async def test_a_new_event_is_not_given_up_with_an_old_one(db: Database, dsn: str) -> None:
+    """Each event keeps its own attempts: one failure gives up only the events that used
+    theirs, and a PR's new event gets its full retries."""
+    import psycopg
+
+    await deliver(db, "pull_request", pr_delivery(70, "1" * 40, "opened", 0), "old")
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("UPDATE raw_events SET attempts = 4 WHERE delivery_id = 'old'")
+    await deliver(db, "pull_request", pr_delivery(70, "2" * 40, "synchronize", 1), "new")
+    failing = CountingAnalyser(fail="gemini: 503 UNAVAILABLE")
+    summary = await Poller(db, settings(max_attempts=5), failing).scan_once()
+    assert (summary.failures, summary.retries) == (1, 1)
+    async with db.transaction() as tx:
+        old = await tx.one("raw_event_by_delivery", delivery_id="old")
+        new = await tx.one("raw_event_by_delivery", delivery_id="new")
+    assert old is not None and old["failed"]
+    assert new is not None and not new["failed"] and new["attempts"] == 1
+
+
 @pytest.mark.parametrize("budget", [0.0])
 async def test_budget_zero_is_one_scan(db: Database, budget: float) -> None:
     summary = await Poller(db, settings(), CountingAnalyser()).run(budget)

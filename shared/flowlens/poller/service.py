@@ -34,11 +34,17 @@ class PollerService:
                 settings.secret("github_token"),
                 patch_max_bytes=settings.github_patch_max_bytes,
             )
-        self.poller = Poller(self.db, settings, self.analyser, self.files)
+        # AI_CONCURRENCY holds for the whole process, overlapping invocations included.
+        self.ai_slots = asyncio.Semaphore(settings.ai_concurrency)
+        self.poller = self.new_poller()
         log.info("analyser: %s", getattr(self.analyser, "name", type(self.analyser).__name__))
         # Extra duties beside event processing; each is off unless configured.
         self.alerts = _alert_dispatcher(self.db, settings)
         self.sync = _sync_scheduler(self.db, settings)
+
+    def new_poller(self) -> Poller:
+        """A Poller with a lease owner of its own."""
+        return Poller(self.db, self.settings, self.analyser, self.files, ai_slots=self.ai_slots)
 
     async def _duties(self, budget: float | None, stop: asyncio.Event | None) -> dict[str, Any]:
         """Run the alert pass and the scheduled sync until budget/stop; their summaries."""
@@ -65,7 +71,11 @@ class PollerService:
     async def invoke(self, budget_seconds: float | None = None) -> dict[str, Any]:
         """One Cloud Scheduler invocation: scan until the budget is spent; a JSON summary."""
         budget = self.settings.poll_budget_seconds if budget_seconds is None else budget_seconds
-        summary, extra = await asyncio.gather(self.poller.run(budget), self._duties(budget, None))
+        # Its own lease owner: an invocation still running when the next one arrives (Cloud
+        # Scheduler is at-least-once; a request past its timeout goes on) must not pass the
+        # other's lease checks, or both would analyse the same commit.
+        poller = self.new_poller()
+        summary, extra = await asyncio.gather(poller.run(budget), self._duties(budget, None))
         result: dict[str, Any] = summary.as_dict()
         result.update(extra)
         log.info("invocation done: %s", result)

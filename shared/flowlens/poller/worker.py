@@ -26,6 +26,10 @@ from flowlens.settings import Settings
 log = logging.getLogger("flowlens.poller")
 
 FEED_KEEP_SECONDS = 3600.0
+# After an invocation's budget no AI call starts (its events go back to the queue for the next
+# invocation); one under way may go on this much longer, then it is given up and its events go
+# back too. Terraform keeps the function's timeout more than 30 s above the budget.
+OVERRUN_SECONDS = 25.0
 
 
 class FilesSource(Protocol):
@@ -45,11 +49,13 @@ class Summary:
     failures: int = 0
     retries: int = 0
     skipped: int = 0
+    deferred: int = 0  # events given back at the end of the budget, for the next invocation
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: Summary) -> None:
-        for name in ("scans", "events", "insights", "ai_calls", "failures", "retries", "skipped"):
+        for name in ("scans", "events", "insights", "ai_calls", "failures", "retries", "skipped",
+                     "deferred"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
 
@@ -70,13 +76,15 @@ class Poller:
         files: FilesSource | None = None,
         *,
         owner: str | None = None,
+        ai_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.analyser = analyser
         self.files = files
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
-        self._ai_slots = asyncio.Semaphore(settings.ai_concurrency)
+        self._ai_slots = ai_slots or asyncio.Semaphore(settings.ai_concurrency)
+        self._deadline: float | None = None  # while run() goes: when its budget ends
 
     async def scan_once(self) -> Summary:
         """Claim one batch, finish it, and say what happened."""
@@ -190,6 +198,8 @@ class Poller:
         ids = [e["id"] for e in events]
         sha = pr["head_sha"]
         with logs.bind(sha=sha[:12]):
+            if self._spent():
+                return await self._defer(ids, summary)
             files = await self._files(pr)
             ctx = ChangeContext(
                 repository=pr["repository"],
@@ -205,17 +215,36 @@ class Poller:
                 additions=pr["additions"] or 0,
                 deletions=pr["deletions"] or 0,
             )
+            limit: asyncio.Timeout | None = None
             try:
                 async with self._ai_slots:
+                    if self._spent():  # the budget ran out while waiting for a slot
+                        return await self._defer(ids, summary)
                     summary.ai_calls += 1
-                    insight = await self.analyser.analyse(ctx)
+                    cutoff = None if self._deadline is None else self._deadline + OVERRUN_SECONDS
+                    async with asyncio.timeout_at(_loop_time(cutoff)) as limit:
+                        insight = await self.analyser.analyse(ctx)
             except AnalysisError as exc:
                 await self._failed(events, str(exc), exc.retryable, summary)
                 return summary
+            except TimeoutError:
+                if limit is None or not limit.expired():
+                    raise
+                log.warning("analysis given up %.0fs after the budget", OVERRUN_SECONDS)
+                return await self._defer(ids, summary)
             stored = await retrying(self._store, pr, insight, files, ids)
             summary.insights += int(stored)
             log.info("insight %s (%s) for %s", insight.risk_level, insight.model, sha[:12])
             return summary
+
+    def _spent(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    async def _defer(self, ids: list[int], summary: Summary) -> Summary:
+        """Give events back for the next invocation, without counting an attempt."""
+        await self._release(ids, 0.0, None, refund=1)
+        summary.deferred += len(ids)
+        return summary
 
     async def _files(self, pr: dict[str, Any]) -> list[FileChange]:
         if self.files is None:
@@ -230,21 +259,28 @@ class Poller:
     async def _failed(
         self, events: list[dict[str, Any]], error: str, retryable: bool, summary: Summary
     ) -> None:
-        ids = [e["id"] for e in events]
-        attempts = max(e["attempts"] for e in events)
         summary.errors.append(error[:300])
-        if retryable and attempts < self.settings.max_attempts:
+        # Each event by its own attempts: a new event is not given up with an old one.
+        spent = [e for e in events if not retryable or e["attempts"] >= self.settings.max_attempts]
+        given_up = {e["id"] for e in spent}
+        again = [e for e in events if e["id"] not in given_up]
+        if again:
+            attempts = max(e["attempts"] for e in again)
             delay = min(300.0, 2.0**attempts) * (0.5 + random.random())
-            await self._release(ids, delay, error[:2000], refund=0)
-            summary.retries += len(ids)
+            await self._release([e["id"] for e in again], delay, error[:2000], refund=0)
+            summary.retries += len(again)
             log.warning(
                 "analysis failed (attempt %d), retrying in %.0fs: %s", attempts, delay, error
             )
-            return
-        async with self.db.transaction() as tx:
-            await tx.execute("fail_events", ids=ids, owner=self.owner, error=error[:2000])
-        summary.failures += len(ids)
-        log.error("analysis failed for good after %d attempt(s): %s", attempts, error)
+        if spent:
+            ids = [e["id"] for e in spent]
+            async with self.db.transaction() as tx:
+                await tx.execute("fail_events", ids=ids, owner=self.owner, error=error[:2000])
+            summary.failures += len(spent)
+            log.error(
+                "analysis failed for good after %d attempt(s): %s",
+                max(e["attempts"] for e in spent), error,
+            )  # fmt: skip
 
     async def _store(
         self, pr: dict[str, Any], insight: Insight, files: list[FileChange], ids: list[int]
@@ -290,8 +326,21 @@ class Poller:
         )  # fmt: skip
 
     async def run(self, budget_seconds: float, *, stop: asyncio.Event | None = None) -> Summary:
-        """Scan every POLL_INTERVAL_SECONDS until the budget is spent (or stop is set)."""
+        """Scan every POLL_INTERVAL_SECONDS until the budget is spent (or stop is set).
+
+        No AI call starts after the budget (OVERRUN_SECONDS for one under way); a budget of 0
+        is one scan, done in full.
+        """
         started = time.monotonic()
+        # A budget of 0 is one scan, done in full.
+        self._deadline = started + budget_seconds if budget_seconds > 0 else None
+        try:
+            return await self._run(started, budget_seconds, stop)
+        finally:
+            self._deadline = None
+
+    async def _run(self, started: float, budget_seconds: float, stop: asyncio.Event | None
+                   ) -> Summary:  # fmt: skip
         total = Summary()
         interval = self.settings.poll_interval_seconds
         await self.prune_feed()
@@ -320,3 +369,10 @@ class Poller:
         """Drop change-feed rows older than any reader's window."""
         async with self.db.transaction() as tx:
             await tx.execute("prune_change_feed", keep_seconds=FEED_KEEP_SECONDS)
+
+
+def _loop_time(deadline: float | None) -> float | None:
+    """A time.monotonic() deadline in the event loop's clock (asyncio.timeout_at)."""
+    if deadline is None:
+        return None
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
