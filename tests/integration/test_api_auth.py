@@ -94,6 +94,25 @@ async def test_cors_allows_only_the_configured_origins(dsn: str) -> None:
         assert bad.status_code == 400
 
 
+async def test_an_unexpected_error_is_a_500_a_browser_can_read(
+    dsn: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CORS headers on the 500 too: the dashboard can show the error, not a CORS failure."""
+    from flowlens import serialize
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    origin = "https://dash.example"
+    await deliver(db, "pull_request", opened(2))
+    monkeypatch.setattr(serialize, "pr_item", broken)
+    async with asgi_api(dsn, cors_origins=origin) as (_, client):
+        resp = await client.get("/api/prs", headers={"Origin": origin})
+    assert resp.status_code == 500
+    assert resp.json() == {"error": "internal server error"}
+    assert resp.headers["access-control-allow-origin"] == origin
+
+
 async def test_cors_preflight_needs_no_token(dsn: str) -> None:
     origin = "https://dash.example.com"
     async with asgi_api(dsn, cors_origins=origin, api_tokens=TOKENS) as (_, client):

@@ -141,6 +141,11 @@ async def test_pull_requests(dsn: str, db: Database) -> None:
         assert "limit" in error_of(await client.get("/api/prs?limit=0"), 422)
         assert "limit" in error_of(await client.get("/api/prs?limit=5000"), 422)
         assert "offset" in error_of(await client.get("/api/prs?offset=-1"), 422)
+        # Past what offset + limit can add up to in PostgreSQL: refused, not a 500.
+        for path in ("/api/prs", f"/api/prs?repo={REPO}", "/api/builds"):
+            sep = "&" if "?" in path else "?"
+            assert "offset" in error_of(await client.get(f"{path}{sep}offset=3000000000"), 422)
+            assert (await client.get(f"{path}{sep}offset=2000000000&limit=1000")).json() == []
         assert "limit" in error_of(await client.get("/api/prs?limit=ten"), 422)
 
 

@@ -146,3 +146,62 @@ def test_pr_update_schema_is_the_contract() -> None:
     fields = set(TypeAdapter(PrUpdate).json_schema()["$defs"]["PrUpdateData"]["properties"])
     assert fields == {"pr_number", "repository", "title", "updated_at", "version",
                       "pipeline_status", "ai_insight", "pull_request"}  # fmt: skip
+
+
+async def test_a_socket_opens_only_after_the_feed_readers_first_pass(
+    dsn: str, db: Database
+) -> None:
+    """A client loads REST once its socket opens. At start-up the reader's first pass takes
+    everything in the feed as history, so a socket opened before it could miss a change
+    committed between the client's load and that pass: it waits for the pass instead."""
+    from flowlens.api import create_app
+    from flowlens.api.server import serve
+    from tests.integration.test_api_support import api_settings
+
+    await deliver(db, "pull_request", opened(2))
+    app = create_app(api_settings(dsn))
+    tailer = services(app).tailer
+    first_pass = tailer.read_once
+    slow = asyncio.Event()
+
+    async def slow_first_pass() -> int:
+        if not slow.is_set():
+            slow.set()
+            await asyncio.sleep(1.0)  # a database slow at start-up
+        return await first_pass()
+
+    tailer.read_once = slow_first_pass  # type: ignore[method-assign]
+    async with serve(app) as base:
+        await slow.wait()
+        async with socket(ws_url(base, REPO)) as ws:
+            assert tailer.ready.is_set()
+            async with httpx.AsyncClient(base_url=base) as client:
+                assert (await client.get("/api/prs")).json()[0]["status"] == "pending"
+            await deliver(
+                db, "workflow_run", workflow_run("in_progress", None, "2019-05-15T15:21:00Z")
+            )
+            update = await next_update(ws)
+    assert update["data"]["pull_request"]["status"] == "building"
+
+
+async def test_a_socket_is_told_to_reconnect_while_the_feed_cannot_be_read(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    from flowlens.api import create_app, routes
+    from flowlens.api.server import serve
+    from flowlens.db import DatabaseUnavailable
+    from tests.integration.test_api_support import api_settings
+
+    monkeypatch.setattr(routes, "FEED_READY_TIMEOUT_SECONDS", 0.3)
+    app = create_app(api_settings(dsn))
+
+    async def down() -> int:
+        raise DatabaseUnavailable("down")
+
+    services(app).tailer.read_once = down  # type: ignore[method-assign]
+    async with serve(app) as base, socket(ws_url(base, REPO)) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowlens.api.feed import FeedTailer
 from flowlens.api.hub import Hub
@@ -62,6 +63,34 @@ async def _unexpected(_: Request, exc: Exception) -> Response:
     return error(500, "internal server error")
 
 
+class _Unexpected:
+    """Answers an unhandled error with the contract's 500 inside the CORS layer (Starlette's
+    own handler for Exception sits outside every middleware, so its 500 had no CORS headers
+    and a browser could not read it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:  # too late for another answer
+                raise
+            response = await _unexpected(Request(scope), exc)
+            await response(scope, receive, send)
+
+
 def create_app(settings: ApiSettings | None = None, *, database: Database | None = None) -> FastAPI:
     """A FastAPI app with its own pool, feed tailer and WebSocket hub."""
     settings = settings or ApiSettings.from_env()
@@ -101,6 +130,7 @@ def create_app(settings: ApiSettings | None = None, *, database: Database | None
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DatabaseUnavailable, _database_down)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(_Unexpected)  # added first: inside CORS
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 from flowlens import serialize
 from flowlens.api import auth
 from flowlens.api.feed import FeedTailer
-from flowlens.api.hub import CLOSE_POLICY, Hub, close_quietly
+from flowlens.api.hub import CLOSE_POLICY, CLOSE_SLOW, Hub, close_quietly
 from flowlens.api.schemas import (
     Build,
     Error,
@@ -29,6 +29,9 @@ from flowlens.settings import ApiSettings
 
 REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 HEALTH_TIMEOUT_SECONDS = 2.0
+# How long a new socket waits for the feed reader's first pass (a database slow or down at
+# start-up) before it is closed with 1013 (reconnect).
+FEED_READY_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass
@@ -78,7 +81,8 @@ RepoParam = Annotated[
     Query(description="Repository as owner/name; unknown repositories answer 404."),
 ]
 LimitParam = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
-OffsetParam = Annotated[int, Query(ge=0, description="Items to skip.")]
+# Bounded so that offset + limit stays a PostgreSQL integer.
+OffsetParam = Annotated[int, Query(ge=0, le=2_000_000_000, description="Items to skip.")]
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=ERRORS)
 
@@ -251,7 +255,18 @@ async def healthz(request: Request) -> Response:
 async def websocket_endpoint(websocket: WebSocket) -> None:
     """/ws[?repo=owner/name...][&token=...]: pr_update messages from now on."""
     svc: Services = websocket.app.state.flowlens
-    # Accepted first, so that the client sees the 1008 close code rather than a bare 403.
+    # Not accepted before the feed reader's first pass: a client loads REST once its socket
+    # opens, and that pass takes everything already in the feed as history, so a change
+    # committed in between would reach neither.
+    try:
+        async with asyncio.timeout(FEED_READY_TIMEOUT_SECONDS):
+            await svc.tailer.ready.wait()
+    except TimeoutError:
+        await websocket.accept()
+        await close_quietly(websocket, CLOSE_SLOW, "change feed not ready; reconnect")
+        return
+    # Accepted before the checks, so that the client sees the 1008 close code rather than a
+    # bare 403.
     await websocket.accept()
     if not auth.allowed(websocket, svc.settings.api_token_list, query=True):
         await close_quietly(websocket, CLOSE_POLICY, "missing or invalid token")
