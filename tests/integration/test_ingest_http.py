@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -167,6 +168,18 @@ async def test_ci_path_requires_bearer(ingest_client: httpx.AsyncClient, counts)
     assert (await counts())["builds"] == 0
 
 
+async def report_build(
+    client: httpx.AsyncClient, db: Database, report: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """POST a CI report (202 expected); the builds of its repository."""
+    resp = await client.post(
+        "/api/webhook/github-actions", json=report, headers={"Authorization": f"Bearer {CI_KEY}"}
+    )
+    assert resp.status_code == 202, resp.text
+    async with db.transaction() as tx:
+        return await tx.all("builds_for_repository", repository=report["repository"])
+
+
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
@@ -183,12 +196,7 @@ async def test_ci_path_maps_status_and_duration(
         "branch": "main", "commitSha": "abc123", "startedAt": "2026-01-01T10:00:00Z",
         "finishedAt": "2026-01-01T10:01:30Z", "actor": "octocat",
     }  # fmt: skip
-    resp = await ingest_client.post(
-        "/api/webhook/github-actions", json=report, headers={"Authorization": f"Bearer {CI_KEY}"}
-    )
-    assert resp.status_code == 202, resp.text
-    async with db.transaction() as tx:
-        builds = await tx.all("builds_for_repository", repository="octo/app")
+    builds = await report_build(ingest_client, db, report)
     assert len(builds) == 1
     assert builds[0]["status"] == expected
     assert builds[0]["duration_seconds"] == 90.0
@@ -202,12 +210,7 @@ async def test_ci_path_reads_a_time_without_offset_as_utc(
         "repository": "octo/app", "runId": "78", "status": "success",
         "startedAt": "2026-01-01T10:00:00", "finishedAt": "2026-01-01T10:01:30Z",
     }  # fmt: skip
-    resp = await ingest_client.post(
-        "/api/webhook/github-actions", json=report, headers={"Authorization": f"Bearer {CI_KEY}"}
-    )
-    assert resp.status_code == 202, resp.text
-    async with db.transaction() as tx:
-        builds = await tx.all("builds_for_repository", repository="octo/app")
+    builds = await report_build(ingest_client, db, report)
     assert [b["duration_seconds"] for b in builds] == [90.0]
     assert builds[0]["started_at"].isoformat() == "2026-01-01T10:00:00+00:00"
 
