@@ -20,6 +20,8 @@ log = logging.getLogger("flowlens.sync")
 
 REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 PER_PAGE = 100
+# What GitHub answers for a list the token may not read (404 for a private repository's).
+FORBIDDEN = (403, 404)
 
 Progress = Callable[[str], None]
 
@@ -40,6 +42,7 @@ class SyncResult:
     requests: int = 0
     not_modified: int = 0
     error: str | None = None
+    runs_skipped: str | None = None  # why workflow runs could not be listed (PRs still were)
     prs_cursor: datetime | None = None
     runs_cursor: datetime | None = None
 
@@ -52,6 +55,8 @@ class SyncResult:
     def line(self) -> str:
         """One human line for the CLI."""
         state = "done" if self.complete else f"incomplete: {self.error}"
+        if self.runs_skipped:
+            state += f" (workflow runs skipped: {self.runs_skipped})"
         return (
             f"{self.repository}: {state}; {self.pull_requests} pull request(s) in window, "
             f"{self.pull_requests_synced} synced, {self.reviews} review(s), {self.runs} run(s); "
@@ -98,7 +103,16 @@ class RepositorySync:
             self._repo = repo
             # Runs first: a pull request written afterwards derives its build state from every
             # build of its head, whatever order GitHub would have delivered them in.
-            await self._runs(runs_since)
+            try:
+                await self._runs(runs_since)
+            except SyncError as exc:
+                if exc.status not in FORBIDDEN:
+                    raise
+                # A token that may read pull requests but not Actions (a fine-grained token
+                # without actions:read): pull requests and reviews still sync.
+                self.result.runs_skipped = str(exc)
+                log.warning("%s: workflow runs not synced: %s", self.repository, exc)
+                self.progress(f"{self.repository}: workflow runs skipped: {exc}")
             await self._pulls(prs_since)
             self.result.complete = True
         except SyncError as exc:

@@ -51,10 +51,15 @@ async def sync_once(
     repository: str,
     *,
     since_days: float,
+    window_days: float | None = None,
     progress: Progress | None = None,
     notify: bool = True,
 ) -> SyncResult:
-    """`flowlens sync owner/repo --since DAYS`: the whole window, outside the schedule."""
+    """`flowlens sync owner/repo --since DAYS`: the whole window, outside the schedule.
+
+    `window_days` is the schedule's window (SYNC_SINCE_DAYS): a run that reaches back at least
+    as far may give the schedule its first cursors, so its first run need not list it all again.
+    """
     check_repository(repository)
     since = datetime.now(UTC) - timedelta(days=since_days)
     async with db.transaction() as tx:
@@ -66,7 +71,10 @@ async def sync_once(
     except SyncError as exc:
         await _fail(db, repository, owner="", error=str(exc), schedule=False, next_in=0.0)
         raise
-    await _finish(db, repository, "", result, since, since, schedule=False, next_in=0.0)
+    covered = window_days is not None and since_days >= window_days
+    await _finish(
+        db, repository, "", result, since, since, schedule=False, next_in=0.0, covered=covered
+    )
     return result
 
 
@@ -80,6 +88,7 @@ async def _finish(
     *,
     schedule: bool,
     next_in: float,
+    covered: bool,
 ) -> None:
     async with db.transaction() as tx:
         await tx.execute(
@@ -87,6 +96,7 @@ async def _finish(
             repository=repository,
             owner=owner,
             schedule=schedule,
+            covered=covered,
             next_in_seconds=next_in,
             prs_cursor=result.prs_cursor,
             prs_from=prs_from,
@@ -255,6 +265,7 @@ class SyncScheduler:
             runs_since,
             schedule=True,
             next_in=self.next_interval(),
+            covered=True,
         )
         log.info("sync of %s: %s", repository, result.line(), extra={"repository": repository})
         return result

@@ -31,7 +31,8 @@ RETURNING *;
 
 -- name: sync_finish
 -- Cursors move forward only, and only when this walk reached back to where the last one ended
--- (a short one-off `--since 1` must not make the schedule skip older changes).
+-- (a short one-off `--since 1` must not make the schedule skip older changes). A cursor that
+-- was never set is set only by a walk that covered the schedule's whole window (`covered`).
 UPDATE sync_state SET
     leased_until = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE leased_until END,
     lease_owner = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE lease_owner END,
@@ -40,12 +41,16 @@ UPDATE sync_state SET
                        ELSE next_run_at END,
     prs_cursor = CASE
         WHEN %(prs_cursor)s::timestamptz IS NULL THEN prs_cursor
-        WHEN prs_cursor IS NULL OR %(prs_from)s::timestamptz <= prs_cursor
+        WHEN prs_cursor IS NULL
+            THEN CASE WHEN %(covered)s::bool THEN %(prs_cursor)s::timestamptz END
+        WHEN %(prs_from)s::timestamptz <= prs_cursor
             THEN GREATEST(prs_cursor, %(prs_cursor)s::timestamptz)
         ELSE prs_cursor END,
     runs_cursor = CASE
         WHEN %(runs_cursor)s::timestamptz IS NULL THEN runs_cursor
-        WHEN runs_cursor IS NULL OR %(runs_from)s::timestamptz <= runs_cursor
+        WHEN runs_cursor IS NULL
+            THEN CASE WHEN %(covered)s::bool THEN %(runs_cursor)s::timestamptz END
+        WHEN %(runs_from)s::timestamptz <= runs_cursor
             THEN GREATEST(runs_cursor, %(runs_cursor)s::timestamptz)
         ELSE runs_cursor END,
     last_finished_at = now(),
