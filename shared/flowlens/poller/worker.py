@@ -343,7 +343,11 @@ class Poller:
                    ) -> Summary:  # fmt: skip
         total = Summary()
         interval = self.settings.poll_interval_seconds
-        await self.prune_feed()
+        try:
+            await self.prune_feed()
+        except Exception as exc:  # housekeeping: never what stops the scans
+            log.exception("pruning the change feed failed")
+            total.errors.append(f"prune failed: {exc}"[:300])
         while True:
             scan_started = time.monotonic()
             backlog = False
