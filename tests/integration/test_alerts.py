@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from flowlens.alerts import AlertConfig, AlertDispatcher, build_channels
+from flowlens.alerts.dispatch import AlertSummary
 from flowlens.db import Database
 from flowlens.ingest.store import record_delivery
 from flowlens.insights.models import ChangeContext, Insight
@@ -348,6 +349,52 @@ async def test_two_dispatchers_at_once_send_each_alert_once(
             await second.aclose()
     assert fake.attempts == 10 and len(fake.posts) == 10
     assert all(r["status"] == "sent" and r["attempts"] == 1 for r in await history(db))
+
+
+class SlowChannel:
+    """A channel whose sends take a while; what it sent, in order."""
+
+    name = "slack"
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.sent: list[str] = []
+
+    async def send(self, alert: Any) -> None:
+        await asyncio.sleep(self.delay)
+        self.sent.append(alert.text())  # each build's facts differ (its run, its link)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_claim_whose_lease_ended_while_it_waited_for_a_slot_is_not_sent_twice(
+    db: Database, world: GitHubWorld
+) -> None:
+    """Sends wait for one of a few slots, and a lease can end meanwhile: a second pass then
+    claims the alert. The first renews its claim before sending and leaves the alert to the
+    second; outcomes are recorded only by the latest claim."""
+    for run_id in range(800, 804):
+        await failed_build(db, world, run_id=run_id)
+    s = settings(alert_channels="slack", alert_slack_webhook_url="http://unused/")
+    config = AlertConfig.from_settings(s)
+    channel = SlowChannel(1.0)
+    first, second = (
+        AlertDispatcher(db, config, [channel], concurrency=1, jitter=lambda: 1.0) for _ in range(2)
+    )
+    # Scaled down: 1 s sends one at a time under a 1.5 s lease (60 s by default). The first
+    # pass claims all four at 0 s and sends two; the leases of the other two end at 1.5 s, the
+    # second pass claims them at 1.75 s, and the first reaches them at 2 s.
+    first.lease_seconds = second.lease_seconds = 1.5
+
+    async def second_pass_later() -> AlertSummary:
+        await asyncio.sleep(1.75)
+        return await second.pass_once()
+
+    one, two = await asyncio.gather(first.pass_once(), second_pass_later())
+    assert len(set(channel.sent)) == len(channel.sent) == 4
+    assert (one.sent, one.skipped, two.sent) == (2, 2, 2)
+    assert all(r["status"] == "sent" for r in await history(db))
 
 
 class HighRisk:

@@ -35,10 +35,11 @@ class AlertSummary:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    skipped: int = 0  # claims another pass took over while they waited for a slot
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: AlertSummary) -> None:
-        for name in ("passes", "enqueued", "sent", "retried", "failed"):
+        for name in ("passes", "enqueued", "sent", "retried", "failed", "skipped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
 
@@ -137,17 +138,23 @@ class AlertDispatcher:
     async def _deliver(
         self, claim: dict[str, Any], alerts: dict[tuple[str, int], Alert]
     ) -> tuple[str, str | None]:
-        """Send one claimed alert and record what happened: (sent|retried|failed, error)."""
+        """Send one claimed alert and record what happened: (sent|retried|failed|skipped,
+        error)."""
         alert = alerts.get((claim["subject_kind"], claim["subject_id"]))
         channel = self.channels.get(claim["channel"])
         where = f"{claim['channel']} {claim['subject_kind']}:{claim['subject_id']}"
+        mine = {"id": claim["id"], "attempts": claim["attempts"]}
         if alert is None or channel is None:
             error = "subject no longer exists" if alert is None else "channel not configured"
-            await self._record("alert_failed", id=claim["id"], error=error)
+            await self._record("alert_failed", **mine, error=error)
             return "failed", f"{where}: {error}"
         hint: float | None = None
         try:
             async with self._slots:
+                async with self.db.transaction() as tx:
+                    renewed = await tx.one("alert_renew", **mine, lease_seconds=self.lease_seconds)
+                if renewed is None:  # claimed again by another pass while this one waited
+                    return "skipped", None
                 await asyncio.wait_for(channel.send(alert), timeout=self.send_timeout)
         except ChannelError as exc:
             error, permanent, hint = str(exc), exc.permanent, exc.retry_after
@@ -157,16 +164,16 @@ class AlertDispatcher:
             log.exception("alert channel %s raised", claim["channel"])
             error, permanent = f"{claim['channel']}: {type(exc).__name__}: {exc}"[:300], False
         else:
-            await self._record("alert_sent", id=claim["id"])
+            await self._record("alert_sent", **mine)
             log.info("alert sent: %s", where, extra={"repository": alert.repository})
             return "sent", None
         attempts = int(claim["attempts"])
         if permanent or attempts >= self.config.max_attempts:
-            await self._record("alert_failed", id=claim["id"], error=error)
+            await self._record("alert_failed", **mine, error=error)
             log.error("alert failed for good (%d attempts): %s: %s", attempts, where, error)
             return "failed", f"{where}: {error}"
         delay = self.retry_delay(attempts, hint)
-        await self._record("alert_retry", id=claim["id"], error=error, delay_seconds=delay)
+        await self._record("alert_retry", **mine, error=error, delay_seconds=delay)
         log.warning("alert send failed, retry in %.0fs: %s: %s", delay, where, error)
         return "retried", f"{where}: {error}"
 

@@ -50,19 +50,29 @@ WHERE id IN (
 )
 RETURNING id, subject_kind, subject_id, channel, attempts;
 
+-- name: alert_renew
+-- The claim again, just before its send (a claim that waited for a free slot may have seen its
+-- lease end and another pass claim the alert): only while no other claim came since (its
+-- attempts are still this claim's).
+UPDATE alert_history
+SET next_attempt_at = now() + make_interval(secs => %(lease_seconds)s::float8)
+WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending'
+RETURNING id;
+
 -- name: alert_sent
+-- This and the next two record a claim's outcome only while it is still the latest claim.
 UPDATE alert_history SET status = 'sent', sent_at = now(), last_error = NULL
-WHERE id = %(id)s AND status = 'pending';
+WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
 
 -- name: alert_retry
 UPDATE alert_history SET
     next_attempt_at = now() + make_interval(secs => %(delay_seconds)s::float8),
     last_error = %(error)s
-WHERE id = %(id)s AND status = 'pending';
+WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
 
 -- name: alert_failed
 UPDATE alert_history SET status = 'failed', last_error = %(error)s
-WHERE id = %(id)s AND status = 'pending';
+WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
 
 -- name: build_alert_subjects
 -- The build with its repository and the pull request it belongs to (by number, else head sha).
