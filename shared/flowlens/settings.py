@@ -98,9 +98,11 @@ class Settings(BaseSettings):
         return settings
 
     def secret(self, name: str) -> str | None:
-        """Plain value of a SecretStr setting, or None when unset."""
+        """Plain value of a SecretStr setting without surrounding whitespace, or None when
+        unset: a Secret Manager value written with `echo` ends in a newline, which would make
+        every webhook signature or Slack URL wrong."""
         value = getattr(self, name)
-        return value.get_secret_value() if value is not None else None
+        return value.get_secret_value().strip() if value is not None else None
 
     @cached_property
     def api_token_list(self) -> list[str]:

@@ -44,6 +44,19 @@ def test_secrets_are_hidden_and_lists_split(monkeypatch: pytest.MonkeyPatch) -> 
     assert "very-secret" not in repr(settings) and "very-secret" not in str(settings.model_dump())
 
 
+def test_secrets_lose_the_newline_a_secret_manager_value_often_has(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://x/y\n")
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "s3cret\n")
+    monkeypatch.setenv("ALERT_SLACK_WEBHOOK_URL", " https://hooks.slack.com/services/T/B/x\r\n")
+    ingest = IngestSettings.from_env()
+    assert ingest.secret("github_webhook_secret") == "s3cret"
+    assert ingest.dsn == "postgresql://x/y"
+    poller = PollerSettings.from_env()
+    assert poller.secret("alert_slack_webhook_url") == "https://hooks.slack.com/services/T/B/x"
+
+
 def test_every_contract_setting_exists() -> None:
     names = {
         "DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "CI_WRITE_KEY", "GEMINI_API_KEY", "GEMINI_MODEL",
