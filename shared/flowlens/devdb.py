@@ -166,6 +166,16 @@ class EmbeddedPostgres:
             time.sleep(0.05)
         return self.dsn()
 
+    def running_here(self) -> bool:
+        """True when a server runs on this data folder, on whatever port it was given."""
+        if not (self.pgdata / "postmaster.pid").exists():
+            return False
+        try:
+            self._run("pg_ctl", ["-D", str(self.pgdata), "status"], timeout=30)
+        except RuntimeError:  # 3: no server running (the pid file is stale)
+            return False
+        return True
+
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (mode: smart, fast or immediate)."""
         if not (self.pgdata / "postmaster.pid").exists():

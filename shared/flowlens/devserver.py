@@ -92,6 +92,12 @@ def start_database(folder: Path) -> tuple[str, Any]:
     from flowlens.devdb import EmbeddedPostgres, free_port
 
     port_file = folder / "pg-port"
+    leftover = EmbeddedPostgres(folder / "pgdata")
+    if leftover.running_here():
+        # An earlier run that was killed, or interrupted while it started, left it running;
+        # pg_ctl would refuse to start a second server on the same folder.
+        print("stopping the embedded PostgreSQL an earlier run left running")
+        leftover.stop("fast")
     port = int(port_file.read_text()) if port_file.exists() else 54329
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
@@ -139,16 +145,16 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
     check_port(base.api_port, "API_PORT")
 
     embedded = None
-    if base.secret("database_url"):
-        dsn = base.dsn
-    else:
-        admin, embedded = await asyncio.to_thread(start_database, folder)
-        dsn = await _ensure_database(admin, "flowlens")
-    secret = webhook_secret(folder)
-    os.environ["DATABASE_URL"] = dsn
-    os.environ["GITHUB_WEBHOOK_SECRET"] = secret
-    os.environ.setdefault("LOG_FORMAT", "text")
     try:
+        if base.secret("database_url"):
+            dsn = base.dsn
+        else:
+            admin, embedded = await asyncio.to_thread(start_database, folder)
+            dsn = await _ensure_database(admin, "flowlens")
+        secret = webhook_secret(folder)
+        os.environ["DATABASE_URL"] = dsn
+        os.environ["GITHUB_WEBHOOK_SECRET"] = secret
+        os.environ.setdefault("LOG_FORMAT", "text")
         from flowlens.db import Database
 
         applied = await Database(dsn, min_size=0, max_size=1).migrate()
@@ -202,6 +208,11 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
             f"  dashboard      http://localhost:{base.api_port}/\n"
             f"  analyser       {analyser}"
             + (" (set GEMINI_API_KEY for Gemini)" if analyser == "heuristic" else "")
+            + (
+                f"\n  database       DATABASE_URL={dsn}  (for flowlens events, sync...)"
+                if embedded is not None
+                else ""
+            )
             + "\n  stop           Ctrl-C\n",
             flush=True,
         )
