@@ -6,8 +6,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: image dev test check lint format bundle clean checkov tf-fmt
 
+# A .venv whose Python is missing, broken, older than 3.11 or without pip (made before the
+# right Python, or python3-venv, was installed) is made again rather than reused.
+NEW_ENOUGH := import sys; sys.exit(sys.version_info < (3, 11))
+
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import pip; $(NEW_ENOUGH)' 2>/dev/null || { \
+	  $(PYTHON) -c '$(NEW_ENOUGH)' 2>/dev/null || { \
+	    echo "FlowLens needs Python 3.11 or newer with venv; $(PYTHON) is not (try: make $(MAKECMDGOALS) PYTHON=python3.11)" >&2; \
+	    exit 1; }; \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
