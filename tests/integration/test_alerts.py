@@ -351,6 +351,30 @@ async def test_two_dispatchers_at_once_send_each_alert_once(
     assert all(r["status"] == "sent" and r["attempts"] == 1 for r in await history(db))
 
 
+async def test_a_build_that_passed_on_a_re_run_before_its_alert_went_out_is_not_alerted(
+    db: Database, world: GitHubWorld
+) -> None:
+    """The alert waits for a retry (Slack down) while the same run is re-run and passes: it
+    would say "Build failed ... Conclusion: success". It is dropped instead."""
+    await failed_build(db, world, run_id=900)
+    fake = FakeSlack(default=SlackReply(status=503))
+    with fake.running() as url:
+        s = settings(alert_channels="slack", alert_slack_webhook_url=url)
+        d = dispatcher(db, s)
+        try:
+            assert (await d.pass_once()).retried == 1
+            await deliver(db, *world.run(900, sha=SHA, status="in_progress"))
+            await deliver(db, *world.run(900, sha=SHA, status="completed", conclusion="success"))
+            await make_due(db)
+            summary = await d.pass_once()
+        finally:
+            await d.aclose()
+    assert (summary.dropped, summary.sent) == (1, 0)
+    assert fake.attempts == 1  # only the first, refused, attempt
+    [row] = await history(db)
+    assert row["status"] == "failed" and "no longer failed" in row["last_error"]
+
+
 class SlowChannel:
     """A channel whose sends take a while; what it sent, in order."""
 

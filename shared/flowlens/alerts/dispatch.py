@@ -36,10 +36,11 @@ class AlertSummary:
     retried: int = 0
     failed: int = 0
     skipped: int = 0  # claims another pass took over while they waited for a slot
+    dropped: int = 0  # builds no longer failed when their alert's turn came (a re-run passed)
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: AlertSummary) -> None:
-        for name in ("passes", "enqueued", "sent", "retried", "failed", "skipped"):
+        for name in ("passes", "enqueued", "sent", "retried", "failed", "skipped", "dropped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
 
@@ -121,29 +122,41 @@ class AlertDispatcher:
                 summary.errors.append(error)
         return summary
 
-    async def _load(self, claims: list[dict[str, Any]]) -> dict[tuple[str, int], Alert]:
-        """The alert of every claimed subject, keyed by (kind, id)."""
-        out: dict[tuple[str, int], Alert] = {}
+    async def _load(self, claims: list[dict[str, Any]]) -> dict[tuple[str, int], Alert | None]:
+        """The alert of every claimed subject, keyed by (kind, id); None for a build that is no
+        longer failed."""
+        out: dict[tuple[str, int], Alert | None] = {}
         build_ids = sorted({c["subject_id"] for c in claims if c["subject_kind"] == "build"})
         insight_ids = sorted({c["subject_id"] for c in claims if c["subject_kind"] == "insight"})
         async with self.db.transaction() as tx:
             if build_ids:
                 for row in await tx.all("build_alert_subjects", ids=build_ids):
-                    out[("build", row["id"])] = build_alert(row)
+                    # A re-run of the same run (one build row) may have passed meanwhile: the
+                    # alert would describe a build that is not failing.
+                    if row["status"] == "failed":
+                        out[("build", row["id"])] = build_alert(row)
+                    else:
+                        out[("build", row["id"])] = None
             if insight_ids:
                 for row in await tx.all("insight_alert_subjects", ids=insight_ids):
                     out[("insight", row["id"])] = insight_alert(row)
         return out
 
     async def _deliver(
-        self, claim: dict[str, Any], alerts: dict[tuple[str, int], Alert]
+        self, claim: dict[str, Any], alerts: dict[tuple[str, int], Alert | None]
     ) -> tuple[str, str | None]:
-        """Send one claimed alert and record what happened: (sent|retried|failed|skipped,
+        """Send one claimed alert and record what happened: (sent|retried|failed|skipped|dropped,
         error)."""
-        alert = alerts.get((claim["subject_kind"], claim["subject_id"]))
+        key = (claim["subject_kind"], claim["subject_id"])
+        alert = alerts.get(key)
         channel = self.channels.get(claim["channel"])
         where = f"{claim['channel']} {claim['subject_kind']}:{claim['subject_id']}"
         mine = {"id": claim["id"], "attempts": claim["attempts"]}
+        if key in alerts and alert is None:
+            error = "not sent: the build is no longer failed (a re-run)"
+            await self._record("alert_failed", **mine, error=error)
+            log.info("alert dropped: %s: %s", where, error)
+            return "dropped", None
         if alert is None or channel is None:
             error = "subject no longer exists" if alert is None else "channel not configured"
             await self._record("alert_failed", **mine, error=error)
