@@ -458,6 +458,25 @@ async def test_high_risk_insights_alert_only_when_enabled(
     assert [r["subject_kind"] for r in await history(db)] == ["insight"]
 
 
+async def test_a_high_risk_commit_the_pr_moved_on_from_pages_nobody(
+    db: Database, world: GitHubWorld, slack: tuple[FakeSlack, str]
+) -> None:
+    fake, url = slack
+    await deliver(db, *world.open_pr(9, sha="c" * 40, title="Rework payments"))
+    await Poller(db, settings(), HighRisk()).scan_once()  # an insight for ccc...
+    await deliver(db, *world.push(9, sha="d" * 40))  # the PR moves on before the alert pass
+    s = settings(alert_channels="slack", alert_slack_webhook_url=url, alert_on="high_risk")
+    d = dispatcher(db, s)
+    try:
+        assert (await d.pass_once()).enqueued == 0
+        await Poller(db, settings(), HighRisk()).scan_once()  # the new head's insight
+        assert (await d.pass_once()).sent == 1
+    finally:
+        await d.aclose()
+    (post,) = fake.posts
+    assert "ddddddd" in post["blocks"][0]["text"]["text"]
+
+
 def test_alert_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="unknown channel 'pager'"):
         AlertConfig.from_settings(settings(alert_channels="pager"))

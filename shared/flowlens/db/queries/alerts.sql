@@ -21,9 +21,13 @@ ON CONFLICT (subject_kind, subject_id, channel) DO NOTHING
 RETURNING id;
 
 -- name: enqueue_insight_alerts
+-- Recent high-risk insights of open PRs' current heads: a commit the PR has moved on from, or a
+-- PR closed meanwhile, pages nobody.
 INSERT INTO alert_history (subject_kind, subject_id, channel, status)
 SELECT 'insight', i.id, c.channel, 'pending'
 FROM insights i
+JOIN pull_requests p ON p.id = i.pull_request_id
+    AND p.state = 'open' AND p.head_sha = i.commit_sha
 CROSS JOIN unnest(%(channels)s::text[]) AS c (channel)
 WHERE i.risk_level = 'high'
   AND i.created_at > now() - make_interval(secs => %(window_seconds)s::float8)
