@@ -268,6 +268,18 @@ async def test_a_token_without_actions_access_still_syncs_pull_requests(
     assert (await counts(db))["pull_requests"] == PRS and (await counts(db))["builds"] == 0
 
 
+async def test_a_rate_limit_on_the_runs_is_not_taken_for_missing_access(
+    db: Database, github: FakeGitHubSync
+) -> None:
+    github.secondary_limit(0.01, status=403, times=100, when=lambda r: "/actions/runs" in r.path)
+    client = client_for(github, max_attempts=2)
+    try:
+        with pytest.raises(RateLimited):
+            await sync_once(db, client, REPO, since_days=1)
+    finally:
+        await client.aclose()
+
+
 async def test_unknown_repository_and_bad_name(db: Database, github: FakeGitHubSync) -> None:
     client = client_for(github)
     try:

@@ -14,7 +14,7 @@ from flowlens.db import Database
 from flowlens.github.parse import ts
 from flowlens.ingest.store import Outcome, record_delivery
 from flowlens.sync import payloads
-from flowlens.sync.client import GitHubSyncClient, SyncError
+from flowlens.sync.client import GitHubSyncClient, RateLimited, SyncError
 
 log = logging.getLogger("flowlens.sync")
 
@@ -106,7 +106,8 @@ class RepositorySync:
             try:
                 await self._runs(runs_since)
             except SyncError as exc:
-                if exc.status not in FORBIDDEN:
+                # GitHub answers a rate limit with 403 too: that one waits for its reset.
+                if exc.status not in FORBIDDEN or isinstance(exc, RateLimited):
                     raise
                 # A token that may read pull requests but not Actions (a fine-grained token
                 # without actions:read): pull requests and reviews still sync.
