@@ -13,7 +13,7 @@ NEW_ENOUGH := import sys; sys.exit(sys.version_info < (3, 11))
 $(STAMP): pyproject.toml
 	@$(BIN)/python -c 'import pip; $(NEW_ENOUGH)' 2>/dev/null || { \
 	  $(PYTHON) -c '$(NEW_ENOUGH)' 2>/dev/null || { \
-	    echo "FlowLens needs Python 3.11 or newer with venv; $(PYTHON) is not (try: make $(MAKECMDGOALS) PYTHON=python3.11)" >&2; \
+	    echo "FlowLens needs Python 3.11 or newer with venv; $(PYTHON) is not (try: make $(or $(MAKECMDGOALS),dev) PYTHON=python3.11)" >&2; \
 	    exit 1; }; \
 	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -372,7 +372,32 @@ async def test_a_build_that_passed_on_a_re_run_before_its_alert_went_out_is_not_
     assert (summary.dropped, summary.sent) == (1, 0)
     assert fake.attempts == 1  # only the first, refused, attempt
     [row] = await history(db)
-    assert row["status"] == "failed" and "no longer failed" in row["last_error"]
+    assert row["status"] == "failed" and "passed on a re-run" in row["last_error"]
+
+
+async def test_a_build_being_re_run_when_its_alert_is_due_is_alerted_if_it_fails_again(
+    db: Database, world: GitHubWorld
+) -> None:
+    await failed_build(db, world, run_id=901)
+    fake = FakeSlack(SlackReply(status=503))  # the first attempt is refused, then all is well
+    with fake.running() as url:
+        s = settings(alert_channels="slack", alert_slack_webhook_url=url)
+        d = dispatcher(db, s)
+        try:
+            assert (await d.pass_once()).retried == 1
+            await deliver(db, *world.run(901, sha=SHA, status="in_progress"))
+            await make_due(db)
+            assert (await d.pass_once()).deferred == 1
+            [row] = await history(db)
+            assert row["status"] == "pending" and row["attempts"] == 1  # not counted
+            world.tick(2)
+            await deliver(db, *world.run(901, sha=SHA, status="completed", conclusion="failure"))
+            await make_due(db)
+            assert (await d.pass_once()).sent == 1
+        finally:
+            await d.aclose()
+    assert fake.attempts == 2 and len(fake.posts) == 1  # posts: the accepted ones
+    assert "failure" in fake.posts[0]["blocks"][0]["text"]["text"]
 
 
 class SlowChannel:

@@ -36,11 +36,13 @@ class AlertSummary:
     retried: int = 0
     failed: int = 0
     skipped: int = 0  # claims another pass took over while they waited for a slot
-    dropped: int = 0  # builds no longer failed when their alert's turn came (a re-run passed)
+    dropped: int = 0  # builds that passed on a re-run before their alert's turn came
+    deferred: int = 0  # builds being re-run when their alert's turn came: looked at again later
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: AlertSummary) -> None:
-        for name in ("passes", "enqueued", "sent", "retried", "failed", "skipped", "dropped"):
+        for name in ("passes", "enqueued", "sent", "retried", "failed", "skipped", "dropped",
+                     "deferred"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
 
@@ -122,41 +124,45 @@ class AlertDispatcher:
                 summary.errors.append(error)
         return summary
 
-    async def _load(self, claims: list[dict[str, Any]]) -> dict[tuple[str, int], Alert | None]:
-        """The alert of every claimed subject, keyed by (kind, id); None for a build that is no
-        longer failed."""
-        out: dict[tuple[str, int], Alert | None] = {}
+    async def _load(self, claims: list[dict[str, Any]]) -> dict[tuple[str, int], Alert | str]:
+        """The alert of every claimed subject, keyed by (kind, id); for a build that is no longer
+        failed, its status."""
+        out: dict[tuple[str, int], Alert | str] = {}
         build_ids = sorted({c["subject_id"] for c in claims if c["subject_kind"] == "build"})
         insight_ids = sorted({c["subject_id"] for c in claims if c["subject_kind"] == "insight"})
         async with self.db.transaction() as tx:
             if build_ids:
                 for row in await tx.all("build_alert_subjects", ids=build_ids):
-                    # A re-run of the same run (one build row) may have passed meanwhile: the
-                    # alert would describe a build that is not failing.
+                    # A re-run of the same run (one build row) may have started or passed
+                    # meanwhile: the alert would describe a build that is not failing.
                     if row["status"] == "failed":
                         out[("build", row["id"])] = build_alert(row)
                     else:
-                        out[("build", row["id"])] = None
+                        out[("build", row["id"])] = row["status"]
             if insight_ids:
                 for row in await tx.all("insight_alert_subjects", ids=insight_ids):
                     out[("insight", row["id"])] = insight_alert(row)
         return out
 
     async def _deliver(
-        self, claim: dict[str, Any], alerts: dict[tuple[str, int], Alert | None]
+        self, claim: dict[str, Any], alerts: dict[tuple[str, int], Alert | str]
     ) -> tuple[str, str | None]:
         """Send one claimed alert and record what happened: (sent|retried|failed|skipped|dropped,
         error)."""
-        key = (claim["subject_kind"], claim["subject_id"])
-        alert = alerts.get(key)
+        found = alerts.get((claim["subject_kind"], claim["subject_id"]))
         channel = self.channels.get(claim["channel"])
         where = f"{claim['channel']} {claim['subject_kind']}:{claim['subject_id']}"
         mine = {"id": claim["id"], "attempts": claim["attempts"]}
-        if key in alerts and alert is None:
-            error = "not sent: the build is no longer failed (a re-run)"
+        if found == "success":
+            error = "not sent: the build passed on a re-run"
             await self._record("alert_failed", **mine, error=error)
             log.info("alert dropped: %s: %s", where, error)
             return "dropped", None
+        if isinstance(found, str):  # queued or running: a re-run that may fail again
+            delay = self.config.retry_seconds
+            await self._record("alert_defer", **mine, delay_seconds=delay)
+            return "deferred", None
+        alert = found
         if alert is None or channel is None:
             error = "subject no longer exists" if alert is None else "channel not configured"
             await self._record("alert_failed", **mine, error=error)

@@ -74,6 +74,13 @@ UPDATE alert_history SET
     last_error = %(error)s
 WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
 
+-- name: alert_defer
+-- Not this time, and not an attempt: the build is being re-run; look again after the delay.
+UPDATE alert_history SET
+    next_attempt_at = now() + make_interval(secs => %(delay_seconds)s::float8),
+    attempts = attempts - 1
+WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
+
 -- name: alert_failed
 UPDATE alert_history SET status = 'failed', last_error = %(error)s
 WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
