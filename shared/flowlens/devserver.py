@@ -29,6 +29,35 @@ class PortInUse(SystemExit):
     """A port FlowLens wants is taken; the message names the variable to change."""
 
 
+class FolderInUse(SystemExit):
+    """Another `flowlens dev` runs on the same state folder (and its database)."""
+
+
+def claim_folder(folder: Path) -> Path:
+    """Mark the state folder as this process's (dev.pid); refuse one another live run holds.
+    A pid file whose process is gone was left by a run that was killed."""
+    pid_file = folder / "dev.pid"
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pid_file.read_text().strip())
+        if pid != os.getpid() and _alive(pid):
+            raise FolderInUse(
+                f"flowlens: another flowlens dev (pid {pid}) is using {folder}; stop it first,"
+                " or set FLOWLENS_HOME to another folder"
+            )
+    pid_file.write_text(str(os.getpid()))
+    return pid_file
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def project_root() -> Path:
     """The checkout (where functions/ and services/ live)."""
     here = Path(__file__).resolve()
@@ -143,6 +172,7 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
     logs.setup("dev", base.log_format if base.log_format != "auto" else "text", base.log_level)
     check_port(base.ingest_port, "INGEST_PORT")
     check_port(base.api_port, "API_PORT")
+    pid_file = claim_folder(folder)
 
     embedded = None
     try:
@@ -209,7 +239,8 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
             f"  analyser       {analyser}"
             + (" (set GEMINI_API_KEY for Gemini)" if analyser == "heuristic" else "")
             + (
-                f"\n  database       DATABASE_URL={dsn}  (for flowlens events, sync...)"
+                f"\n  database       DATABASE_URL={embedded.dsn('flowlens')}"
+                "  (for flowlens events, sync...)"
                 if embedded is not None
                 else ""
             )
@@ -236,6 +267,7 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop, "fast")
             print("embedded PostgreSQL stopped")
+        pid_file.unlink(missing_ok=True)
     return 0
 
 
@@ -243,6 +275,6 @@ def main(demo: bool = False) -> int:
     """Entry point of `flowlens dev`."""
     try:
         return asyncio.run(run_dev(demo=demo))
-    except PortInUse as exc:
+    except (PortInUse, FolderInUse) as exc:
         print(exc.code, file=sys.stderr)
         return 1

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from flowlens.devdb import free_port
 from flowlens.replay import send
@@ -27,11 +30,31 @@ def _env(home: Path, ingest: int, api: int) -> dict[str, str]:
     return env
 
 
+_started: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+async def _stop_leftovers() -> AsyncIterator[None]:
+    """A failed assertion must not leave `flowlens dev` (and its database) running."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
 async def _start(env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
+    proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flowlens", "dev", env=env, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
+    _started.append(proc)
+    return proc
 
 
 async def _read_until(proc: asyncio.subprocess.Process, marker: str, timeout: float = 120) -> str:
@@ -74,6 +97,21 @@ async def test_dev_runs_everything_and_keeps_data(tmp_path: Path) -> None:
     prs = await wait_for_insight(f"http://127.0.0.1:{api}")
     assert prs[0]["number"] == 2 and prs[0]["riskLevel"]
     pg_port = int((tmp_path / "home" / "pg-port").read_text())
+
+    # The banner's DATABASE_URL is what other commands need, pasted as it is.
+    [dsn] = re.findall(r"DATABASE_URL=(\S+)", banner)
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flowlens", "events", "failed", env={**env, "DATABASE_URL": dsn},
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    listed, _ = await asyncio.wait_for(cli.communicate(), 60)
+    assert cli.returncode == 0 and "no failed events" in listed.decode(), listed
+    # A second run on the same folder (other ports) is refused and leaves the first alone.
+    second = await _start(_env(tmp_path / "home", free_port(), free_port()))
+    out2, _ = await asyncio.wait_for(second.communicate(), 60)
+    assert second.returncode == 1 and "another flowlens dev" in out2.decode(), out2
+    with httpx.Client() as client:
+        assert client.get(f"http://127.0.0.1:{api}/api/prs").status_code == 200
     out = await _stop(proc)
     assert proc.returncode == 0, out
     assert "embedded PostgreSQL stopped" in out

@@ -27,3 +27,25 @@ def test_a_database_an_earlier_run_left_running_is_stopped_and_started_again(
     finally:
         (server or leftover).destroy()
     assert not leftover.running_here()
+
+
+def test_a_pid_file_left_by_a_killed_run_does_not_block_the_next(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    from flowlens.devserver import FolderInUse, claim_folder
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (tmp_path / "dev.pid").write_text(gone.stdout.strip())  # that process has exited
+    assert claim_folder(tmp_path).read_text() == str(os.getpid())
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as live:
+        try:
+            (tmp_path / "dev.pid").write_text(str(live.pid))
+            with pytest.raises(FolderInUse, match=f"pid {live.pid}"):
+                claim_folder(tmp_path)
+        finally:
+            live.kill()
