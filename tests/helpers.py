@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import json
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -95,3 +97,15 @@ async def wait_for_insight(api: str, attempts: int = 100) -> list[dict[str, Any]
                 break
             await asyncio.sleep(0.1)
     return prs
+
+
+async def interrupt(proc: asyncio.subprocess.Process, timeout: float = 30) -> None:
+    """Ctrl-C a process we started (if it still runs), and kill it if it does not stop."""
+    if proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()

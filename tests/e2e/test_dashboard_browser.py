@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from flowlens.devdb import free_port
 from flowlens.replay import send
 from tests.conftest import load_fixture
-from tests.helpers import SECRET, variant, wait_for_insight
+from tests.helpers import SECRET, interrupt, variant, wait_for_insight
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -128,10 +127,4 @@ async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
             assert await page.get_by_label("Repository").count() >= 1
             await browser.close()
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await interrupt(proc, 20)

@@ -17,7 +17,7 @@ import pytest
 from flowlens.devdb import free_port
 from flowlens.replay import send
 from tests.conftest import load_fixture
-from tests.helpers import wait_for_insight
+from tests.helpers import interrupt, wait_for_insight
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,14 +38,7 @@ async def _stop_leftovers() -> AsyncIterator[None]:
     """A failed assertion must not leave `flowlens dev` (and its database) running."""
     yield
     while _started:
-        proc = _started.pop()
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await interrupt(_started.pop())
 
 
 async def _start(env: dict[str, str]) -> asyncio.subprocess.Process:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -351,6 +352,18 @@ async def test_two_dispatchers_at_once_send_each_alert_once(
     assert all(r["status"] == "sent" and r["attempts"] == 1 for r in await history(db))
 
 
+@contextlib.asynccontextmanager
+async def refused_once_then(db: Database, fake: FakeSlack) -> AsyncIterator[AlertDispatcher]:
+    """A Slack dispatcher whose first pass has its one alert refused (retried later)."""
+    with fake.running() as url:
+        d = dispatcher(db, settings(alert_channels="slack", alert_slack_webhook_url=url))
+        try:
+            assert (await d.pass_once()).retried == 1
+            yield d
+        finally:
+            await d.aclose()
+
+
 async def test_a_build_that_passed_on_a_re_run_before_its_alert_went_out_is_not_alerted(
     db: Database, world: GitHubWorld
 ) -> None:
@@ -358,17 +371,11 @@ async def test_a_build_that_passed_on_a_re_run_before_its_alert_went_out_is_not_
     would say "Build failed ... Conclusion: success". It is dropped instead."""
     await failed_build(db, world, run_id=900)
     fake = FakeSlack(default=SlackReply(status=503))
-    with fake.running() as url:
-        s = settings(alert_channels="slack", alert_slack_webhook_url=url)
-        d = dispatcher(db, s)
-        try:
-            assert (await d.pass_once()).retried == 1
-            await deliver(db, *world.run(900, sha=SHA, status="in_progress"))
-            await deliver(db, *world.run(900, sha=SHA, status="completed", conclusion="success"))
-            await make_due(db)
-            summary = await d.pass_once()
-        finally:
-            await d.aclose()
+    async with refused_once_then(db, fake) as d:
+        await deliver(db, *world.run(900, sha=SHA, status="in_progress"))
+        await deliver(db, *world.run(900, sha=SHA, status="completed", conclusion="success"))
+        await make_due(db)
+        summary = await d.pass_once()
     assert (summary.dropped, summary.sent) == (1, 0)
     assert fake.attempts == 1  # only the first, refused, attempt
     [row] = await history(db)
@@ -380,22 +387,16 @@ async def test_a_build_being_re_run_when_its_alert_is_due_is_alerted_if_it_fails
 ) -> None:
     await failed_build(db, world, run_id=901)
     fake = FakeSlack(SlackReply(status=503))  # the first attempt is refused, then all is well
-    with fake.running() as url:
-        s = settings(alert_channels="slack", alert_slack_webhook_url=url)
-        d = dispatcher(db, s)
-        try:
-            assert (await d.pass_once()).retried == 1
-            await deliver(db, *world.run(901, sha=SHA, status="in_progress"))
-            await make_due(db)
-            assert (await d.pass_once()).deferred == 1
-            [row] = await history(db)
-            assert row["status"] == "pending" and row["attempts"] == 1  # not counted
-            world.tick(2)
-            await deliver(db, *world.run(901, sha=SHA, status="completed", conclusion="failure"))
-            await make_due(db)
-            assert (await d.pass_once()).sent == 1
-        finally:
-            await d.aclose()
+    async with refused_once_then(db, fake) as d:
+        await deliver(db, *world.run(901, sha=SHA, status="in_progress"))
+        await make_due(db)
+        assert (await d.pass_once()).deferred == 1
+        [row] = await history(db)
+        assert row["status"] == "pending" and row["attempts"] == 1  # not counted
+        world.tick(2)
+        await deliver(db, *world.run(901, sha=SHA, status="completed", conclusion="failure"))
+        await make_due(db)
+        assert (await d.pass_once()).sent == 1
     assert fake.attempts == 2 and len(fake.posts) == 1  # posts: the accepted ones
     assert "failure" in fake.posts[0]["blocks"][0]["text"]["text"]
 

@@ -133,20 +133,25 @@ async def test_the_next_run_lists_only_what_changed(db: Database, github: FakeGi
     assert await pull_count(db) == 6
 
 
+async def one_off(db: Database, github: FakeGitHubSync, *, since_days: float) -> None:
+    """`flowlens sync --since since_days` with the schedule's window at 7 days."""
+    from flowlens.sync import GitHubSyncClient, sync_once
+
+    assert github.url is not None
+    client = GitHubSyncClient(github.url, retry_delay=0.01)
+    try:
+        await sync_once(db, client, REPO, since_days=since_days, window_days=7)
+    finally:
+        await client.aclose()
+
+
 async def test_a_short_one_off_sync_does_not_make_the_schedule_skip_older_changes(
     db: Database, github: FakeGitHubSync
 ) -> None:
     """`flowlens sync --since 0.1` on a repository the schedule has not synced yet leaves the
     cursors unset: the schedule's first run still covers its whole window."""
-    from flowlens.sync import GitHubSyncClient, sync_once
-
     spread_world(github)
-    assert github.url is not None
-    client = GitHubSyncClient(github.url, retry_delay=0.01)
-    try:
-        await sync_once(db, client, REPO, since_days=0.1, window_days=7)
-    finally:
-        await client.aclose()
+    await one_off(db, github, since_days=0.1)
     assert await pull_count(db) < 5
     assert (await state(db))["prs_cursor"] is None
     schedule = scheduler(db, github)
@@ -160,15 +165,8 @@ async def test_a_short_one_off_sync_does_not_make_the_schedule_skip_older_change
 async def test_a_one_off_over_the_whole_window_lets_the_schedule_go_on_from_it(
     db: Database, github: FakeGitHubSync
 ) -> None:
-    from flowlens.sync import GitHubSyncClient, sync_once
-
     spread_world(github)
-    assert github.url is not None
-    client = GitHubSyncClient(github.url, retry_delay=0.01)
-    try:
-        await sync_once(db, client, REPO, since_days=30, window_days=7)
-    finally:
-        await client.aclose()
+    await one_off(db, github, since_days=30)
     assert await pull_count(db) == 5 and (await state(db))["prs_cursor"] is not None
 
 
