@@ -352,6 +352,46 @@ async def test_two_dispatchers_at_once_send_each_alert_once(
     assert all(r["status"] == "sent" and r["attempts"] == 1 for r in await history(db))
 
 
+async def test_a_claim_older_than_a_deferral_cannot_send(db: Database, world: GitHubWorld) -> None:
+    """Claim A loads the build as failed and waits for a send slot past its lease; claim B
+    finds the build re-running and defers; the re-run passes. A must not send "Build failed"
+    now: a deferral keeps the claim count, so A is no longer the latest claim."""
+    await failed_build(db, world, run_id=950)
+    fake = FakeSlack()
+    with fake.running() as url:
+        d = dispatcher(db, settings(alert_channels="slack", alert_slack_webhook_url=url))
+        try:
+            await d.enqueue()
+            async with db.transaction() as tx:
+                claims = await tx.all("claim_alerts", channels=["slack"],
+                                      lease_seconds=d.lease_seconds, limit=50)  # fmt: skip
+            loaded = await d._load(claims)
+            await make_due(db)  # A's lease ends while it waits
+            await deliver(db, *world.run(950, sha=SHA, status="in_progress"))
+            assert (await d.pass_once()).deferred == 1  # claim B
+            world.tick(2)
+            await deliver(db, *world.run(950, sha=SHA, status="completed", conclusion="success"))
+            assert await d._deliver(claims[0], loaded) == ("skipped", None)
+        finally:
+            await d.aclose()
+    assert fake.posts == []
+
+
+async def test_a_re_run_that_never_finishes_ends_its_alert_after_the_window(
+    db: Database, world: GitHubWorld
+) -> None:
+    await failed_build(db, world, run_id=960)
+    fake = FakeSlack(SlackReply(status=503))
+    async with refused_once_then(db, fake) as d:
+        await deliver(db, *world.run(960, sha=SHA, status="in_progress"))  # its end is lost
+        async with db.transaction() as tx:
+            await tx.conn.execute("UPDATE alert_history SET created_at = now() - interval '2 days'")
+        await make_due(db)
+        assert (await d.pass_once()).dropped == 1
+    [row] = await history(db)
+    assert row["status"] == "failed" and "did not finish" in row["last_error"]
+
+
 @contextlib.asynccontextmanager
 async def refused_once_then(db: Database, fake: FakeSlack) -> AsyncIterator[AlertDispatcher]:
     """A Slack dispatcher whose first pass has its one alert refused (retried later)."""
@@ -392,7 +432,8 @@ async def test_a_build_being_re_run_when_its_alert_is_due_is_alerted_if_it_fails
         await make_due(db)
         assert (await d.pass_once()).deferred == 1
         [row] = await history(db)
-        assert row["status"] == "pending" and row["attempts"] == 1  # not counted
+        # Claimed twice, failed once: the deferral is not a failed attempt.
+        assert (row["status"], row["attempts"], row["deferrals"]) == ("pending", 2, 1)
         world.tick(2)
         await deliver(db, *world.run(901, sha=SHA, status="completed", conclusion="failure"))
         await make_due(db)

@@ -116,7 +116,9 @@ async def test_payloads_stored_before_migration_3_still_read_back(
             (json.dumps(old),),
         )
     monkeypatch.setattr(database, "load_migrations", lambda: every)
-    assert await Database(empty_dsn, min_size=0, max_size=1).migrate() == [3, 4]
+    assert await Database(empty_dsn, min_size=0, max_size=1).migrate() == [
+        m[0] for m in every if m[0] >= 3
+    ]
     async with Database(empty_dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
         row = await tx.one("raw_payload_by_delivery", delivery_id="old")
     assert row is not None and json.loads(unpack_payload(row["payload"])) == old
@@ -143,7 +145,9 @@ async def test_a_database_from_before_001_changed_is_brought_up_to_date(
         )
         await conn.execute("ALTER TABLE pull_requests ADD COLUMN build_updated_at timestamptz")
     monkeypatch.setattr(database, "load_migrations", lambda: every)
-    assert await Database(empty_dsn, min_size=0, max_size=1).migrate() == [4]
+    assert await Database(empty_dsn, min_size=0, max_size=1).migrate() == [
+        m[0] for m in every if m[0] >= 4
+    ]
     async with await psycopg.AsyncConnection.connect(empty_dsn, autocommit=True) as conn:
         cur = await conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'pull_requests_repo_updated_idx'"

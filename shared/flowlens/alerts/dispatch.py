@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from flowlens.alerts.channels import Channel, ChannelError
@@ -147,8 +148,8 @@ class AlertDispatcher:
     async def _deliver(
         self, claim: dict[str, Any], alerts: dict[tuple[str, int], Alert | str]
     ) -> tuple[str, str | None]:
-        """Send one claimed alert and record what happened: (sent|retried|failed|skipped|dropped,
-        error)."""
+        """Send one claimed alert and record what happened: (sent | retried | failed | skipped |
+        dropped | deferred, error)."""
         found = alerts.get((claim["subject_kind"], claim["subject_id"]))
         channel = self.channels.get(claim["channel"])
         where = f"{claim['channel']} {claim['subject_kind']}:{claim['subject_id']}"
@@ -159,6 +160,11 @@ class AlertDispatcher:
             log.info("alert dropped: %s: %s", where, error)
             return "dropped", None
         if isinstance(found, str):  # queued or running: a re-run that may fail again
+            age = (datetime.now(UTC) - claim["created_at"]).total_seconds()
+            if age > self.config.window_seconds:
+                error = "not sent: the build's re-run did not finish within the alert window"
+                await self._record("alert_failed", **mine, error=error)
+                return "dropped", None
             delay = self.config.retry_seconds
             await self._record("alert_defer", **mine, delay_seconds=delay)
             return "deferred", None
@@ -186,7 +192,7 @@ class AlertDispatcher:
             await self._record("alert_sent", **mine)
             log.info("alert sent: %s", where, extra={"repository": alert.repository})
             return "sent", None
-        attempts = int(claim["attempts"])
+        attempts = int(claim["attempts"]) - int(claim["deferrals"])  # failed ones, this included
         if permanent or attempts >= self.config.max_attempts:
             await self._record("alert_failed", **mine, error=error)
             log.error("alert failed for good (%d attempts): %s: %s", attempts, where, error)

@@ -158,6 +158,7 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "last_error": "text",
         "created_at": _TS,
         "sent_at": _TS,
+        "deferrals": "integer",
     },
     "sync_state": {
         "repository": "text",

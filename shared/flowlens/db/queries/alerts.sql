@@ -52,7 +52,7 @@ WHERE id IN (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, subject_kind, subject_id, channel, attempts;
+RETURNING id, subject_kind, subject_id, channel, attempts, deferrals, created_at;
 
 -- name: alert_renew
 -- The claim again, just before its send (a claim that waited for a free slot may have seen its
@@ -75,10 +75,11 @@ UPDATE alert_history SET
 WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
 
 -- name: alert_defer
--- Not this time, and not an attempt: the build is being re-run; look again after the delay.
+-- Not this time, and not a failed attempt: the build is being re-run; look again after the
+-- delay. `attempts` stays as the claim left it (it identifies the latest claim).
 UPDATE alert_history SET
     next_attempt_at = now() + make_interval(secs => %(delay_seconds)s::float8),
-    attempts = attempts - 1
+    deferrals = deferrals + 1
 WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
 
 -- name: alert_failed
@@ -113,8 +114,8 @@ LEFT JOIN pull_requests p ON p.id = i.pull_request_id
 WHERE i.id = ANY(%(ids)s::bigint[]);
 
 -- name: alert_history_list
-SELECT id, subject_kind, subject_id, channel, status, attempts, next_attempt_at, last_error,
-       created_at, sent_at
+SELECT id, subject_kind, subject_id, channel, status, attempts, deferrals, next_attempt_at,
+       last_error, created_at, sent_at
 FROM alert_history
 ORDER BY id DESC
 LIMIT %(limit)s;
