@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import importlib.util
 import logging
 import os
@@ -14,7 +15,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import uvicorn
 
@@ -33,29 +34,26 @@ class FolderInUse(SystemExit):
     """Another `flowlens dev` runs on the same state folder (and its database)."""
 
 
-def claim_folder(folder: Path) -> Path:
-    """Mark the state folder as this process's (dev.pid); refuse one another live run holds.
-    A pid file whose process is gone was left by a run that was killed."""
-    pid_file = folder / "dev.pid"
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(pid_file.read_text().strip())
-        if pid != os.getpid() and _alive(pid):
-            raise FolderInUse(
-                f"flowlens: another flowlens dev (pid {pid}) is using {folder}; stop it first,"
-                " or set FLOWLENS_HOME to another folder"
-            )
-    pid_file.write_text(str(os.getpid()))
-    return pid_file
-
-
-def _alive(pid: int) -> bool:
+def claim_folder(folder: Path) -> IO[str]:
+    """Hold the state folder for this process: an exclusive lock on dev.pid (with our pid in
+    it), kept until the process ends, however it ends. The operating system drops the lock of
+    a run that was killed, so a pid file left behind never blocks the next run."""
+    handle = (folder / "dev.pid").open("a+")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise FolderInUse(
+            f"flowlens: another flowlens dev (pid {holder}) is using {folder}; stop it first,"
+            " or set FLOWLENS_HOME to another folder"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def project_root() -> Path:
@@ -172,7 +170,7 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
     logs.setup("dev", base.log_format if base.log_format != "auto" else "text", base.log_level)
     check_port(base.ingest_port, "INGEST_PORT")
     check_port(base.api_port, "API_PORT")
-    pid_file = claim_folder(folder)
+    claim = claim_folder(folder)
 
     embedded = None
     try:
@@ -267,7 +265,7 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop, "fast")
             print("embedded PostgreSQL stopped")
-        pid_file.unlink(missing_ok=True)
+        claim.close()
     return 0
 
 

@@ -30,6 +30,9 @@ def test_a_database_an_earlier_run_left_running_is_stopped_and_started_again(
 
 
 def test_a_pid_file_left_by_a_killed_run_does_not_block_the_next(tmp_path: Path) -> None:
+    """The folder is held by a lock the operating system drops when its process ends, however
+    it ends: a pid file left behind, even naming a live process (a reused pid), blocks
+    nothing, and a live holder is named."""
     import os
     import subprocess
     import sys
@@ -38,14 +41,24 @@ def test_a_pid_file_left_by_a_killed_run_does_not_block_the_next(tmp_path: Path)
 
     from flowlens.devserver import FolderInUse, claim_folder
 
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    (tmp_path / "dev.pid").write_text(gone.stdout.strip())  # that process has exited
-    assert claim_folder(tmp_path).read_text() == str(os.getpid())
-    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as live:
-        try:
-            (tmp_path / "dev.pid").write_text(str(live.pid))
-            with pytest.raises(FolderInUse, match=f"pid {live.pid}"):
-                claim_folder(tmp_path)
-        finally:
-            live.kill()
+    (tmp_path / "dev.pid").write_text("1")  # left by a killed run; pid 1 is alive
+    mine = claim_folder(tmp_path)
+    assert (tmp_path / "dev.pid").read_text() == str(os.getpid())
+    mine.close()
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path;"
+         " from flowlens.devserver import claim_folder;"
+         " held = claim_folder(Path(sys.argv[1])); print('held', flush=True); time.sleep(30)",
+         str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(FolderInUse, match=f"pid {holder.pid}"):
+            claim_folder(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    claim_folder(tmp_path).close()  # the killed holder's lock went with it
