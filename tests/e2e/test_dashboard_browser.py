@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flowlens.db import Database
 from flowlens.devdb import free_port
 from flowlens.replay import send
 from tests.conftest import load_fixture
@@ -128,3 +129,50 @@ async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
             await browser.close()
     finally:
         await interrupt(proc, 20)
+
+
+async def test_a_change_while_the_socket_is_slow_to_open_is_shown(dsn: str, db: Database) -> None:
+    """Connect first, then load: a change committed after the page loaded but before its socket
+    opened (an API instance whose feed reader is slow at start-up) reaches the page, because
+    the snapshot is taken when the socket opens."""
+    chromium = _require_browser()
+    from playwright.async_api import async_playwright
+    from starlette.staticfiles import StaticFiles
+
+    from flowlens.api import create_app
+    from flowlens.api.server import serve
+    from tests.integration.test_api_support import api_settings, deliver, opened, services
+
+    await deliver(db, "pull_request", opened(2, title="before"))
+    app = create_app(api_settings(dsn))
+    app.mount("/", StaticFiles(directory=ROOT / "services/api/static", html=True))
+    tailer = services(app).tailer
+    first_pass = tailer.read_once
+    slow = asyncio.Event()
+
+    async def slow_first_pass() -> int:
+        if not slow.is_set():
+            slow.set()
+            await asyncio.sleep(1.0)
+        return await first_pass()
+
+    tailer.read_once = slow_first_pass  # type: ignore[method-assign]
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium)
+        page = await browser.new_page()
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url))
+        try:
+            async with serve(app) as base:  # the reader's first pass starts now, for 1 s
+                await page.goto(f"{base}/")
+                await asyncio.sleep(0.3)  # the page has loaded; its socket waits for the reader
+                assert not tailer.ready.is_set()
+                changed = "changed while the socket opened"
+                await deliver(
+                    db, "pull_request", opened(2, title=changed, at="2019-05-15T16:00:00Z")
+                )
+                await page.get_by_text(changed).first.wait_for(timeout=10000)
+        finally:
+            await browser.close()
+    # The whole list in one page (the API's default of 100 left quiet open PRs out).
+    assert any("/api/prs?" in url and "limit=1000" in url for url in asked), asked

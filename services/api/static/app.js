@@ -21,9 +21,11 @@ import {
 
 const BUILDS_MIN_INTERVAL_MS = 2000;
 const BUILDS_SETTLE_MS = 300;
-// If the socket first opens this long after the REST snapshot was taken,
-// changes in between could be missed, so the snapshot is taken again.
-const SNAPSHOT_GAP_MS = 1000;
+// Connect first, then load (docs/API.md): the snapshot is taken when the socket
+// opens, so no change can fall between the two. A socket slow to open does not
+// keep the page empty: after this long a snapshot is taken anyway, and taken
+// again when the socket opens.
+const FIRST_LOAD_WAIT_MS = 1500;
 const METRICS_DAYS = 7;
 
 const $ = (sel) => document.querySelector(sel);
@@ -60,7 +62,7 @@ const state = {
   socketSeq: 0,
   builds: [],
   metrics: null,
-  snapshotAt: 0,
+  firstLoadTimer: 0, // the snapshot's fallback while the socket is slow to open
   loadSeq: 0,
   loaded: false,
   lastLoadFailed: false,
@@ -175,12 +177,11 @@ const live = new LiveSocket({
   url: () => socketUrl(state.repo),
   onMessage,
   onState: onConnState,
-  onOpen(reconnect) {
-    // After a drop, catch up once over REST; on the first connection only if
-    // the snapshot is older than the subscription by more than a moment.
-    if (reconnect || state.lastLoadFailed || Date.now() - state.snapshotAt > SNAPSHOT_GAP_MS) {
-      loadAll({ quiet: true });
-    }
+  onOpen() {
+    // Every (re)opened socket is followed by a snapshot: what changed before it
+    // opened comes over REST, everything after it on the socket.
+    clearTimeout(state.firstLoadTimer);
+    loadAll({ quiet: state.loaded });
   },
   async onAuthProblem() {
     // A 1008 close may mean a bad token: a REST call asks for a new one if so.
@@ -201,19 +202,24 @@ function blockOnAuth() {
     label: "Enter token",
     run: () => {
       state.authBlocked = false;
-      live.start();
-      loadAll({});
+      connectThenLoad();
     },
   });
 }
 
 // ---------------------------------------------------------------- loading
 
+/** Opens the socket; the snapshot follows when it opens (or after FIRST_LOAD_WAIT_MS). */
+function connectThenLoad() {
+  clearTimeout(state.firstLoadTimer);
+  live.start();
+  state.firstLoadTimer = setTimeout(() => loadAll({}), FIRST_LOAD_WAIT_MS);
+}
+
 async function loadAll({ quiet = false } = {}) {
   const seq = ++state.loadSeq;
   const socketSeqAtStart = state.socketSeq;
   const repo = state.repo;
-  state.snapshotAt = Date.now();
   if (!quiet && !state.loaded) setBusy(true);
   try {
     const repos = await api.repositories();
@@ -732,8 +738,8 @@ els.select.addEventListener("change", () => {
   state.prs = new Map();
   state.loaded = false;
   renderPrs();
-  if (!state.authBlocked) live.start();
-  loadAll({});
+  if (state.authBlocked) loadAll({});
+  else connectThenLoad();
 });
 
 let resolveReady;
@@ -758,7 +764,4 @@ window.flowlens = {
 
 setInterval(refreshTimes, 30000);
 renderPrs();
-// REST and the socket start together: updates that land while the snapshot
-// loads are applied on top of it instead of being lost in between.
-live.start();
-loadAll({});
+connectThenLoad();

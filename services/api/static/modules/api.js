@@ -1,6 +1,7 @@
 // REST client: same origin, JSON, bearer token when API_TOKENS is on.
 
 const TOKEN_KEY = "flowlens.apiToken";
+export const PRS_LIMIT = 1000;
 
 export class ApiError extends Error {
   constructor(status, message, path) {
@@ -119,7 +120,8 @@ export class Api {
   }
 
   prs(repo, opts) {
-    return this.get("/api/prs", { repo, state: "all" }, opts);
+    // The most the API gives in one page (the default, 100, left open PRs out of busy lists).
+    return this.get("/api/prs", { repo, state: "all", limit: PRS_LIMIT }, opts);
   }
 
   builds(repo, opts) {
