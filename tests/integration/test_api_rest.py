@@ -85,8 +85,9 @@ async def test_empty_database_answers_every_shape(dsn: str) -> None:
             "windowDays": 7, "buildCount": 0, "successRate": 0.0, "failureRate": 0.0,
             "avgBuildTimeSeconds": None, "lastBuildStatus": None, "lastUpdated": None,
         }  # fmt: skip
-        health = await client.get("/healthz")
-        assert Health.model_validate(health.json()).status == "ok"
+        for path in ("/healthz", "/health"):  # /health for checks from outside Cloud Run
+            health = await client.get(path)
+            assert Health.model_validate(health.json()).status == "ok"
 
 
 async def test_pull_requests(dsn: str, db: Database) -> None:

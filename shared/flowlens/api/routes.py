@@ -239,6 +239,14 @@ health_router = APIRouter()
     responses={503: {"model": Error, "description": "The database does not answer"}},
     summary="Liveness and database check",
 )
+# Cloud Run's front end answers some paths ending in "z" itself (its known issues name
+# /healthz): checks from outside use /health.
+@health_router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"model": Error, "description": "The database does not answer"}},
+    summary="Liveness and database check (for checks from outside Cloud Run)",
+)
 async def healthz(request: Request) -> Response:
     """200 when the database answers, 503 otherwise (never needs a token)."""
     svc = services(request)
