@@ -141,22 +141,19 @@ async def test_a_change_while_the_socket_is_slow_to_open_is_shown(dsn: str, db: 
 
     from flowlens.api import create_app
     from flowlens.api.server import serve
-    from tests.integration.test_api_support import api_settings, deliver, opened, services
+    from tests.integration.test_api_support import (
+        api_settings,
+        deliver,
+        opened,
+        services,
+        slow_first_feed_pass,
+    )
 
     await deliver(db, "pull_request", opened(2, title="before"))
     app = create_app(api_settings(dsn))
     app.mount("/", StaticFiles(directory=ROOT / "services/api/static", html=True))
     tailer = services(app).tailer
-    first_pass = tailer.read_once
-    slow = asyncio.Event()
-
-    async def slow_first_pass() -> int:
-        if not slow.is_set():
-            slow.set()
-            await asyncio.sleep(1.0)
-        return await first_pass()
-
-    tailer.read_once = slow_first_pass  # type: ignore[method-assign]
+    slow_first_feed_pass(app)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium)
         page = await browser.new_page()

@@ -151,3 +151,20 @@ async def analyse(db: Database) -> int:
     settings = PollerSettings(database_url="postgresql://unused", poll_interval_seconds=0.05)
     summary = await Poller(db, settings, HeuristicAnalyser()).scan_once()
     return summary.insights
+
+
+def slow_first_feed_pass(app: FastAPI, seconds: float = 1.0) -> asyncio.Event:
+    """Make the app's feed reader take `seconds` over its first pass (a database slow at
+    start-up); the event is set when that pass begins."""
+    tailer = services(app).tailer
+    first_pass = tailer.read_once
+    began = asyncio.Event()
+
+    async def slow_first_pass() -> int:
+        if not began.is_set():
+            began.set()
+            await asyncio.sleep(seconds)
+        return await first_pass()
+
+    tailer.read_once = slow_first_pass  # type: ignore[method-assign]
+    return began

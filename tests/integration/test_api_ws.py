@@ -156,21 +156,12 @@ async def test_a_socket_opens_only_after_the_feed_readers_first_pass(
     committed between the client's load and that pass: it waits for the pass instead."""
     from flowlens.api import create_app
     from flowlens.api.server import serve
-    from tests.integration.test_api_support import api_settings
+    from tests.integration.test_api_support import api_settings, slow_first_feed_pass
 
     await deliver(db, "pull_request", opened(2))
     app = create_app(api_settings(dsn))
     tailer = services(app).tailer
-    first_pass = tailer.read_once
-    slow = asyncio.Event()
-
-    async def slow_first_pass() -> int:
-        if not slow.is_set():
-            slow.set()
-            await asyncio.sleep(1.0)  # a database slow at start-up
-        return await first_pass()
-
-    tailer.read_once = slow_first_pass  # type: ignore[method-assign]
+    slow = slow_first_feed_pass(app)
     async with serve(app) as base:
         await slow.wait()
         async with socket(ws_url(base, REPO)) as ws:
