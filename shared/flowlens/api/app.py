@@ -58,11 +58,6 @@ async def _database_down(_: Request, exc: Exception) -> Response:
     return error(503, "database unavailable")
 
 
-async def _unexpected(_: Request, exc: Exception) -> Response:
-    log.error("unhandled error: %r", exc)
-    return error(500, "internal server error")
-
-
 class _Unexpected:
     """Answers an unhandled error with the contract's 500 inside the CORS layer (Starlette's
     own handler for Exception sits outside every middleware, so its 500 had no CORS headers
@@ -87,8 +82,8 @@ class _Unexpected:
         except Exception as exc:
             if started:  # too late for another answer
                 raise
-            response = await _unexpected(Request(scope), exc)
-            await response(scope, receive, send)
+            log.error("unhandled error: %r", exc)
+            await error(500, "internal server error")(scope, receive, send)
 
 
 def create_app(settings: ApiSettings | None = None, *, database: Database | None = None) -> FastAPI:
@@ -129,7 +124,6 @@ def create_app(settings: ApiSettings | None = None, *, database: Database | None
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DatabaseUnavailable, _database_down)
-    app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(_Unexpected)  # added first: inside CORS
     if settings.cors_origin_list:
         app.add_middleware(

@@ -35,8 +35,8 @@ _REPO_COLUMNS = (
 
 # Columns that can be long (a PR template, hundreds of paths, an insight): update_pull_requests
 # leaves them as stored unless they changed, so the database keeps their TOASTed values rather
-# than writing them again for every build or review (BENCHMARKS.md: an update half as long, a
-# third of the WAL, with a 4.7 KB body and 300 paths).
+# than writing them again for every build or review (bench/long_columns.py: lone deliveries to
+# PRs with a 4 KB body, 300 paths and an insight took 0.84x as long and wrote 19% less WAL).
 _KEPT_UNLESS_CHANGED = ("body", "files_changed", "latest_insight")
 
 # repositories.last_activity is kept to this resolution: a row updated by every delivery would

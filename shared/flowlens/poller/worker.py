@@ -222,7 +222,7 @@ class Poller:
                         return await self._defer(ids, summary)
                     summary.ai_calls += 1
                     cutoff = None if self._deadline is None else self._deadline + OVERRUN_SECONDS
-                    async with asyncio.timeout_at(_loop_time(cutoff)) as limit:
+                    async with asyncio.timeout_at(cutoff) as limit:
                         insight = await self.analyser.analyse(ctx)
             except AnalysisError as exc:
                 await self._failed(events, str(exc), exc.retryable, summary)
@@ -238,7 +238,7 @@ class Poller:
             return summary
 
     def _spent(self) -> bool:
-        return self._deadline is not None and time.monotonic() >= self._deadline
+        return self._deadline is not None and asyncio.get_running_loop().time() >= self._deadline
 
     async def _defer(self, ids: list[int], summary: Summary) -> Summary:
         """Give events back for the next invocation, without counting an attempt."""
@@ -332,8 +332,9 @@ class Poller:
         is one scan, done in full.
         """
         started = time.monotonic()
-        # A budget of 0 is one scan, done in full.
-        self._deadline = started + budget_seconds if budget_seconds > 0 else None
+        # In the event loop's clock, which asyncio.timeout_at takes.
+        now = asyncio.get_running_loop().time()
+        self._deadline = now + budget_seconds if budget_seconds > 0 else None
         try:
             return await self._run(started, budget_seconds, stop)
         finally:
@@ -373,10 +374,3 @@ class Poller:
         """Drop change-feed rows older than any reader's window."""
         async with self.db.transaction() as tx:
             await tx.execute("prune_change_feed", keep_seconds=FEED_KEEP_SECONDS)
-
-
-def _loop_time(deadline: float | None) -> float | None:
-    """A time.monotonic() deadline in the event loop's clock (asyncio.timeout_at)."""
-    if deadline is None:
-        return None
-    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
