@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import shutil
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -20,6 +24,10 @@ from tests.helpers import SECRET, interrupt, variant, wait_for_insight
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from playwright.async_api import Browser, WebSocketRoute
 
 pytestmark = pytest.mark.browser
 
@@ -131,45 +139,139 @@ async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
         await interrupt(proc, 20)
 
 
+@contextlib.asynccontextmanager
+async def _chromium() -> AsyncIterator[Browser]:
+    chromium = _require_browser()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+def _dashboard_app(dsn: str) -> FastAPI:
+    """The API app with the dashboard mounted, as services/api/main.py serves it."""
+    from starlette.staticfiles import StaticFiles
+
+    from flowlens.api import create_app
+    from tests.integration.test_api_support import api_settings
+
+    app = create_app(api_settings(dsn))
+    app.mount("/", StaticFiles(directory=ROOT / "services/api/static", html=True))
+    return app
+
+
 async def test_a_change_while_the_socket_is_slow_to_open_is_shown(dsn: str, db: Database) -> None:
     """Connect first, then load: a change committed after the page loaded but before its socket
     opened (an API instance whose feed reader is slow at start-up) reaches the page, because
     the snapshot is taken when the socket opens."""
-    chromium = _require_browser()
-    from playwright.async_api import async_playwright
-    from starlette.staticfiles import StaticFiles
-
-    from flowlens.api import create_app
     from flowlens.api.server import serve
-    from tests.integration.test_api_support import (
-        api_settings,
-        deliver,
-        opened,
-        services,
-        slow_first_feed_pass,
-    )
+    from tests.integration.test_api_support import deliver, opened, services, slow_first_feed_pass
 
     await deliver(db, "pull_request", opened(2, title="before"))
-    app = create_app(api_settings(dsn))
-    app.mount("/", StaticFiles(directory=ROOT / "services/api/static", html=True))
+    app = _dashboard_app(dsn)
     tailer = services(app).tailer
     slow_first_feed_pass(app)
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium)
+    async with _chromium() as browser:
         page = await browser.new_page()
         asked: list[str] = []
         page.on("request", lambda request: asked.append(request.url))
-        try:
-            async with serve(app) as base:  # the reader's first pass starts now, for 1 s
-                await page.goto(f"{base}/")
-                await asyncio.sleep(0.3)  # the page has loaded; its socket waits for the reader
-                assert not tailer.ready.is_set()
-                changed = "changed while the socket opened"
-                await deliver(
-                    db, "pull_request", opened(2, title=changed, at="2019-05-15T16:00:00Z")
-                )
-                await page.get_by_text(changed).first.wait_for(timeout=10000)
-        finally:
-            await browser.close()
+        async with serve(app) as base:  # the reader's first pass starts now, for 1 s
+            await page.goto(f"{base}/")
+            await asyncio.sleep(0.3)  # the page has loaded; its socket waits for the reader
+            assert not tailer.ready.is_set()
+            changed = "changed while the socket opened"
+            await deliver(db, "pull_request", opened(2, title=changed, at="2019-05-15T16:00:00Z"))
+            await page.get_by_text(changed).first.wait_for(timeout=10000)
     # The whole list in one page (the API's default of 100 left quiet open PRs out).
     assert any("/api/prs?" in url and "limit=1000" in url for url in asked), asked
+
+
+async def test_a_reconnect_shows_an_insight_written_while_the_socket_was_down(
+    dsn: str, db: Database
+) -> None:
+    """A new head analysed at the same risk level while the socket was down: after the
+    reconnect the card shows that commit's insight, not the earlier one marked stale."""
+    from flowlens.api.server import serve
+    from tests.integration.test_api_support import SHA1, analyse, deliver, opened
+
+    sha2 = "b" * 40
+    await deliver(db, "pull_request", opened(2))
+    assert await analyse(db) == 1
+    forwarding = True
+    sockets: list[WebSocketRoute] = []
+
+    def through(ws: WebSocketRoute) -> None:
+        # The real server's messages reach the page only while `forwarding`.
+        server = ws.connect_to_server()
+        server.on_message(lambda message: ws.send(message) if forwarding else None)
+        sockets.append(ws)
+
+    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+        page = await browser.new_page()
+        await page.route_web_socket(re.compile(r"/ws(\?|$)"), through)
+        await page.goto(f"{base}/")
+        card = page.locator('[data-testid="pr-row"][data-pr-number="2"]')
+        commit = card.locator(".insight-meta code")
+        await commit.filter(has_text=SHA1[:7]).wait_for(timeout=15000)
+
+        forwarding = False  # what happens now is lost, as on a dropped connection
+        synchronize = opened(2, at="2019-05-15T16:00:00Z", sha=sha2)
+        await deliver(db, "pull_request", {**synchronize, "action": "synchronize"})
+        assert await analyse(db) == 1
+        async with httpx.AsyncClient(base_url=base) as client:
+            insights = (await client.get("/api/insights/2")).json()
+        assert [i["commitSha"] for i in insights] == [sha2, SHA1]
+        assert insights[0]["riskLevel"] == insights[1]["riskLevel"]  # what hid the new one
+
+        forwarding = True
+        await sockets[-1].close(code=1013, reason="test: reconnect")
+        await commit.filter(has_text=sha2[:7]).wait_for(timeout=15000)
+        assert await card.locator(".stale").count() == 0
+
+
+async def test_a_refused_filter_is_not_taken_for_a_token_problem(dsn: str) -> None:
+    """A 1008 close for a malformed repo filter shows the API's reason, not the token state."""
+    from flowlens.api.server import serve
+
+    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+        page = await browser.new_page()
+        # Every connection state and banner text the page shows, from its first script on.
+        await page.add_init_script(
+            """window.__seen = [];
+            new MutationObserver(() => {
+              const banner = document.getElementById("banner");
+              window.__seen.push(document.documentElement.dataset.conn ?? "",
+                                 banner && !banner.hidden ? banner.textContent : "");
+            }).observe(document, {subtree: true, childList: true, attributes: true});"""
+        )
+        await page.goto(f"{base}/?repo=not-a-repository")
+        await page.wait_for_function(
+            "window.__seen.some((t) => t.includes('refused live updates: repo must be owner/'))",
+            timeout=15000,
+        )
+        assert "auth" not in await page.evaluate("window.__seen")  # "Waiting for an access token"
+
+
+async def test_repositories_differing_in_punctuation_get_their_own_cards(
+    dsn: str, db: Database
+) -> None:
+    """Card ids (the builds table links to them) stay unique for names like a/b.c and a/b-c."""
+    from flowlens.api.server import serve
+    from tests.integration.test_api_support import deliver, opened
+
+    for repo in ("acme/hello.world", "acme/hello-world", "acme/hello_world"):
+        await deliver(db, "pull_request", opened(2, repo=repo))
+    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+        page = await browser.new_page()
+        await page.goto(f"{base}/")
+        rows = page.locator('[data-testid="pr-row"]')
+        await rows.nth(2).wait_for(timeout=15000)
+        ids = await rows.evaluate_all("(cards) => cards.map((c) => c.id)")
+        assert len(ids) == 3 and len(set(ids)) == 3, ids
+        for card_id in ids:  # each id finds its own card, and its title its own element
+            assert await page.locator(f"#{card_id}").count() == 1
+            assert await page.locator(f"#{card_id}-title").count() == 1

@@ -3,7 +3,7 @@
 
 import { Api, AuthCancelled, getToken, socketUrl } from "./modules/api.js";
 import { h } from "./modules/dom.js";
-import { PR_STATUS, describe, insightFromSocket, prKey, relativeTime } from "./modules/format.js";
+import { PR_STATUS, describe, insightFromSocket, insightIsFor, prKey, relativeTime } from "./modules/format.js";
 import { LiveSocket } from "./modules/live.js";
 import {
   buildRows,
@@ -183,8 +183,13 @@ const live = new LiveSocket({
     clearTimeout(state.firstLoadTimer);
     loadAll({ quiet: state.loaded });
   },
+  onRefused(reason) {
+    // A 1008 close for something other than the token (a malformed repo filter, an origin
+    // not in CORS_ORIGINS): say why; retries go on with backoff in case the API changes.
+    showBanner(`The FlowLens API refused live updates: ${reason}.`, { label: "Retry now", run: () => live.openNow() });
+  },
   async onAuthProblem() {
-    // A 1008 close may mean a bad token: a REST call asks for a new one if so.
+    // A 1008 close for the token: a REST call asks for a new one if it is wrong.
     try {
       await api.repositories();
     } catch (err) {
@@ -289,9 +294,14 @@ function mergePrs(list, socketSeqAtStart) {
     const v = Number(pr.version);
     if (Number.isFinite(v) && v > (state.versions.get(key) ?? -Infinity)) state.versions.set(key, v);
     next.set(key, pr);
-    // riskLevel moved on since the insight was cached: fetch it again when visible.
+    // The risk level moved on since the insight was cached, or the cached one is for an
+    // earlier commit (a new head may have been analysed at the same risk while the socket
+    // was down): fetch it again when visible.
     const cached = state.insights.get(key);
-    if (cached !== undefined && (cached?.riskLevel ?? null) !== (pr.riskLevel ?? null)) {
+    if (
+      cached !== undefined &&
+      ((cached?.riskLevel ?? null) !== (pr.riskLevel ?? null) || (cached && !insightIsFor(cached, pr.commitSha)))
+    ) {
       state.insights.delete(key);
       state.histories.delete(key);
     }

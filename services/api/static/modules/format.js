@@ -100,6 +100,13 @@ export function shortSha(sha) {
 }
 
 /** A duration in seconds as "42s", "3m 05s" or "1h 02m". */
+/** Whether an insight was written for this head commit (either sha may be abbreviated). */
+export function insightIsFor(insight, sha) {
+  const own = insight?.commitSha;
+  if (!own || !sha) return true; // nothing to compare: take it as current
+  return sha.startsWith(own) || own.startsWith(sha);
+}
+
 export function formatDuration(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(Number(seconds))) return "—";
   const total = Math.max(0, Math.round(Number(seconds)));

@@ -7,8 +7,10 @@ import { backoffDelay } from "./format.js";
 // the backoff again from the shortest delay. A server that accepts and then
 // immediately closes keeps backing off instead.
 const STABLE_MS = 5000;
-// The API closes with 1008 when the token is missing or wrong.
+// The API closes with 1008 when the token is missing or wrong (its reason then names the
+// token), the repo filter is malformed or the origin is not allowed (docs/API.md).
 const POLICY_VIOLATION = 1008;
+const TOKEN_REASON = /token/i;
 
 export class LiveSocket {
   /**
@@ -17,14 +19,16 @@ export class LiveSocket {
    * @param {(msg: object) => void} opts.onMessage
    * @param {(state: object) => void} opts.onState  {state, retryInMs?, attempt}
    * @param {(reconnect: boolean) => void} opts.onOpen  called each time a socket opens
-   * @param {() => Promise<void>} [opts.onAuthProblem]  called before retrying after a 1008 close
+   * @param {() => Promise<void>} [opts.onAuthProblem]  called before retrying after a 1008 close for the token
+   * @param {(reason: string) => void} [opts.onRefused]  called on a 1008 close for anything else
    */
-  constructor({ url, onMessage, onState, onOpen, onAuthProblem }) {
+  constructor({ url, onMessage, onState, onOpen, onAuthProblem, onRefused }) {
     this.url = url;
     this.onMessage = onMessage;
     this.onState = onState;
     this.onOpen = onOpen;
     this.onAuthProblem = onAuthProblem;
+    this.onRefused = onRefused;
     this.ws = null;
     this.attempt = 0;
     this.generation = 0;
@@ -129,7 +133,10 @@ export class LiveSocket {
       if (generation !== this.generation || this.stopped) return;
       this.ws = null;
       if (openedAt && Date.now() - openedAt >= STABLE_MS) this.attempt = 0;
-      if (event.code === POLICY_VIOLATION && this.onAuthProblem) {
+      // A proxy may drop the reason: without one, the token is the likeliest cause.
+      const forToken = !event.reason || TOKEN_REASON.test(event.reason);
+      if (event.code === POLICY_VIOLATION && !forToken) this.onRefused?.(event.reason);
+      if (event.code === POLICY_VIOLATION && forToken && this.onAuthProblem) {
         this.setState("auth");
         Promise.resolve(this.onAuthProblem())
           .catch(() => undefined)

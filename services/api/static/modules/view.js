@@ -13,6 +13,7 @@ import {
   formatConfidence,
   formatDuration,
   formatPercent,
+  insightIsFor,
   normaliseRates,
   relativeTime,
   safeUrl,
@@ -21,9 +22,12 @@ import {
   stageInfo,
 } from "./format.js";
 
-/** id-safe slug for a PR card, so builds can link to it. */
+/** A PR card's element id, so builds can link to it. Every character but letters, digits and
+ * "-" is written as "_" and its four-digit hex code, so no two repositories share an id
+ * ("a/b.c" and "a/b-c" once both became "pr-a-b-c-1"). */
 export function cardId(repo, number) {
-  return `pr-${String(repo).replace(/[^A-Za-z0-9_-]+/g, "-")}-${number}`;
+  const safe = String(repo).replace(/[^A-Za-z0-9-]/g, (c) => `_${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return `pr-${safe}-${number}`;
 }
 
 /** The empty skeleton of a PR card; fillCard() puts the data in. */
@@ -230,9 +234,7 @@ function insightBlock(pr, insight) {
   }
   const list = keyChangeList(insight.keyChanges);
   if (list) parts.push(list);
-  const stale =
-    insight.commitSha && pr.commitSha && !pr.commitSha.startsWith(insight.commitSha) && !insight.commitSha.startsWith(pr.commitSha);
-  if (stale) {
+  if (!insightIsFor(insight, pr.commitSha)) {
     parts.push(
       h("p", {
         class: "stale",
