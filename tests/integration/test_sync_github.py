@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from flowlens.db import Database
@@ -160,6 +161,48 @@ async def test_a_502_that_outlasts_the_retries_fails_the_run_and_the_next_one_re
     assert state is not None and state["last_error"] is None
     # A one-off that did not cover the schedule's window gives it no cursor to start from.
     assert state["prs_cursor"] is None
+
+
+async def test_a_run_that_fails_between_reviews_and_pull_request_loses_no_action(
+    db: Database,
+) -> None:
+    """A new head and a new review: a run that fails on the PR's own delivery stores neither,
+    so the next run still names the push (`synchronize`) and queues the new head."""
+    fake = FakeGitHubSync()
+    world = GitHubWorld(fake)
+    world.open_pr(1, sha="a" * 40)
+    with fake.running():
+        client = client_for(fake)
+        try:
+            await sync_once(db, client, REPO, since_days=1)
+            world.push(1, "b" * 40)
+            world.review(1, "approved", review_id=2001)
+            async with db.transaction() as tx:  # the database refuses the PR's delivery once
+                await tx.conn.execute(FAIL_PR_DELIVERY)
+            with pytest.raises(psycopg.errors.RaiseException, match="refused"):
+                await sync_once(db, client, REPO, since_days=1)
+            assert "sync:pull_request_review:2001:approved" not in await deliveries(db)
+            async with db.transaction() as tx:
+                await tx.conn.execute("DROP TRIGGER refuse_pr ON raw_events")
+            result = await sync_once(db, client, REPO, since_days=1)
+        finally:
+            await client.aclose()
+    assert result.complete and result.pull_requests_synced == 1 and result.reviews == 1
+    async with db.transaction() as tx:
+        queued = await tx.all("sync_snapshot_analysis", repository=REPO)
+        actions = [(r["event"], r["action"]) for r in await tx.all("sync_snapshot_deliveries")]
+    assert [(r["pr_number"], r["head_sha"]) for r in queued] == [(1, "a" * 40), (1, "b" * 40)]
+    assert actions[-2:] == [("pull_request_review", "submitted"), ("pull_request", "synchronize")]
+
+
+FAIL_PR_DELIVERY = """
+CREATE FUNCTION refuse_pr() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.event = 'pull_request' THEN RAISE EXCEPTION 'refused for the test'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_pr BEFORE INSERT ON raw_events FOR EACH ROW EXECUTE FUNCTION refuse_pr();
+"""
 
 
 async def test_rate_limit_exhaustion_waits_for_the_reset(

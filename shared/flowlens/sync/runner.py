@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from flowlens.db import Database
-from flowlens.github.parse import ts
-from flowlens.ingest.store import Outcome, record_delivery
+from flowlens.github.parse import parse, ts
+from flowlens.ingest.store import Item, Outcome, record_deliveries
 from flowlens.sync import payloads
 from flowlens.sync.client import GitHubSyncClient, RateLimited, SyncError
 
@@ -124,14 +124,15 @@ class RepositorySync:
             self.result.not_modified = self.client.stats.not_modified - not_modified_before
         return self.result
 
-    async def _record(self, delivery_id: str, event: str, payload: dict[str, Any]) -> None:
-        outcome = await record_delivery(
-            self.db, delivery_id, event, payload, json.dumps(payload), notify=self.notify
-        )
-        if outcome == Outcome.DUPLICATE:
-            self.result.duplicates += 1
-        else:
-            self.result.accepted += 1
+    async def _record(self, *deliveries: tuple[str, str, dict[str, Any]]) -> None:
+        """Store (delivery id, event, payload) deliveries in one transaction, in order."""
+        items = [Item(did, event, parse(event, payload), json.dumps(payload))
+                 for did, event, payload in deliveries]  # fmt: skip
+        for outcome in await record_deliveries(self.db, items, notify=self.notify):
+            if outcome == Outcome.DUPLICATE:
+                self.result.duplicates += 1
+            else:
+                self.result.accepted += 1
 
     async def _runs(self, since: datetime) -> None:
         url = self.client.url(f"/repos/{self.repository}/actions/runs?per_page={PER_PAGE}")
@@ -153,7 +154,7 @@ class RepositorySync:
                 ):
                     oldest_unfinished = created
                 payload = payloads.workflow_run_payload(run, self._repo)
-                await self._record(payloads.run_delivery_id(run), "workflow_run", payload)
+                await self._record((payloads.run_delivery_id(run), "workflow_run", payload))
             self.result.runs += taken
             self.progress(
                 f"{self.repository}: runs page {page.number}: {taken} in window"
@@ -214,18 +215,17 @@ class RepositorySync:
         async for page in self.client.pages(self.client.url(f"{base}/reviews?per_page={PER_PAGE}")):
             reviews.extend(r for r in page.items if isinstance(r, dict))
         action = payloads.pr_action(stored, pr)
-        # Reviews before the pull request: its delivery id is what marks this version as done,
-        # so a run that dies in between does the whole pull request again next time.
-        for review in reviews:
-            payload = payloads.review_payload(review, pr, self._repo)
-            if payload is not None:
-                self.result.reviews += 1
-                await self._record(
-                    payloads.review_delivery_id(review), "pull_request_review", payload
-                )
-        await self._record(
-            payloads.pr_delivery_id(pr),
-            "pull_request",
-            payloads.pull_request_payload(pr, self._repo, action),
-        )
+        # Reviews, then the pull request, in one transaction. Each review carries the PR as it
+        # is now, so reviews stored without the PR (a run that died in between) would leave
+        # the row current and the next run would find no action to name: the new head would
+        # never be analysed. The PR's delivery id marks this version as done.
+        deliveries = [
+            (payloads.review_delivery_id(review), "pull_request_review", payload)
+            for review in reviews
+            if (payload := payloads.review_payload(review, pr, self._repo)) is not None
+        ]
+        self.result.reviews += len(deliveries)
+        deliveries.append((payloads.pr_delivery_id(pr), "pull_request",
+                           payloads.pull_request_payload(pr, self._repo, action)))  # fmt: skip
+        await self._record(*deliveries)
         self.result.pull_requests_synced += 1
