@@ -8,8 +8,10 @@ import time
 
 import httpx
 import pytest
+from psycopg.conninfo import make_conninfo
 from pydantic import TypeAdapter
 
+from flowlens.api.feed import LISTEN_CONNECTIONS
 from flowlens.api.schemas import PrUpdate, PullRequest
 from flowlens.db import Database
 from tests.integration.test_api_support import (
@@ -112,6 +114,33 @@ async def test_listen_wakes_the_reader_long_before_the_poll(dsn: str, db: Databa
             await deliver(db, "pull_request", opened(2), notify=True)
             await next_update(ws, timeout=3)
             assert time.monotonic() - started < 2.0
+
+
+async def test_an_instance_holds_its_pool_and_the_listen_connection(dsn: str, db: Database) -> None:
+    """DB_POOL_MAX + LISTEN_CONNECTIONS, as db_connection_budget (locals.tf) counts."""
+    name = "flowlens-budget-test"
+    pool = 2
+    app_dsn = make_conninfo(dsn, application_name=name)
+    async with served_api(app_dsn, db_pool_min=pool, db_pool_max=pool) as (app, base):
+        await asyncio.wait_for(services(app).tailer.listening.wait(), 5)
+        async with httpx.AsyncClient(base_url=base) as client, socket(ws_url(base)) as ws:
+            await deliver(db, "pull_request", opened(2), notify=True)
+            await next_update(ws, timeout=3)
+            for response in await asyncio.gather(*(client.get("/api/prs") for _ in range(20))):
+                assert response.status_code == 200
+        held = 0
+        deadline = time.monotonic() + 5
+        while held < pool + LISTEN_CONNECTIONS and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            async with db.transaction() as tx:
+                cur = await tx.conn.execute(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = %s",
+                    [name],
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                held = int(row["n"])
+        assert held == pool + LISTEN_CONNECTIONS
 
 
 async def test_without_notify_there_is_no_listener_and_polling_delivers(

@@ -14,6 +14,7 @@ import yaml
 from hcl2 import SerializationOptions
 from pydantic import SecretStr
 
+from flowlens.api.feed import LISTEN_CONNECTIONS
 from flowlens.settings import ApiSettings, IngestSettings, PollerSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -402,6 +403,97 @@ def test_migrations_run_as_a_job() -> None:
     assert container["command"] == ["flowlens"] and container["args"] == ["migrate"]
 
 
+# --- the database connection budget counts every connection the code opens --------------
+
+PACKAGE = ROOT / "shared"
+# Functions that open a connection outside a Database pool (Database.connect), and the
+# deployable each one runs in. db_connection_budget must count each per instance.
+OUTSIDE_POOL = {
+    "flowlens/api/feed.py:_listen": "api",  # LISTEN_CONNECTIONS, while feed_notify is on
+    "flowlens/db/database.py:migrate": "migrate",  # the job's only connection
+}
+
+
+def outside_pool_callers() -> set[str]:
+    """module:function of every call to Database.connect (psycopg's own connect excluded)."""
+    found = set()
+    for path in sorted((PACKAGE / "flowlens").rglob("*.py")):
+        module = path.relative_to(PACKAGE).as_posix()
+        for fn in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "connect"
+                    and not ast.unparse(node.func.value).startswith("psycopg")
+                ):
+                    found.add(f"{module}:{fn.name}")
+    return found
+
+
+def plus_terms(expression: str) -> list[str]:
+    """The top-level `+` terms of an HCL expression as python-hcl2 gives it."""
+    body = expression.removeprefix("${").removesuffix("}").strip()
+    terms, depth, start = [], 0, 0
+    for i, ch in enumerate(body):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "+" and depth == 0:
+            terms.append(body[start:i].strip())
+            start = i + 1
+    terms.append(body[start:].strip())
+    if len(terms) == 1 and body.startswith("(") and body.endswith(")"):
+        return plus_terms(body[1:-1])
+    return terms
+
+
+def test_connection_budget_counts_connections_outside_the_pools() -> None:
+    assert outside_pool_callers() == set(OUTSIDE_POOL), (
+        "Database.connect callers changed: count their connections in db_connection_budget "
+        "(locals.tf) and docs/DEPLOY.md, then update OUTSIDE_POOL"
+    )
+    loc = locals_()
+    assert loc.get("api_listen_connections") == f"${{var.feed_notify ? {LISTEN_CONNECTIONS} : 0}}"
+    per_instance = {
+        "ingest": "var.ingest_db_pool_max",
+        "poller": "var.poller_db_pool_max",
+        "api": "(var.api_db_pool_max + local.api_listen_connections)",
+    }
+    expected = [f"var.{name}_max_instances * {conns}" for name, conns in per_instance.items()]
+    expected.append("1")  # the migration job
+    assert sorted(plus_terms(loc["db_connection_budget"])) == sorted(expected)
+    db = resources("google_sql_database_instance")["db"]
+    conditions = [p["condition"] for p in one(db["lifecycle"])["precondition"]]
+    assert "${local.db_connection_budget < var.db_max_connections - 3}" in conditions
+
+
+def test_connection_budget_at_the_defaults_fits_cloud_sql_as_documented() -> None:
+    module = {name: spec.get("default") for name, spec in blocks("variable").items()}
+    example = {name: spec.get("default") for name, spec in blocks("variable", EXAMPLE).items()}
+    call = blocks("module", EXAMPLE)["flowlens"]
+    var = {
+        name: example[name] if call.get(name) == f"${{var.{name}}}" else default
+        for name, default in module.items()
+    }
+    listen = LISTEN_CONNECTIONS if var["feed_notify"] else 0
+    budget = (
+        var["ingest_max_instances"] * var["ingest_db_pool_max"]
+        + var["poller_max_instances"] * var["poller_db_pool_max"]
+        + var["api_max_instances"] * (var["api_db_pool_max"] + listen)
+        + 1
+    )
+    assert budget < var["db_max_connections"] - 3
+    deploy = " ".join((ROOT / "docs" / "DEPLOY.md").read_text("utf-8").split())
+    times = "\N{MULTIPLICATION SIGN}"
+    worked = (
+        f"{var['ingest_max_instances']}{times}{var['ingest_db_pool_max']}"
+        f" + {var['poller_max_instances']}{times}{var['poller_db_pool_max']}"
+        f" + {var['api_max_instances']}{times}({var['api_db_pool_max']}+{listen}) + 1 = {budget}"
+    )
+    assert worked in deploy, f"docs/DEPLOY.md should show {worked}"
+
+
 # --- checkov skips carry their reason ------------------------------------------------------
 
 _SKIP = re.compile(r"checkov:skip=([A-Z0-9_]+)(?::(.*))?")
@@ -439,3 +531,58 @@ def test_cloudbuild_runs_the_pipeline_in_order() -> None:
         if step.get("entrypoint") in {"bash", "sh"}:
             assert "set -e" in script, f"step {step['id']} does not stop on errors"
     assert "${_REGION}" in str(build) and "_TF_STATE_BUCKET" in build["substitutions"]
+
+
+def cloudbuild() -> dict[str, Any]:
+    build: dict[str, Any] = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text("utf-8"))
+    return build
+
+
+def step_text(step: dict[str, Any]) -> str:
+    return "\n".join(str(a) for a in step.get("args", [])) + str(step.get("script", ""))
+
+
+def substitutions_in(text: str, substitutions: dict[str, str]) -> set[str]:
+    """Substitutions text uses, and those their values use in turn."""
+    found: set[str] = set()
+    todo = re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", text)
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo += re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", str(substitutions.get(name, "")))
+    return found
+
+
+# Substitutions that reach Terraform other than as a -var: the image, by digest (with its
+# build tag), and the state bucket, as backend config.
+NOT_TF_VARS = {"_IMAGE", "BUILD_ID", "_TF_STATE_BUCKET"}
+
+
+def test_cloudbuild_passes_terraform_every_substitution_the_other_steps_use() -> None:
+    build = cloudbuild()
+    tf_steps = [s for s in build["steps"] if s["name"].startswith("hashicorp/terraform")]
+    others = "\n".join(step_text(s) for s in build["steps"] if s not in tf_steps)
+    wanted = substitutions_in(others, build["substitutions"]) - NOT_TF_VARS
+    assert {"PROJECT_ID", "_REGION", "_PREFIX"} <= wanted
+    commands = [
+        " ".join(line.split())
+        for step in tf_steps
+        for line in step_text(step).replace("\\\n", " ").splitlines()
+        if line.strip().startswith("terraform ")
+    ]
+    applies = [c for c in commands if c.startswith("terraform apply")]
+    inits = [c for c in commands if c.startswith("terraform init")]
+    assert applies and inits
+    example_vars = blocks("variable", EXAMPLE)
+    call = blocks("module", EXAMPLE)["flowlens"]
+    for command in applies:
+        given = dict(re.findall(r'-var="(\w+)=\$\{(\w+)\}"', command))
+        missing = wanted - set(given.values())
+        assert not missing, f"{command} does not pass {sorted(missing)}"
+        for var in given:
+            assert var in example_vars and call.get(var) == f"${{var.{var}}}", var
+    for command in inits:
+        assert '-backend-config="bucket=${_TF_STATE_BUCKET}"' in command
+        # A state per prefix: a deployment with another prefix never replaces this one.
+        assert '-backend-config="prefix=${_PREFIX}"' in command

@@ -11,6 +11,7 @@ module "flowlens" {
 
   project_id       = var.project_id
   region           = var.region
+  name_prefix      = var.name_prefix
   api_image        = var.api_image
   bundle_dir       = var.bundle_dir
   database_mode    = var.database_mode

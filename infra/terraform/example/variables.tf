@@ -21,6 +21,17 @@ variable "region" {
   }
 }
 
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name; cloudbuild.yaml passes its _PREFIX."
+  default     = "flowlens"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,12}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-14 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
 variable "api_image" {
   type        = string
   description = "API image reference, by digest from cloudbuild.yaml."

@@ -30,6 +30,11 @@ from flowlens.db import Database, DatabaseUnavailable
 
 log = logging.getLogger("flowlens.api.feed")
 
+# Connections a tailer holds outside its Database's pool while notify is on (the LISTEN one).
+# The deployment's connection budget (db_connection_budget in infra/terraform) counts them per
+# API instance on top of DB_POOL_MAX.
+LISTEN_CONNECTIONS = 1
+
 
 @dataclass(frozen=True, slots=True)
 class Change:

@@ -171,11 +171,16 @@ locals {
 
   connector_id = local.cloudsql ? google_vpc_access_connector.connector[0].id : null
 
-  # Worst case of open database connections, checked against db_max_connections.
+  # Connections an API instance opens outside its pool: the change feed's LISTEN, while
+  # feed_notify is on (flowlens.api.feed.LISTEN_CONNECTIONS). Ingest and the poller open none.
+  api_listen_connections = var.feed_notify ? 1 : 0
+
+  # Worst case of open database connections, checked against db_max_connections: every
+  # instance's pool, the API's LISTEN connections and the migration job's one connection.
   db_connection_budget = (
     var.ingest_max_instances * var.ingest_db_pool_max
     + var.poller_max_instances * var.poller_db_pool_max
-    + var.api_max_instances * var.api_db_pool_max
+    + var.api_max_instances * (var.api_db_pool_max + local.api_listen_connections)
     + 1
   )
 }
