@@ -89,6 +89,12 @@ async def test_pages_are_followed_and_progress_is_shown(
     assert first.query == {"state": "all", "sort": "updated", "direction": "desc",
                            "per_page": "100"}  # fmt: skip
     assert (await counts(db))["pull_requests"] == PRS and (await counts(db))["builds"] == RUNS
+    # A page of runs is stored in one transaction (rows one transaction wrote share its xmin).
+    async with db.transaction() as tx:
+        cur = await tx.conn.execute(
+            "SELECT count(DISTINCT xmin::text) AS n FROM raw_events WHERE event = 'workflow_run'"
+        )
+        assert await cur.fetchone() == {"n": 3}
 
 
 async def test_second_run_is_conditional_and_writes_nothing(

@@ -141,23 +141,26 @@ class RepositorySync:
         async for page in self.client.pages(url, items_key="workflow_runs"):
             self.result.pages += 1
             reached_end = False
-            taken = 0
+            taken: list[tuple[str, str, dict[str, Any]]] = []
             for run in page.items:
                 created = ts(run.get("created_at"))
                 if created is None or created < since:
                     reached_end = True
                     continue
-                taken += 1
                 newest = created if newest is None or created > newest else newest
                 if run.get("status") != "completed" and (
                     oldest_unfinished is None or created < oldest_unfinished
                 ):
                     oldest_unfinished = created
                 payload = payloads.workflow_run_payload(run, self._repo)
-                await self._record((payloads.run_delivery_id(run), "workflow_run", payload))
-            self.result.runs += taken
+                taken.append((payloads.run_delivery_id(run), "workflow_run", payload))
+            # A page in one transaction: a first backfill of thousands of runs has to fit in
+            # one poller invocation's budget before the pull requests get their turn.
+            if taken:
+                await self._record(*taken)
+            self.result.runs += len(taken)
             self.progress(
-                f"{self.repository}: runs page {page.number}: {taken} in window"
+                f"{self.repository}: runs page {page.number}: {len(taken)} in window"
                 + (" (not modified)" if page.not_modified else "")
                 + f", {self.result.runs} so far"
             )
