@@ -233,6 +233,34 @@ async def test_a_reconnect_shows_an_insight_written_while_the_socket_was_down(
         assert await card.locator(".stale").count() == 0
 
 
+async def test_a_push_back_to_an_analysed_commit_shows_that_commits_insight(
+    dsn: str, db: Database
+) -> None:
+    """Head A, then B, then A again: the poller makes A's insight the latest again, and the
+    card shows it, though B's is the newest in /api/insights."""
+    from flowlens.api.server import serve
+    from tests.integration.test_api_support import SHA1, analyse, deliver, opened
+
+    heads = [(SHA1, "2019-05-15T15:20:33Z"), ("b" * 40, "2019-05-15T16:00:00Z"),
+             (SHA1, "2019-05-15T16:10:00Z")]  # fmt: skip
+    for n, (sha, at) in enumerate(heads):
+        payload = opened(2, at=at, sha=sha)
+        await deliver(
+            db, "pull_request", payload if n == 0 else {**payload, "action": "synchronize"}
+        )
+        await analyse(db)
+    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+        async with httpx.AsyncClient(base_url=base) as client:
+            newest_first = [i["commitSha"] for i in (await client.get("/api/insights/2")).json()]
+        assert newest_first == ["b" * 40, SHA1]  # no second analysis of A
+        page = await browser.new_page()
+        await page.goto(f"{base}/")
+        card = page.locator('[data-testid="pr-row"][data-pr-number="2"]')
+        await card.locator(".insight-meta code").wait_for(timeout=15000)
+        assert await card.locator(".insight-meta code").inner_text() == SHA1[:7]
+        assert await card.locator(".stale").count() == 0
+
+
 async def test_a_refused_filter_is_not_taken_for_a_token_problem(dsn: str) -> None:
     """A 1008 close for a malformed repo filter shows the API's reason, not the token state."""
     from flowlens.api.server import serve

@@ -517,9 +517,11 @@ async function fetchHistory(key) {
     const entries = Array.isArray(list) ? list : [];
     state.histories.set(key, entries);
     state.historyErrors.delete(key);
-    // The newest entry is the latest insight, unless the socket brought one meanwhile.
+    // The latest insight is the head commit's (a force-push back to an analysed commit makes
+    // an older one latest again), else the newest; unless the socket brought one meanwhile.
     if ((state.touched.get(key) ?? 0) <= socketSeqAtStart || !state.insights.get(key)) {
-      state.insights.set(key, entries[0] ?? null);
+      const head = state.prs.get(key)?.commitSha;
+      state.insights.set(key, (head && entries.find((e) => e.commitSha && insightIsFor(e, head))) || entries[0] || null);
     }
   } catch (err) {
     if (err instanceof AuthCancelled) throw err;
