@@ -183,6 +183,10 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
         os.environ["DATABASE_URL"] = dsn
         os.environ["GITHUB_WEBHOOK_SECRET"] = secret
         os.environ.setdefault("LOG_FORMAT", "text")
+        if demo:
+            # The story's repository is made up: asking GitHub for its files would only fail
+            # (and wait out retries, offline) before every analysis.
+            os.environ.setdefault("GITHUB_API_URL", "")
         from flowlens.db import Database
 
         applied = await Database(dsn, min_size=0, max_size=1).migrate()

@@ -123,6 +123,30 @@ async def test_dev_runs_everything_and_keeps_data(tmp_path: Path) -> None:
     assert (tmp_path / "home" / "webhook-secret").read_text().strip() == secret
 
 
+async def test_demo_replays_its_story_without_asking_github(tmp_path: Path) -> None:
+    """README's quick start: `make dev ARGS=--demo` plays the bundled story to a merged,
+    analysed PR, and never asks GitHub for the made-up repository's files."""
+    ingest, api = free_port(), free_port()
+    env = _env(tmp_path / "home", ingest, api)
+    del env["GITHUB_API_URL"]  # as on a fresh machine
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flowlens", "dev", "--demo", env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    _started.append(proc)
+    out = await _read_until(proc, "demo: It is merged", timeout=180)
+    demo = [line for line in out.splitlines() if line.startswith("demo: ") and "->" in line]
+    assert len(demo) == 8 and all("-> 202 accepted" in line for line in demo), demo
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api}") as client:
+        [pr] = (await client.get("/api/prs", params={"state": "all"})).json()
+        insights = (await client.get(f"/api/insights/{pr['number']}")).json()
+    assert pr["status"] == "merged" and pr["riskLevel"], pr
+    assert {i["model"] for i in insights} == {"heuristic"} and len(insights) == 2
+    out += await _stop(proc)
+    assert proc.returncode == 0, out
+    assert "changed files unavailable" not in out, out
+
+
 async def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
