@@ -262,11 +262,14 @@ async def test_a_push_back_to_an_analysed_commit_shows_that_commits_insight(
 
 
 async def test_a_refused_filter_is_not_taken_for_a_token_problem(dsn: str) -> None:
-    """A 1008 close for a malformed repo filter shows the API's reason, not the token state."""
+    """A 1008 close for a malformed repo filter (one that even contains "token") shows the
+    API's reason, not the token state, keeps it in view, and retries with backoff."""
     from flowlens.api.server import serve
 
     async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
         page = await browser.new_page()
+        sockets: list[float] = []
+        page.on("websocket", lambda ws: sockets.append(asyncio.get_running_loop().time()))
         # Every connection state and banner text the page shows, from its first script on.
         await page.add_init_script(
             """window.__seen = [];
@@ -276,12 +279,18 @@ async def test_a_refused_filter_is_not_taken_for_a_token_problem(dsn: str) -> No
                                  banner && !banner.hidden ? banner.textContent : "");
             }).observe(document, {subtree: true, childList: true, attributes: true});"""
         )
-        await page.goto(f"{base}/?repo=not-a-repository")
-        await page.wait_for_function(
-            "window.__seen.some((t) => t.includes('refused live updates: repo must be owner/'))",
-            timeout=15000,
+        await page.goto(f"{base}/?repo=tokens")
+        banner = page.locator("#banner").filter(
+            has_text="refused live updates: repo must be owner/"
         )
+        await banner.wait_for(timeout=15000)
+        first = asyncio.get_running_loop().time()
+        await asyncio.sleep(4)
         assert "auth" not in await page.evaluate("window.__seen")  # "Waiting for an access token"
+        assert await banner.is_visible()  # the snapshot that followed did not replace it
+        # Backoff (about 1 s, then 2 s, ...), not a reconnect per REST answer: before, 58
+        # sockets opened in 8 s.
+        assert len([t for t in sockets if t >= first]) <= 4, sockets
 
 
 async def test_repositories_differing_in_punctuation_get_their_own_cards(
@@ -303,3 +312,9 @@ async def test_repositories_differing_in_punctuation_get_their_own_cards(
         for card_id in ids:  # each id finds its own card, and its title its own element
             assert await page.locator(f"#{card_id}").count() == 1
             assert await page.locator(f"#{card_id}-title").count() == 1
+        # Each repository group is labelled by its own heading.
+        labels = await page.locator('[data-testid="repo-group"]').evaluate_all(
+            """(groups) => groups.map((g) => [g.dataset.repo,
+                document.getElementById(g.getAttribute("aria-labelledby"))?.textContent])"""
+        )
+        assert len(labels) == 3 and all(repo == heading for repo, heading in labels), labels

@@ -115,7 +115,14 @@ const api = new Api({ askToken });
 
 // ---------------------------------------------------------------- banner / announcements
 
+function refusalText(reason) {
+  return `The FlowLens API refused live updates: ${reason}.`;
+}
+
 function showBanner(message, action) {
+  // The same message again (a retry that failed the same way) is not announced again.
+  if (!els.banner.hidden && els.banner.dataset.message === message) return;
+  els.banner.dataset.message = message;
   const children = [h("p", { text: message })];
   if (action) children.push(h("button", { type: "button", class: "btn", on: { click: action.run }, text: action.label }));
   els.banner.replaceChildren(...children);
@@ -124,6 +131,7 @@ function showBanner(message, action) {
 
 function hideBanner() {
   els.banner.hidden = true;
+  delete els.banner.dataset.message;
   els.banner.replaceChildren();
 }
 
@@ -185,8 +193,10 @@ const live = new LiveSocket({
   },
   onRefused(reason) {
     // A 1008 close for something other than the token (a malformed repo filter, an origin
-    // not in CORS_ORIGINS): say why; retries go on with backoff in case the API changes.
-    showBanner(`The FlowLens API refused live updates: ${reason}.`, { label: "Retry now", run: () => live.openNow() });
+    // not in CORS_ORIGINS): say why, until a socket is accepted again; retries go on with
+    // backoff in case the API's settings change.
+    if (reason) showBanner(refusalText(reason), { label: "Retry now", run: () => live.openNow() });
+    else if (!state.lastLoadFailed) hideBanner();
   },
   async onAuthProblem() {
     // A 1008 close for the token: a REST call asks for a new one if it is wrong.
@@ -251,7 +261,9 @@ async function loadAll({ quiet = false } = {}) {
     state.loadError = null;
     state.lastLoadFailed = errors.length > 0;
     renderAll();
-    if (errors.length) showBanner(`Could not load ${errors.join(", ")}.`, { label: "Retry", run: () => loadAll({}) });
+    // A refusal of the socket stays in view: it is the cause to fix (REST may fail for it too).
+    if (live.refused) showBanner(refusalText(live.refused), { label: "Retry now", run: () => live.openNow() });
+    else if (errors.length) showBanner(`Could not load ${errors.join(", ")}.`, { label: "Retry", run: () => loadAll({}) });
     else hideBanner();
     // A REST success proves the API is reachable: do not sit out a long backoff.
     if (!state.authBlocked && live.waiting) live.openNow();
@@ -295,12 +307,14 @@ function mergePrs(list, socketSeqAtStart) {
     if (Number.isFinite(v) && v > (state.versions.get(key) ?? -Infinity)) state.versions.set(key, v);
     next.set(key, pr);
     // The risk level moved on since the insight was cached, or the cached one is for an
-    // earlier commit (a new head may have been analysed at the same risk while the socket
-    // was down): fetch it again when visible.
+    // earlier commit of an open PR (its new head may have been analysed at the same risk
+    // while the socket was down, which the row does not show): fetch it again when visible.
+    // Only open PRs are analysed, so a closed one is not asked for again and again.
     const cached = state.insights.get(key);
     if (
       cached !== undefined &&
-      ((cached?.riskLevel ?? null) !== (pr.riskLevel ?? null) || (cached && !insightIsFor(cached, pr.commitSha)))
+      ((cached?.riskLevel ?? null) !== (pr.riskLevel ?? null) ||
+        (cached && pr.state === "open" && !insightIsFor(cached, pr.commitSha)))
     ) {
       state.insights.delete(key);
       state.histories.delete(key);

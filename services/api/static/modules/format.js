@@ -99,7 +99,6 @@ export function shortSha(sha) {
   return typeof sha === "string" && sha.length > 0 ? sha.slice(0, 7) : "";
 }
 
-/** A duration in seconds as "42s", "3m 05s" or "1h 02m". */
 /** Whether an insight was written for this head commit (either sha may be abbreviated). */
 export function insightIsFor(insight, sha) {
   const own = insight?.commitSha;
@@ -107,6 +106,14 @@ export function insightIsFor(insight, sha) {
   return sha.startsWith(own) || own.startsWith(sha);
 }
 
+/** An element id part for any text: every character but letters, digits and "-" is written
+ * as "_" and its four-digit hex code, so different texts never share an id ("a/b.c" and
+ * "a/b-c" once both became "a-b-c"). */
+export function idSafe(text) {
+  return String(text).replace(/[^A-Za-z0-9-]/g, (c) => `_${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/** A duration in seconds as "42s", "3m 05s" or "1h 02m". */
 export function formatDuration(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(Number(seconds))) return "—";
   const total = Math.max(0, Math.round(Number(seconds)));

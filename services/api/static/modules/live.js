@@ -10,7 +10,7 @@ const STABLE_MS = 5000;
 // The API closes with 1008 when the token is missing or wrong (its reason then names the
 // token), the repo filter is malformed or the origin is not allowed (docs/API.md).
 const POLICY_VIOLATION = 1008;
-const TOKEN_REASON = /token/i;
+const TOKEN_REASON = /^missing or invalid token/;
 
 export class LiveSocket {
   /**
@@ -20,7 +20,8 @@ export class LiveSocket {
    * @param {(state: object) => void} opts.onState  {state, retryInMs?, attempt}
    * @param {(reconnect: boolean) => void} opts.onOpen  called each time a socket opens
    * @param {() => Promise<void>} [opts.onAuthProblem]  called before retrying after a 1008 close for the token
-   * @param {(reason: string) => void} [opts.onRefused]  called on a 1008 close for anything else
+   * @param {(reason: string|null) => void} [opts.onRefused]  called on a 1008 close for anything
+   *   else (backoff continues), and with null at the first close after that which is not one
    */
   constructor({ url, onMessage, onState, onOpen, onAuthProblem, onRefused }) {
     this.url = url;
@@ -38,6 +39,7 @@ export class LiveSocket {
     this.retryAt = 0;
     this.state = "idle";
     this.stopped = true;
+    this.refused = null; // the reason of a 1008 close that was not about the token
     window.addEventListener("online", () => {
       if (!this.stopped && this.state !== "connected" && this.state !== "connecting") this.openNow();
     });
@@ -49,9 +51,10 @@ export class LiveSocket {
     });
   }
 
-  /** True while sitting out a backoff delay (or offline) before the next attempt. */
+  /** True while sitting out a backoff delay (or offline) before the next attempt; not after
+   * a refusal, which a reachable API does not cure. */
   get waiting() {
-    return !this.stopped && this.ws === null;
+    return !this.stopped && this.ws === null && !this.refused;
   }
 
   /** (Re)subscribes from scratch: a new filter is a new subscription, not a reconnect. */
@@ -60,6 +63,7 @@ export class LiveSocket {
     this.stopped = false;
     this.everOpened = false;
     this.attempt = 0;
+    this.refused = null;
     this.openNow();
   }
 
@@ -118,6 +122,13 @@ export class LiveSocket {
       this.everOpened = true;
       this.setState("connected");
       this.onOpen?.(wasReconnect);
+      // A refused socket closes at once; one still open after STABLE_MS was accepted.
+      setTimeout(() => {
+        if (generation === this.generation && this.ws === ws && this.refused) {
+          this.refused = null;
+          this.onRefused?.(null);
+        }
+      }, STABLE_MS);
     });
     ws.addEventListener("message", (event) => {
       if (generation !== this.generation) return;
@@ -135,7 +146,9 @@ export class LiveSocket {
       if (openedAt && Date.now() - openedAt >= STABLE_MS) this.attempt = 0;
       // A proxy may drop the reason: without one, the token is the likeliest cause.
       const forToken = !event.reason || TOKEN_REASON.test(event.reason);
-      if (event.code === POLICY_VIOLATION && !forToken) this.onRefused?.(event.reason);
+      const wasRefused = this.refused;
+      this.refused = event.code === POLICY_VIOLATION && !forToken ? event.reason : null;
+      if (this.refused || wasRefused) this.onRefused?.(this.refused);
       if (event.code === POLICY_VIOLATION && forToken && this.onAuthProblem) {
         this.setState("auth");
         Promise.resolve(this.onAuthProblem())

@@ -13,6 +13,7 @@ import {
   formatConfidence,
   formatDuration,
   formatPercent,
+  idSafe,
   insightIsFor,
   normaliseRates,
   relativeTime,
@@ -22,12 +23,9 @@ import {
   stageInfo,
 } from "./format.js";
 
-/** A PR card's element id, so builds can link to it. Every character but letters, digits and
- * "-" is written as "_" and its four-digit hex code, so no two repositories share an id
- * ("a/b.c" and "a/b-c" once both became "pr-a-b-c-1"). */
+/** A PR card's element id, so builds can link to it. */
 export function cardId(repo, number) {
-  const safe = String(repo).replace(/[^A-Za-z0-9-]/g, (c) => `_${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  return `pr-${safe}-${number}`;
+  return `pr-${idSafe(repo)}-${number}`;
 }
 
 /** The empty skeleton of a PR card; fillCard() puts the data in. */
@@ -291,7 +289,7 @@ function riskPillPlain(level) {
 
 /** A repository group: heading, counts, and the list that holds its cards. */
 export function createGroup(repo) {
-  const headingId = `repo-${String(repo).replace(/[^A-Za-z0-9_-]+/g, "-")}`;
+  const headingId = `repo-${idSafe(repo)}`;
   const list = h("div", { class: "pr-list" });
   const meta = h("p", { class: "group-meta" });
   const group = h(
