@@ -180,7 +180,7 @@ variable "db_backup_retention_days" {
 
 variable "db_max_connections" {
   type        = number
-  description = "PostgreSQL max_connections on Cloud SQL; the sum of every deployable's max instances x DB_POOL_MAX must stay below it."
+  description = "PostgreSQL max_connections on Cloud SQL; the sum of every deployable's max instances x DB_POOL_MAX (plus one LISTEN connection per API instance and the migration job's one) must stay below it, less 3 reserved."
   default     = 50
 
   validation {
