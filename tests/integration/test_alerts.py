@@ -377,6 +377,38 @@ async def test_a_claim_older_than_a_deferral_cannot_send(db: Database, world: Gi
     assert fake.posts == []
 
 
+async def test_a_claim_that_gave_up_is_not_a_failed_attempt(
+    db: Database, world: GitHubWorld
+) -> None:
+    """Claim A waits for a send slot past its lease and gives up when it finds claim B; B's
+    send fails. With ALERT_MAX_ATTEMPTS=2 that is B's first failure, not its second: the
+    alert is retried, not failed for good."""
+    await failed_build(db, world, run_id=970)
+    fake = FakeSlack(SlackReply(status=503))
+    with fake.running() as url:
+        s = settings(alert_channels="slack", alert_slack_webhook_url=url, alert_max_attempts=2)
+        d = dispatcher(db, s)
+        try:
+            await d.enqueue()
+
+            async def claim() -> list[dict[str, Any]]:
+                async with db.transaction() as tx:
+                    return await tx.all("claim_alerts", channels=["slack"],
+                                        lease_seconds=d.lease_seconds, limit=50)  # fmt: skip
+
+            [a] = await claim()
+            loaded = await d._load([a])
+            await make_due(db)  # A's lease ends while it waits
+            [b] = await claim()
+            assert await d._deliver(a, loaded) == ("skipped", None)
+            outcome, error = await d._deliver(b, loaded)
+        finally:
+            await d.aclose()
+    assert outcome == "retried" and error and "503" in error
+    [row] = await history(db)
+    assert (row["status"], row["attempts"]) == ("pending", 2) and len(fake.posts) == 0
+
+
 async def test_a_re_run_that_never_finishes_ends_its_alert_after_the_window(
     db: Database, world: GitHubWorld
 ) -> None:

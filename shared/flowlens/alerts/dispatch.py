@@ -179,6 +179,7 @@ class AlertDispatcher:
                 async with self.db.transaction() as tx:
                     renewed = await tx.one("alert_renew", **mine, lease_seconds=self.lease_seconds)
                 if renewed is None:  # claimed again by another pass while this one waited
+                    await self._record("alert_not_sent", id=claim["id"])
                     return "skipped", None
                 await asyncio.wait_for(channel.send(alert), timeout=self.send_timeout)
         except ChannelError as exc:
@@ -192,7 +193,8 @@ class AlertDispatcher:
             await self._record("alert_sent", **mine)
             log.info("alert sent: %s", where, extra={"repository": alert.repository})
             return "sent", None
-        attempts = int(claim["attempts"]) - int(claim["deferrals"])  # failed ones, this included
+        async with self.db.transaction() as tx:  # failed ones, this included
+            attempts = int(await tx.value("alert_failures", id=claim["id"]) or claim["attempts"])
         if permanent or attempts >= self.config.max_attempts:
             await self._record("alert_failed", **mine, error=error)
             log.error("alert failed for good (%d attempts): %s: %s", attempts, where, error)

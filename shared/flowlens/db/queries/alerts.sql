@@ -82,6 +82,18 @@ UPDATE alert_history SET
     deferrals = deferrals + 1
 WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
 
+-- name: alert_not_sent
+-- A claim that gave up before trying to send (another pass claimed the alert while it waited
+-- for a send slot): not a failed attempt, so it counts with the deferrals. Whichever claim is
+-- the latest keeps its `attempts`.
+UPDATE alert_history SET deferrals = deferrals + 1
+WHERE id = %(id)s AND status = 'pending';
+
+-- name: alert_failures
+-- Claims that tried to send so far: read when a send failed, after any claim that gave up
+-- meanwhile was counted.
+SELECT attempts - deferrals AS failures FROM alert_history WHERE id = %(id)s;
+
 -- name: alert_failed
 UPDATE alert_history SET status = 'failed', last_error = %(error)s
 WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
