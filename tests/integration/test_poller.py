@@ -153,11 +153,24 @@ async def test_a_head_back_on_an_analysed_commit_shows_that_commits_insight(
     db: Database,
 ) -> None:
     """A force-push back to a commit analysed before costs no new call, and its insight (and
-    risk) is the PR's latest again, announced on the feed."""
+    risk, and files) is the PR's latest again, announced on the feed."""
+    from flowlens.insights.models import FileChange
+
+    class Files:  # what GitHub lists for the PR's head at the moment
+        paths: list[str] = []
+
+        async def list_files(self, repository: str, number: int) -> list[FileChange]:
+            return [FileChange(path=p, status="modified", additions=1, deletions=0)
+                    for p in self.paths]  # fmt: skip
+
     a, b = "a" * 40, "b" * 40
     analyser = CountingAnalyser()
-    poller = Poller(db, settings(), analyser)
-    for n, (sha, action) in enumerate(((a, "opened"), (b, "synchronize"), (a, "synchronize"))):
+    files = Files()
+    poller = Poller(db, settings(), analyser, files)
+    story = ((a, "opened", ["src/a.py"]), (b, "synchronize", ["src/b.py", "infra/main.tf"]),
+             (a, "synchronize", ["src/a.py"]))  # fmt: skip
+    for n, (sha, action, paths) in enumerate(story):
+        files.paths = paths
         await deliver(db, "pull_request", pr_delivery(5, sha, action, n), f"back-{n}")
         await poller.scan_once()
     assert sum(analyser.calls.values()) == 2  # a and b, once each
@@ -166,6 +179,7 @@ async def test_a_head_back_on_an_analysed_commit_shows_that_commits_insight(
         feed = await tx.all("change_feed_for", repository=REPO, number=5)
     assert pr is not None and pr["head_sha"] == a
     assert pr["latest_insight"]["commit_sha"] == a
+    assert pr["files_changed"] == ["src/a.py"]  # not b's list
     last = feed[-1]["payload"]["data"]
     assert last["ai_insight"]["commit_sha"] == a and last["pull_request"]["commitSha"] == a
     assert last["pull_request"]["riskLevel"] == pr["risk_level"]
@@ -324,24 +338,70 @@ async def test_no_ai_call_starts_after_the_budget(db: Database) -> None:
     assert second.insights == 2 and await pending(db) == 0
 
 
-async def test_a_call_under_way_is_given_up_after_the_overrun(
+async def test_a_call_under_way_is_given_up_after_the_overrun_and_counts_as_an_attempt(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An invocation ends within its budget plus OVERRUN_SECONDS (kept below the function's
-    timeout), whatever the AI does; the events go back for the next one."""
+    timeout), whatever the AI does. The call given up counts as an attempt, so an AI that
+    keeps hanging ends in the dead letters after MAX_ATTEMPTS invocations instead of being
+    called (and paid for) every minute."""
     import time
 
     from flowlens.poller import worker
 
     monkeypatch.setattr(worker, "OVERRUN_SECONDS", 0.3)
     await deliver(db, "pull_request", pr_delivery(50, "5" * 40, "opened", 0), "hangs")
+    hanging = CountingAnalyser(delay=30)
     started = time.monotonic()
-    summary = await Poller(db, settings(), CountingAnalyser(delay=30)).run(0.2)
+    summary = await Poller(db, settings(max_attempts=2), hanging).run(0.2)
     # A loose bound: the call would take 30 s.
     assert time.monotonic() - started < 10
-    assert (summary.ai_calls, summary.insights, summary.deferred) == (1, 0, 1)
+    assert (summary.ai_calls, summary.insights, summary.retries) == (1, 0, 1), summary
     async with db.transaction() as tx:
         row = await tx.one("raw_event_by_delivery", delivery_id="hangs")
+    assert row is not None and not row["processed"] and row["attempts"] == 1
+    assert "given up" in row["last_error"]
+    await _expire_backoff(db, "hangs")
+    second = await Poller(db, settings(max_attempts=2), hanging).run(0.2)
+    assert (second.ai_calls, second.failures) == (1, 1), second
+    async with db.transaction() as tx:
+        row = await tx.one("raw_event_by_delivery", delivery_id="hangs")
+    assert row is not None and row["failed"] and sum(hanging.calls.values()) == 2
+
+
+async def test_a_files_lookup_is_bounded_by_the_budget_and_the_ai_slots(db: Database) -> None:
+    """GitHub's files lookups run in the AI slots (AI_CONCURRENCY at once, not one per PR of
+    the batch) and by the cut-off: one that outlasts it spends nothing and defers."""
+    from flowlens.insights.models import FileChange
+    from flowlens.poller import worker
+
+    class SlowFiles:
+        def __init__(self, delay: float) -> None:
+            self.delay, self.in_flight, self.peak = delay, 0, 0
+
+        async def list_files(self, repository: str, number: int) -> list[FileChange]:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.in_flight -= 1
+            return [FileChange(path="src/app.py", status="modified", additions=1, deletions=0)]
+
+    for n in range(1, 9):
+        await deliver(db, "pull_request", pr_delivery(100 + n, f"{n:040x}", "opened", n), f"f{n}")
+    files = SlowFiles(0.05)
+    summary = await Poller(db, settings(ai_concurrency=2), CountingAnalyser(), files).scan_once()
+    assert summary.insights == 8 and files.peak == 2
+    await deliver(db, "pull_request", pr_delivery(120, "c" * 40, "opened", 20), "slow-files")
+    analyser = CountingAnalyser()
+    stuck = SlowFiles(30)  # a rate-limit wait longer than the invocation
+    started = asyncio.get_running_loop().time()
+    summary = await Poller(db, settings(), analyser, stuck).run(0.1)
+    assert asyncio.get_running_loop().time() - started < worker.OVERRUN_SECONDS + 10
+    assert (summary.ai_calls, summary.deferred, sum(analyser.calls.values())) == (0, 1, 0)
+    async with db.transaction() as tx:
+        row = await tx.one("raw_event_by_delivery", delivery_id="slow-files")
     assert row is not None and not row["processed"] and row["attempts"] == 0
 
 

@@ -147,17 +147,22 @@ class Poller:
                     "insight_for_commit", repository_id=pr["repository_id"], pr_number=number,
                     commit_sha=pr["head_sha"],
                 )  # fmt: skip
-                if known:
-                    # Analysed before (the head went back to it): no new call, but it is the
-                    # head's insight again.
-                    await self._make_latest(tx, pr, known, [])
+                if not known:
+                    leased = await tx.one(
+                        "lease_pr_analysis", id=pr["id"], owner=self.owner,
+                        lease_seconds=self.settings.lease_seconds,
+                    )  # fmt: skip
+            if known:
+                # Analysed before (the head went back to it): no new call, but it is the head's
+                # insight again, shown with the head's files.
+                files = await self._bounded_files(pr)
+                if files is None:
+                    return await self._defer(ids, summary)
+                async with self.db.transaction() as tx:
+                    await self._make_latest(tx, pr, known, files)
                     await tx.execute("mark_processed", ids=ids, owner=self.owner)
-                    summary.skipped += len(ids)
-                    return summary
-                leased = await tx.one(
-                    "lease_pr_analysis", id=pr["id"], owner=self.owner,
-                    lease_seconds=self.settings.lease_seconds,
-                )  # fmt: skip
+                summary.skipped += len(ids)
+                return summary
             if leased is None:
                 # Another poller is analysing this PR right now; look again shortly.
                 await self._release(ids, self.settings.poll_interval_seconds, None, refund=1)
@@ -200,42 +205,58 @@ class Poller:
         with logs.bind(sha=sha[:12]):
             if self._spent():
                 return await self._defer(ids, summary)
-            files = await self._files(pr)
-            ctx = ChangeContext(
-                repository=pr["repository"],
-                pr_number=pr["number"],
-                title=pr["title"] or "",
-                body=pr["body"] or "",
-                branch=pr["head_ref"] or "",
-                base_branch=pr["base_ref"] or "",
-                author=pr["author"] or "",
-                head_sha=sha,
-                ci_state=pr["status_build"],
-                files=files,
-                additions=pr["additions"] or 0,
-                deletions=pr["deletions"] or 0,
-            )
             limit: asyncio.Timeout | None = None
+            called = False
             try:
+                # The files lookup too is inside the slot (at most AI_CONCURRENCY GitHub
+                # lookups at once, each for the head as it is when its analysis starts) and
+                # under the cut-off (a rate-limit wait must not outlast the invocation).
                 async with self._ai_slots:
                     if self._spent():  # the budget ran out while waiting for a slot
                         return await self._defer(ids, summary)
-                    summary.ai_calls += 1
                     cutoff = None if self._deadline is None else self._deadline + OVERRUN_SECONDS
                     async with asyncio.timeout_at(cutoff) as limit:
-                        insight = await self.analyser.analyse(ctx)
+                        files = await self._files(pr)
+                        if self._spent():  # the lookup took what was left of the budget
+                            return await self._defer(ids, summary)
+                        summary.ai_calls += 1
+                        called = True
+                        insight = await self.analyser.analyse(self._context(pr, files))
             except AnalysisError as exc:
                 await self._failed(events, str(exc), exc.retryable, summary)
                 return summary
             except TimeoutError:
                 if limit is None or not limit.expired():
                     raise
-                log.warning("analysis given up %.0fs after the budget", OVERRUN_SECONDS)
-                return await self._defer(ids, summary)
+                if not called:  # cut off while listing files: nothing spent, try next time
+                    log.warning("files lookup given up %.0fs after the budget", OVERRUN_SECONDS)
+                    return await self._defer(ids, summary)
+                # An AI call that was under way counts as an attempt, so an AI that keeps
+                # hanging ends in the dead letters instead of being paid for every minute.
+                error = f"analysis given up {OVERRUN_SECONDS:.0f}s after the poll budget"
+                await self._failed(events, error, True, summary)
+                return summary
             stored = await retrying(self._store, pr, insight, files, ids)
             summary.insights += int(stored)
             log.info("insight %s (%s) for %s", insight.risk_level, insight.model, sha[:12])
             return summary
+
+    @staticmethod
+    def _context(pr: dict[str, Any], files: list[FileChange]) -> ChangeContext:
+        return ChangeContext(
+            repository=pr["repository"],
+            pr_number=pr["number"],
+            title=pr["title"] or "",
+            body=pr["body"] or "",
+            branch=pr["head_ref"] or "",
+            base_branch=pr["base_ref"] or "",
+            author=pr["author"] or "",
+            head_sha=pr["head_sha"],
+            ci_state=pr["status_build"],
+            files=files,
+            additions=pr["additions"] or 0,
+            deletions=pr["deletions"] or 0,
+        )
 
     def _spent(self) -> bool:
         return self._deadline is not None and asyncio.get_running_loop().time() >= self._deadline
@@ -245,6 +266,16 @@ class Poller:
         await self._release(ids, 0.0, None, refund=1)
         summary.deferred += len(ids)
         return summary
+
+    async def _bounded_files(self, pr: dict[str, Any]) -> list[FileChange] | None:
+        """The head's files, in an AI slot and by the cut-off; None when cut off."""
+        cutoff = None if self._deadline is None else self._deadline + OVERRUN_SECONDS
+        async with self._ai_slots:
+            try:
+                async with asyncio.timeout_at(cutoff):
+                    return await self._files(pr)
+            except TimeoutError:
+                return None
 
     async def _files(self, pr: dict[str, Any]) -> list[FileChange]:
         if self.files is None:
@@ -318,8 +349,9 @@ class Poller:
         new = dict(locked)
         new["latest_insight"] = serialize.insight_snapshot(insight)
         new["risk_level"] = insight["risk_level"]
-        if files:
-            new["files_changed"] = [f.path for f in files]
+        # The head's files; none when GitHub could not list them (another commit's list
+        # would be wrong).
+        new["files_changed"] = [f.path for f in files]
         await save_pr(
             tx, locked, new, pr["repository"], source="insight", delivery_id=None,
             notify=self.settings.feed_notify, kind="insight",
