@@ -168,7 +168,7 @@ async def test_only_recent_failures_of_top_level_builds_alert(
             external_id="job:1", workflow_name="CI / test", status="failed",
             conclusion="failure", branch="feature-8", commit_sha="b" * 40, pr_number=8,
             triggered_by=None, url=None, started_at=None, finished_at=None,
-            duration_seconds=None, source_updated_at=None,
+            duration_seconds=None, source_updated_at=None, rerun_key=None,
         )  # fmt: skip
     alerts = dispatcher(db, settings(alert_channels="slack", alert_slack_webhook_url=url))
     try:

@@ -40,14 +40,12 @@ def error_of(resp: httpx.Response, status: int) -> str:
 
 
 async def seed(db: Database) -> None:
-    """Two repositories; PR #2 with a failed then passed build and an approval; PR #3 merged."""
+    """Two repositories; PR #2 with a failed run of one workflow, then a passed run of
+    another, and an approval; PR #3 merged."""
     await deliver(db, "pull_request", opened(2))
     await deliver(db, "workflow_run", workflow_run("completed", "failure", "2019-05-15T15:21:00Z"))
-    await deliver(
-        db,
-        "workflow_run",
-        workflow_run("completed", "success", "2019-05-15T15:22:00Z", run_id=7, branch="other"),
-    )
+    passed = workflow_run("completed", "success", "2019-05-15T15:22:00Z", run_id=7, branch="other")
+    await deliver(db, "workflow_run", variant(passed, **{"workflow_run.workflow_id": 2823526}))
     review = variant(
         load_fixture("pull_request_review/submitted.payload.json"),
         **{"review.state": "approved", "review.submitted_at": "2019-05-15T15:23:00Z"},

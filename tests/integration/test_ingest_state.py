@@ -399,6 +399,44 @@ async def test_rerun_job_replaces_the_failed_one(sender: Sender, db: Database) -
     assert (await pr_row(db))["status_build"] == "buildPassed"
 
 
+async def test_a_new_run_of_a_workflow_replaces_its_failed_run(
+    sender: Sender, db: Database
+) -> None:
+    """Closing and reopening a PR starts a new run (a new id) of its workflows for the same
+    head: the newest run of each workflow and event counts, so a pass turns the PR green. A
+    run of the same workflow for another event (a push) still counts on its own."""
+
+    def run(status: str, conclusion: str | None, at: str, run_id: int, event: str) -> dict:
+        return variant(workflow_run(status, conclusion, at, run_id=run_id),
+                       **{"workflow_run.event": event})  # fmt: skip
+
+    await sender.send("pull_request", opened())
+    await sender.send(
+        "workflow_run", run("completed", "failure", "2019-05-15T15:22:00Z", 100, "pull_request")
+    )
+    assert (await pr_row(db))["status_build"] == "buildFailed"
+    await sender.send(
+        "pull_request",
+        pr_action(
+            "closed", "2019-05-15T15:23:00Z", state="closed", closed_at="2019-05-15T15:23:00Z"
+        ),
+    )
+    await sender.send("pull_request", pr_action("reopened", "2019-05-15T15:23:05Z"))
+    await sender.send(
+        "workflow_run", run("queued", None, "2019-05-15T15:23:06Z", 101, "pull_request")
+    )
+    assert (await pr_row(db))["status_build"] == "building"
+    await sender.send(
+        "workflow_run", run("completed", "success", "2019-05-15T15:25:00Z", 101, "pull_request")
+    )
+    assert (await pr_row(db))["status_build"] == "buildPassed"
+    # The same workflow run for the push of that commit, failed: it counts beside the other.
+    await sender.send(
+        "workflow_run", run("completed", "failure", "2019-05-15T15:26:00Z", 102, "push")
+    )
+    assert (await pr_row(db))["status_build"] == "buildFailed"
+
+
 async def test_a_commit_status_lasts_from_its_first_pending_state(
     sender: Sender, db: Database
 ) -> None:

@@ -102,6 +102,7 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "source_updated_at": _TS,
         "created_at": _TS,
         "updated_at": _TS,
+        "rerun_key": "text",
     },
     "raw_events": {
         "id": "bigint",

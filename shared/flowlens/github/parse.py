@@ -130,6 +130,9 @@ class BuildFacts:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
+    # Builds of one commit with the same key replace each other, the newest counting (None:
+    # the rule by provider in the pr_checks query).
+    rerun_key: str | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -322,6 +325,14 @@ def _workflow_run(p: dict[str, Any]) -> list[BuildFacts]:
             started_at=started,
             finished_at=ts(run.get("updated_at")) if status in ("success", "failed") else None,
             updated_at=ts(run.get("updated_at")),
+            # A new run of the workflow for the same event (closing and reopening a PR,
+            # "Re-run" on a run that GitHub gave a new id) replaces the earlier run, as GitHub's
+            # checks list shows the latest; a push run and a pull_request run both count.
+            rerun_key=(
+                f"workflow:{run['workflow_id']}:{run.get('event') or ''}"
+                if run.get("workflow_id") is not None
+                else None
+            ),
         )
     ]
 

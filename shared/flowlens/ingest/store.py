@@ -516,6 +516,7 @@ async def upsert_build(session: Session, repository_id: int, build: BuildFacts) 
         finished_at=build.finished_at,
         duration_seconds=build.duration_seconds,
         source_updated_at=build.updated_at,
+        rerun_key=build.rerun_key,
     )
     session.wrote_checks()
 

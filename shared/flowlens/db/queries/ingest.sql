@@ -136,9 +136,10 @@ WHERE repository_id = %(repository_id)s AND head_sha = %(sha)s;
 -- name: pr_checks
 -- plan: per call
 -- What PRs' derived state needs, in one statement, for each (repository, PR number, sha) key:
--- kind 'build', the status of every build of the sha, where a re-run job or check run (a new id
--- under the same name) replaces the one it re-runs (workflow runs keep their id across
--- re-runs); none when sha is NULL; kind 'review', each reviewer's latest deciding review.
+-- kind 'build', the status of every build of the sha, where the newest build of one rerun key
+-- counts: a workflow run's workflow and event (a re-run keeps its run id; a new run of the
+-- workflow replaces it), a job's or check run's name (a re-run has a new id), else the build's
+-- own id; none when sha is NULL; kind 'review', each reviewer's latest deciding review.
 SELECT k.repository_id, k.number, k.sha, c.kind, c.state
 FROM unnest(%(repository_ids)b::bigint[], %(numbers)b::int[], %(shas)b::text[])
     AS k (repository_id, number, sha)
@@ -147,8 +148,9 @@ CROSS JOIN LATERAL (
     SELECT 'build' AS kind, newest.status AS state FROM (
         SELECT DISTINCT ON (provider, rerun_key) status FROM (
             SELECT provider, status, source_updated_at, id,
-                   CASE WHEN provider IN ('github_actions_job', 'check_run') THEN workflow_name
-                        ELSE external_id END AS rerun_key
+                   COALESCE(rerun_key, CASE
+                       WHEN provider IN ('github_actions_job', 'check_run') THEN workflow_name
+                       ELSE external_id END) AS rerun_key
             FROM builds
             WHERE repository_id = k.repository_id AND commit_sha = k.sha
         ) AS b
@@ -166,12 +168,14 @@ CROSS JOIN LATERAL (
 -- Never backwards: an older payload (or a lower stage at the same instant) leaves the row alone.
 INSERT INTO builds (repository_id, provider, external_id, workflow_name, status, conclusion,
                     branch, commit_sha, pr_number, triggered_by, url, started_at, finished_at,
-                    duration_seconds, source_updated_at)
+                    duration_seconds, source_updated_at, rerun_key)
 VALUES (%(repository_id)s, %(provider)s, %(external_id)s, %(workflow_name)s, %(status)s,
         %(conclusion)s, %(branch)s, %(commit_sha)s, %(pr_number)s, %(triggered_by)s, %(url)s,
-        %(started_at)s, %(finished_at)s, %(duration_seconds)s, %(source_updated_at)s)
+        %(started_at)s, %(finished_at)s, %(duration_seconds)s, %(source_updated_at)s,
+        %(rerun_key)s)
 ON CONFLICT (repository_id, provider, external_id) DO UPDATE SET
     workflow_name = EXCLUDED.workflow_name,
+    rerun_key = COALESCE(EXCLUDED.rerun_key, builds.rerun_key),
     status = EXCLUDED.status,
     conclusion = EXCLUDED.conclusion,
     branch = COALESCE(EXCLUDED.branch, builds.branch),
