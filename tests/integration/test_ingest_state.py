@@ -303,6 +303,31 @@ async def test_repository_metadata_and_rename(sender: Sender, db: Database) -> N
     assert entries[-1]["payload"]["data"]["pull_request"]["title"] == "later"
 
 
+async def test_a_description_removed_on_github_is_removed_here(
+    sender: Sender, db: Database
+) -> None:
+    """The repository/edited fixture's change is exactly a description cleared (to null): a
+    field set to null clears what is stored; a field a payload does not carry keeps it."""
+    await sender.send("pull_request", variant(opened(), **{"repository.description": "My Repo"}))
+    edited = load_fixture("repository/edited.payload.json")
+    assert edited["changes"] == {"description": {"from": "My Repo"}}
+    repository = variant(opened()["repository"], description=None,
+                         updated_at="2019-05-15T15:30:00Z")  # fmt: skip
+    assert (
+        await sender.send("repository", variant(edited, repository=repository))
+    ).status_code == 202
+    async with db.transaction() as tx:
+        repo = await tx.one("repository_by_github_id", github_id=186853002)
+    assert repo is not None and repo["description"] is None and repo["language"] is None
+    assert repo["default_branch"] == "master"  # carried by every payload: unchanged
+    later = {k: v for k, v in repository.items() if k != "default_branch"}
+    later.update(description="Back", updated_at="2019-05-15T15:40:00Z")
+    await sender.send("repository", variant(edited, repository=later))
+    async with db.transaction() as tx:
+        repo = await tx.one("repository_by_github_id", github_id=186853002)
+    assert repo is not None and repo["description"] == "Back" and repo["default_branch"] == "master"
+
+
 async def test_push_installation_are_accepted(sender: Sender) -> None:
     for event, name in [
         ("push", "push/payload.json"),

@@ -69,6 +69,9 @@ class RepoFacts:
     updated_at: datetime | None = None
     # Complete metadata (a full repository object), not a minimal reference.
     complete: bool = True
+    # Fields the payload sets to null (a description or language removed), as opposed to
+    # fields it does not carry, which keep what is stored.
+    cleared: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,11 @@ def _repo(data: Any, *, complete: bool = True) -> RepoFacts | None:
         html_url=data.get("html_url"),
         updated_at=ts(data.get("updated_at")),
         complete=complete and "owner" in data,
+        cleared=frozenset(k for k in _CLEARABLE if k in data and data[k] is None),
     )
+
+
+_CLEARABLE = ("description", "language")  # payload keys a repository may have set to null
 
 
 def _pr(data: dict[str, Any], action: str | None) -> PrFacts:

@@ -464,8 +464,11 @@ async def upsert_repository(
         session.wrote_repository()
         return int(inserted["id"]), str(inserted["full_name"])
     if repo.complete and not pipeline.is_stale(row.get("source_updated_at"), repo.updated_at):
-        # A payload field that is absent keeps what is stored.
-        want = {c: (params[c] if params[c] is not None else row.get(c)) for c in _REPO_COLUMNS}
+        # A payload field that is absent keeps what is stored; one set to null clears it.
+        want = {
+            c: params[c] if params[c] is not None or c in repo.cleared else row.get(c)
+            for c in _REPO_COLUMNS
+        }
         if any(want[c] != row.get(c) for c in _REPO_COLUMNS):
             merged = False
             if want["full_name"] != row["full_name"]:
