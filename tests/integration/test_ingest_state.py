@@ -232,6 +232,10 @@ async def test_build_linked_by_head_sha(sender: Sender, db: Database) -> None:
     await sender.send("pull_request", pr_action("synchronize", "2019-05-15T15:30:00Z", SHA2))
     await sender.send("status", status)
     assert (await pr_row(db))["status_build"] == "buildPassed"
+    # Each build names its PR too (/api/builds' prNumber), though its payload does not.
+    async with db.transaction() as tx:
+        builds = await tx.all("builds_for_repository", repository=REPO)
+    assert [(b["provider"], b["pr_number"]) for b in builds] == [("check_run", 2), ("status", 2)]
 
 
 async def test_a_build_that_ends_after_the_merge_still_ends_for_its_pr(

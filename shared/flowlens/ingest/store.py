@@ -500,8 +500,16 @@ async def _free_name(tx: Tx, full_name: str, repo_id: int) -> bool:
     return False
 
 
-async def upsert_build(session: Session, repository_id: int, build: BuildFacts) -> None:
-    """Insert or advance a build row (never backwards)."""
+def _only(numbers: list[int] | None) -> int | None:
+    return numbers[0] if numbers and len(numbers) == 1 else None
+
+
+async def upsert_build(
+    session: Session, repository_id: int, build: BuildFacts, linked: list[int] | None = None
+) -> None:
+    """Insert or advance a build row (never backwards). Its PR is the first it names, else the
+    one PR whose head is its commit (`linked`), so /api/builds shows a fork's run, a job or a
+    commit status with its PR too."""
     await session.tx.one(
         "upsert_build",
         repository_id=repository_id,
@@ -512,7 +520,7 @@ async def upsert_build(session: Session, repository_id: int, build: BuildFacts) 
         conclusion=build.conclusion,
         branch=build.branch,
         commit_sha=build.commit_sha,
-        pr_number=build.pr_numbers[0] if build.pr_numbers else None,
+        pr_number=build.pr_numbers[0] if build.pr_numbers else _only(linked),
         triggered_by=build.triggered_by,
         url=build.url,
         started_at=build.started_at,
@@ -538,13 +546,16 @@ async def apply_facts(
     if facts.pr is not None:
         touched[facts.pr.number] = facts.pr
     for build in facts.builds:
-        await upsert_build(session, repo_id, build)
-        for ref in build.pr_refs:
-            touched.setdefault(ref.number, ref)
+        linked: list[int] = []
         if build.commit_sha:
             await session.write_prs()  # head shas saved in this transaction count
-            for row in await tx.all("prs_by_head_sha", repository_id=repo_id, sha=build.commit_sha):
-                touched.setdefault(row["number"], None)
+            rows = await tx.all("prs_by_head_sha", repository_id=repo_id, sha=build.commit_sha)
+            linked = [row["number"] for row in rows]
+        await upsert_build(session, repo_id, build, linked)
+        for ref in build.pr_refs:
+            touched.setdefault(ref.number, ref)
+        for number in linked:
+            touched.setdefault(number, None)
     changed: list[int] = []
     # Sorted, so two transactions touching the same PRs lock them in the same order.
     for number in sorted(touched):
