@@ -81,6 +81,9 @@ def _events(args: argparse.Namespace) -> int:
                         f"attempts={row['attempts']}\t{row['last_error'] or ''}"
                     )
                 return 0
+            if args.all and args.id is not None:
+                print("flowlens: give an event ID or --all, not both", file=sys.stderr)
+                return 2
             if args.all:
                 ids = [r["id"] for r in await tx.all("retry_all_failed")]
             elif args.id is not None:
@@ -105,14 +108,14 @@ def _dev(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     import os
-    from pathlib import Path
 
-    from flowlens.replay import replay
+    from flowlens.devserver import project_root, state_dir
+    from flowlens.replay import NoEventName, replay
 
     settings = Settings.from_env()
     secret = args.secret or settings.secret("github_webhook_secret")
-    if not secret:
-        kept = Path(".flowlens/webhook-secret")
+    if not secret:  # the one `flowlens dev` generated (under FLOWLENS_HOME when set)
+        kept = state_dir(project_root()) / "webhook-secret"
         secret = kept.read_text().strip() if kept.exists() else None
     if not secret:
         print("flowlens: no secret: pass --secret or set GITHUB_WEBHOOK_SECRET", file=sys.stderr)
@@ -129,7 +132,7 @@ def _replay(args: argparse.Namespace) -> int:
             print(result.line(), flush=True)
             sent += 1
             refused += 0 if result.ok else 1
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, NoEventName) as exc:
         print(f"flowlens: {exc}", file=sys.stderr)
         return 2
     print(f"{sent} sent, {refused} refused")
@@ -148,6 +151,14 @@ def _sync(args: argparse.Namespace) -> int:
     repositories = args.repositories or settings.sync_repository_list
     if not repositories:
         print("flowlens: name owner/repo or set SYNC_REPOSITORIES", file=sys.stderr)
+        return 2
+    from flowlens.sync.runner import check_repository
+
+    try:
+        for repository in repositories:
+            check_repository(repository)
+    except SyncError as exc:
+        print(f"flowlens: {exc}", file=sys.stderr)
         return 2
 
     def progress(line: str) -> None:
@@ -194,11 +205,21 @@ def _sync(args: argparse.Namespace) -> int:
         return 2
 
 
+MAX_SINCE_DAYS = 3650
+
+
 def _positive_days(value: str) -> float:
     days = float(value)
-    if days <= 0:
-        raise argparse.ArgumentTypeError("DAYS must be above 0")
+    if not 0 < days <= MAX_SINCE_DAYS:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"DAYS must be above 0 and at most {MAX_SINCE_DAYS}")
     return days
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("events", help="inspect stored deliveries; list and requeue failed events")
     ev = p.add_subparsers(dest="events_command", required=True)
     failed = ev.add_parser("failed", help="list events that failed for good, with their errors")
-    failed.add_argument("--limit", type=int, default=100)
+    failed.add_argument("--limit", type=_count, default=100)
     payload = ev.add_parser("payload", help="print a stored delivery's JSON body")
     payload.add_argument("delivery", help="its X-GitHub-Delivery id")
     retry = ev.add_parser("retry", help="put failed events back in the queue")
@@ -263,3 +284,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        problem = _database_problem(exc)
+        if problem is None:
+            raise
+        print(f"flowlens: {problem}", file=sys.stderr)
+        return 1
+
+
+def _database_problem(exc: BaseException) -> str | None:
+    """One line for a database that cannot be reached or used, None for anything else."""
+    import psycopg
+
+    from flowlens.db import DatabaseUnavailable
+
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return f"{_first_line(exc)} (is the database migrated? run `flowlens migrate`)"
+    if isinstance(exc, DatabaseUnavailable | psycopg.Error):
+        return f"database: {_first_line(exc)}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

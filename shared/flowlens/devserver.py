@@ -168,6 +168,9 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
     folder = state_dir(root)
     base = Settings.from_env()
     logs.setup("dev", base.log_format if base.log_format != "auto" else "text", base.log_level)
+    if base.ingest_port == base.api_port:
+        raise PortInUse(f"flowlens: INGEST_PORT and API_PORT are both {base.api_port}; "
+                        "give them different ports")  # fmt: skip
     check_port(base.ingest_port, "INGEST_PORT")
     check_port(base.api_port, "API_PORT")
     claim = claim_folder(folder)

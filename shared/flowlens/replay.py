@@ -44,9 +44,16 @@ def payload_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             raise FileNotFoundError(f"no such file or folder: {path}")
 
 
+class NoEventName(ValueError):
+    """A file outside an <event>/ folder, sent without --event."""
+
+
 def event_for(path: Path, explicit: str | None = None) -> str:
     """--event when given, else the file's folder name (fixtures live in <event>/x.json)."""
-    return explicit or path.parent.name
+    event = explicit or path.parent.name
+    if not event:
+        raise NoEventName(f"{path}: no folder to name its event; pass --event")
+    return event
 
 
 def send(

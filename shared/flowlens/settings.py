@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     gemini_max_attempts: int = Field(default=4, ge=1)
     github_patch_max_bytes: int = Field(default=4000, ge=0)
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
     # Alerts (docs/ALERTS.md): sent by the poller's alert pass; no channel listed, no alerts.
     # Checked by flowlens.alerts.AlertConfig: bad values switch alerts off, not the poller.
@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # GitHub sync (docs/SYNC.md): `flowlens sync`, and on a schedule when repositories are listed.
     sync_repositories: str = ""
     sync_interval_seconds: float = Field(default=60.0, gt=0)
-    sync_since_days: float = Field(default=7.0, gt=0)
+    sync_since_days: float = Field(default=7.0, gt=0, le=3650)
     sync_max_wait_seconds: float = Field(default=300.0, ge=0)
 
     @classmethod
@@ -90,6 +90,15 @@ class Settings(BaseSettings):
                 for err in exc.errors()
             )
             raise ConfigError(f"invalid settings: {problems}") from None
+        if settings.db_pool_min > settings.db_pool_max:
+            raise ConfigError(
+                f"invalid settings: DB_POOL_MIN ({settings.db_pool_min}) is above "
+                f"DB_POOL_MAX ({settings.db_pool_max})"
+            )
+        tokens = settings.secret("api_tokens")
+        if tokens and not settings.api_token_list:
+            # Set but naming no token (",", " , "): refusing beats an API left open unnoticed.
+            raise ConfigError("invalid settings: API_TOKENS names no token (unset it for none)")
         missing = [name for name in cls.REQUIRED if getattr(settings, name.lower()) is None]
         if missing:
             raise ConfigError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from flowlens.alerts import AlertConfig, AlertDispatcher, build_channels
@@ -83,7 +84,10 @@ class PollerService:
 
     async def once(self) -> Summary:
         """A single scan."""
-        return await self.poller.scan_once()
+        started = time.monotonic()
+        summary = await self.poller.scan_once()
+        summary.seconds = time.monotonic() - started
+        return summary
 
     async def loop(self, stop: asyncio.Event) -> Summary:
         """Scan until stop is set (the CLI's `flowlens poll` and `make dev`)."""

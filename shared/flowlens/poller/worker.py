@@ -57,6 +57,7 @@ class Summary:
         for name in ("scans", "events", "insights", "ai_calls", "failures", "retries", "skipped",
                      "deferred"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.seconds += other.seconds
         self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
 
     def as_dict(self) -> dict[str, Any]:
