@@ -146,6 +146,7 @@ async def test_pull_requests(dsn: str, db: Database) -> None:
             assert "offset" in error_of(await client.get(f"{path}{sep}offset=3000000000"), 422)
             assert (await client.get(f"{path}{sep}offset=2000000000&limit=1000")).json() == []
         assert "limit" in error_of(await client.get("/api/prs?limit=ten"), 422)
+        assert "branch" in error_of(await client.get("/api/builds?branch=main%00"), 422)
 
 
 async def test_insights_empty_then_newest_first(dsn: str, db: Database) -> None:

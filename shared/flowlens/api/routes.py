@@ -172,7 +172,8 @@ async def list_repositories(request: Request) -> Response:
 async def list_builds(
     request: Request,
     repo: RepoParam = None,
-    branch: Annotated[str | None, Query(max_length=255)] = None,
+    # PostgreSQL text cannot hold NUL: refused here rather than failing in the query.
+    branch: Annotated[str | None, Query(max_length=255, pattern="^[^\x00]*$")] = None,
     status: Annotated[Literal["queued", "running", "success", "failed"] | None, Query()] = None,
     limit: LimitParam = 50,
     offset: OffsetParam = 0,
