@@ -147,6 +147,11 @@ async def test_pull_requests(dsn: str, db: Database) -> None:
             assert (await client.get(f"{path}{sep}offset=2000000000&limit=1000")).json() == []
         assert "limit" in error_of(await client.get("/api/prs?limit=ten"), 422)
         assert "branch" in error_of(await client.get("/api/builds?branch=main%00"), 422)
+        # GitHub's names ignore letter case; answers carry the stored spelling.
+        exact = (await client.get("/api/prs", params={"repo": REPO})).json()
+        lower = await client.get("/api/prs", params={"repo": REPO.lower()})
+        assert lower.status_code == 200 and lower.json() == exact and exact
+        assert {p["repositoryName"] for p in exact} == {REPO}
 
 
 async def test_insights_empty_then_newest_first(dsn: str, db: Database) -> None:

@@ -57,10 +57,10 @@ async def test_pr_update_shape_insight_null_then_filled(dsn: str, db: Database) 
         assert PullRequest.model_validate(item) == analysed.data.pull_request
 
 
-async def test_repo_filters_repeat_and_are_exact(dsn: str, db: Database) -> None:
+async def test_repo_filters_repeat_and_ignore_letter_case(dsn: str, db: Database) -> None:
     async with (
         served_api(dsn) as (_, base),
-        socket(ws_url(base, REPO)) as only_hello,
+        socket(ws_url(base, REPO.lower())) as only_hello,  # GitHub's names ignore case
         socket(ws_url(base, OTHER)) as only_acme,
         socket(ws_url(base, REPO, OTHER, OTHER)) as both,
         socket(ws_url(base)) as everything,

@@ -29,7 +29,8 @@ class Client:
     """One connected socket: its repository filter and its bounded outbox."""
 
     def __init__(self, repos: Iterable[str], queue_size: int) -> None:
-        self.repos = frozenset(repos)
+        # Lower case: GitHub's names are case-insensitive, so octo/app follows Octo/App.
+        self.repos = frozenset(r.lower() for r in repos)
         self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self.overflowed = asyncio.Event()
 
@@ -75,7 +76,7 @@ class Hub:
         """Queue a change for every client subscribed to its repository; never waits."""
         self.published += 1
         targets = list(self._everything)
-        targets.extend(self._by_repo.get(change.repository, ()))
+        targets.extend(self._by_repo.get(change.repository.lower(), ()))
         for client in targets:
             try:
                 client.queue.put_nowait(change.text)

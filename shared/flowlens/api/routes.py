@@ -125,7 +125,6 @@ async def list_prs(
             rows = await tx.all(
                 "api_list_repository_prs",
                 repository_id=rid,
-                repository=repo,
                 state=wanted,
                 limit=limit,
                 offset=offset,

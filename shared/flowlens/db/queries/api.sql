@@ -3,7 +3,10 @@
 -- query can use its (repository_id, ...) index.
 
 -- name: api_repository_id
-SELECT id FROM repositories WHERE full_name = %(full_name)s;
+-- GitHub's names are case-insensitive: Octo/App is octo/app (the exact spelling first).
+SELECT id FROM repositories WHERE lower(full_name) = lower(%(full_name)s)
+ORDER BY full_name = %(full_name)s DESC, id
+LIMIT 1;
 
 -- name: api_list_prs
 -- Most recently updated on GitHub first (the items' updatedAt), newest PR first on a tie.
@@ -31,8 +34,9 @@ SELECT p.id, p.number, p.title, p.body, p.author, p.author_avatar, p.head_sha, p
        p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed, p.additions, p.deletions,
        p.status_pr, p.status_build, p.status_approval, p.status_merge, p.status, p.risk_level,
        p.gh_created_at, p.gh_updated_at, p.created_at, p.updated_at,
-       %(repository)s::text AS repository
+       r.full_name AS repository
 FROM pull_requests p
+JOIN repositories r ON r.id = p.repository_id
 WHERE p.repository_id = %(repository_id)s::bigint
   AND (%(state)s::text IS NULL OR p.state = %(state)s::text)
 ORDER BY p.gh_updated_at DESC NULLS LAST, p.id DESC
