@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_ORIGIN = re.compile(r"\*|[a-z][a-z0-9+.-]*://[^\s/,\"'\[\]]+")
 
 
 class ConfigError(RuntimeError):
@@ -99,6 +102,12 @@ class Settings(BaseSettings):
         if tokens and not settings.api_token_list:
             # Set but naming no token (",", " , "): refusing beats an API left open unnoticed.
             raise ConfigError("invalid settings: API_TOKENS names no token (unset it for none)")
+        bad = [o for o in settings.cors_origin_list if not _ORIGIN.fullmatch(o)]
+        if bad:
+            raise ConfigError(
+                f"invalid settings: CORS_ORIGINS: {bad[0]!r} is not an origin "
+                "(scheme://host[:port], comma-separated, or *)"
+            )
         missing = [name for name in cls.REQUIRED if getattr(settings, name.lower()) is None]
         if missing:
             raise ConfigError(
@@ -121,8 +130,10 @@ class Settings(BaseSettings):
 
     @cached_property
     def cors_origin_list(self) -> list[str]:
-        """CORS_ORIGINS split on commas."""
-        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+        """CORS_ORIGINS split on commas, without a trailing slash (a browser's Origin has
+        none, so `https://a.example/` would never match)."""
+        return [o.strip().rstrip("/") or o.strip() for o in self.cors_origins.split(",")
+                if o.strip()]  # fmt: skip
 
     @cached_property
     def sync_repository_list(self) -> list[str]:

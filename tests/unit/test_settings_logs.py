@@ -102,3 +102,28 @@ def test_text_lines_are_readable() -> None:
         )
     text = logs.TextFormatter().format(record)
     assert "[poller] scan" in text and "pr=3" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "origins"),
+    [("https://a.example/, http://localhost:3000", ["https://a.example", "http://localhost:3000"]),
+     ("*", ["*"]), ("", [])],
+)  # fmt: skip
+def test_cors_origins_lose_a_trailing_slash(
+    value: str, origins: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://h/x")
+    monkeypatch.setenv("CORS_ORIGINS", value)
+    assert ApiSettings.from_env().cors_origin_list == origins
+
+
+@pytest.mark.parametrize(
+    "value", ['["https://a.example"]', "https://a.example https://b.example", "a.example"]
+)
+def test_cors_origins_that_no_browser_sends_are_refused(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://h/x")
+    monkeypatch.setenv("CORS_ORIGINS", value)
+    with pytest.raises(ConfigError, match="CORS_ORIGINS"):
+        ApiSettings.from_env()
