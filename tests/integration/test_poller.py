@@ -405,6 +405,33 @@ async def test_a_files_lookup_is_bounded_by_the_budget_and_the_ai_slots(db: Data
     assert row is not None and not row["processed"] and row["attempts"] == 0
 
 
+async def test_a_failing_group_does_not_leave_the_others_running(db: Database) -> None:
+    """One PR's group fails outside its analysis (here the database refuses its lease): the
+    scan still waits for the other PRs' analyses, so none runs on after the invocation."""
+    await deliver(db, "pull_request", pr_delivery(60, "6" * 40, "opened", 0), "slow")
+    await deliver(db, "pull_request", pr_delivery(61, "7" * 40, "opened", 1), "refused")
+    async with db.transaction() as tx:
+        await tx.conn.execute(REFUSE_LEASE_OF_61)
+    summary = await Poller(db, settings(), CountingAnalyser(delay=0.5)).run(0.0)
+    assert any("refused for the test" in e for e in summary.errors), summary
+    async with db.transaction() as tx:  # #60's analysis finished within the invocation
+        rows = await tx.all("insights_for_pr", repository=REPO, number=60)
+    assert len(rows) == 1
+
+
+REFUSE_LEASE_OF_61 = """
+CREATE FUNCTION refuse_lease() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.number = 61 AND NEW.analysis_owner IS DISTINCT FROM OLD.analysis_owner THEN
+        RAISE EXCEPTION 'refused for the test';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_lease BEFORE UPDATE ON pull_requests
+    FOR EACH ROW EXECUTE FUNCTION refuse_lease();
+"""
+
+
 async def test_overlapping_invocations_of_one_process_never_analyse_a_commit_twice(
     db: Database, dsn: str
 ) -> None:

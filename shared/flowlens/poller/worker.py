@@ -110,14 +110,20 @@ class Poller:
         if plain:
             # Reviews, builds, pings...: their PR changes reached the feed in ingest's transaction.
             await self._mark(plain)
+        # Every group is waited for, also when one fails: none may run on past its scan.
         results = await asyncio.gather(
             *(
                 self._analyse_group(repo, number, events)
                 for (repo, number), events in groups.items()
-            )
+            ),
+            return_exceptions=True,
         )
         for result in results:
-            summary.add(result)
+            if isinstance(result, Summary):
+                summary.add(result)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return summary
 
     async def _mark(self, ids: list[int]) -> None:
