@@ -184,8 +184,7 @@ def _sync(args: argparse.Namespace) -> int:
             for repository in repositories:
                 try:
                     result = await sync_once(
-                        db, client, repository, since_days=since,
-                        window_days=settings.sync_since_days, progress=progress,
+                        db, client, repository, since_days=since, progress=progress,
                         notify=settings.feed_notify,
                     )  # fmt: skip
                 except SyncError as exc:

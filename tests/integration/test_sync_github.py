@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -165,8 +166,9 @@ async def test_a_502_that_outlasts_the_retries_fails_the_run_and_the_next_one_re
     async with db.transaction() as tx:
         state = await tx.one("sync_state_get", repository=REPO)
     assert state is not None and state["last_error"] is None
-    # A one-off that did not cover the schedule's window gives it no cursor to start from.
-    assert state["prs_cursor"] is None
+    # Only the complete run set the cursors, and they vouch for its own one day alone.
+    assert state["prs_cursor"] is not None
+    assert state["prs_covered_from"] > datetime.now(UTC) - timedelta(days=1.1)
 
 
 async def test_a_run_that_fails_between_reviews_and_pull_request_loses_no_action(

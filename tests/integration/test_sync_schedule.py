@@ -134,13 +134,13 @@ async def test_the_next_run_lists_only_what_changed(db: Database, github: FakeGi
 
 
 async def one_off(db: Database, github: FakeGitHubSync, *, since_days: float) -> None:
-    """`flowlens sync --since since_days` with the schedule's window at 7 days."""
+    """`flowlens sync --since since_days`."""
     from flowlens.sync import GitHubSyncClient, sync_once
 
     assert github.url is not None
     client = GitHubSyncClient(github.url, retry_delay=0.01)
     try:
-        await sync_once(db, client, REPO, since_days=since_days, window_days=7)
+        await sync_once(db, client, REPO, since_days=since_days)
     finally:
         await client.aclose()
 
@@ -148,18 +148,24 @@ async def one_off(db: Database, github: FakeGitHubSync, *, since_days: float) ->
 async def test_a_short_one_off_sync_does_not_make_the_schedule_skip_older_changes(
     db: Database, github: FakeGitHubSync
 ) -> None:
-    """`flowlens sync --since 0.1` on a repository the schedule has not synced yet leaves the
-    cursors unset: the schedule's first run still covers its whole window."""
+    """`flowlens sync --since 0.1` on a repository the schedule has not synced yet: its
+    cursors cover only its 0.1 days, so the schedule's first run still walks its whole
+    window."""
     spread_world(github)
     await one_off(db, github, since_days=0.1)
     assert await pull_count(db) < 5
-    assert (await state(db))["prs_cursor"] is None
+    row = await state(db)
+    assert row["prs_cursor"] is not None and row["prs_covered_from"] > datetime.now(
+        UTC
+    ) - timedelta(days=0.2)
     schedule = scheduler(db, github)
     try:
         assert (await schedule.run_due()).complete == 1
     finally:
         await schedule.aclose()
     assert await pull_count(db) == 5
+    # Now the coverage reaches back to the schedule's window.
+    assert (await state(db))["prs_covered_from"] < datetime.now(UTC) - timedelta(days=6.9)
 
 
 async def test_a_one_off_over_the_whole_window_lets_the_schedule_go_on_from_it(
@@ -168,6 +174,42 @@ async def test_a_one_off_over_the_whole_window_lets_the_schedule_go_on_from_it(
     spread_world(github)
     await one_off(db, github, since_days=30)
     assert await pull_count(db) == 5 and (await state(db))["prs_cursor"] is not None
+    github.requests.clear()
+    schedule = scheduler(db, github)
+    try:
+        assert (await schedule.run_due()).complete == 1
+    finally:
+        await schedule.aclose()
+    # From the cursor (less the overlap): the list's first page reaches back past it.
+    assert [p for p in github.paths() if "/pulls?" in p] == [f"/repos/{REPO}/pulls?page=1"]
+
+
+async def test_a_one_off_with_a_shorter_window_than_the_schedules_does_not_cut_it_short(
+    db: Database, github: FakeGitHubSync
+) -> None:
+    """A laptop's `flowlens sync` with SYNC_SINCE_DAYS=7 beside a poller set to 30 days: the
+    poller's schedule still lists its 30 days (a PR updated 20 days ago is found)."""
+    world = GitHubWorld(github, start=datetime.now(UTC).replace(microsecond=0) - timedelta(days=21))
+    world.open_pr(1, sha="1" * 40)
+    world.tick(20 * 24 * 60)
+    world.open_pr(2, sha="2" * 40)
+    assert github.url is not None
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flowlens", "sync", REPO, "--quiet",
+        env={**os.environ, "DATABASE_URL": db.dsn, "GITHUB_API_URL": github.url,
+             "SYNC_SINCE_DAYS": "7", "LOG_FORMAT": "text"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert await pull_count(db) == 1
+    schedule = SyncScheduler(db, settings(db.dsn, github.url, sync_since_days=30), [REPO],
+                             jitter=lambda: 1.0)  # fmt: skip
+    try:
+        assert (await schedule.run_due()).complete == 1
+    finally:
+        await schedule.aclose()
+    assert await pull_count(db) == 2
 
 
 async def test_unfinished_runs_are_listed_again_until_they_finish(

@@ -172,6 +172,8 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "last_finished_at": _TS,
         "last_error": "text",
         "runs": "integer",
+        "prs_covered_from": _TS,
+        "runs_covered_from": _TS,
     },
 }
 

@@ -51,15 +51,15 @@ async def sync_once(
     repository: str,
     *,
     since_days: float,
-    window_days: float | None = None,
     progress: Progress | None = None,
     notify: bool = True,
 ) -> SyncResult:
     """`flowlens sync owner/repo --since DAYS`: the whole window, outside the schedule.
 
-    `window_days` is the schedule's window (SYNC_SINCE_DAYS): a run that reaches back at least
-    as far may give the schedule its first cursors, so its first run need not list it all again.
+    Its walk may give the schedule its first cursors, with where their coverage begins: the
+    schedule lists its whole window (SYNC_SINCE_DAYS) again when they do not reach back so far.
     """
+
     check_repository(repository)
     since = datetime.now(UTC) - timedelta(days=since_days)
     async with db.transaction() as tx:
@@ -71,11 +71,17 @@ async def sync_once(
     except SyncError as exc:
         await _fail(db, repository, owner="", error=str(exc), schedule=False, next_in=0.0)
         raise
-    covered = window_days is not None and since_days >= window_days
-    await _finish(
-        db, repository, "", result, since, since, schedule=False, next_in=0.0, covered=covered
-    )
+    await _finish(db, repository, "", result, since, since, schedule=False, next_in=0.0)
     return result
+
+
+def _since(window: datetime, cursor: datetime | None, covered_from: datetime | None) -> datetime:
+    """Where a scheduled walk starts: just behind the cursor when the cursor's coverage reaches
+    back to the window's start, else the window's start (a first run, or cursors a one-off
+    sync with a shorter --since or another SYNC_SINCE_DAYS set)."""
+    if cursor is None or (covered_from is not None and covered_from > window):
+        return window
+    return max(window, cursor - OVERLAP)
 
 
 async def _finish(
@@ -88,7 +94,6 @@ async def _finish(
     *,
     schedule: bool,
     next_in: float,
-    covered: bool,
 ) -> None:
     async with db.transaction() as tx:
         await tx.execute(
@@ -96,7 +101,6 @@ async def _finish(
             repository=repository,
             owner=owner,
             schedule=schedule,
-            covered=covered,
             next_in_seconds=next_in,
             prs_cursor=result.prs_cursor,
             prs_from=prs_from,
@@ -209,8 +213,8 @@ class SyncScheduler:
 
     async def _run(self, repository: str, row: dict[str, Any], deadline: float) -> SyncResult:
         window = datetime.now(UTC) - timedelta(days=self.settings.sync_since_days)
-        prs_since = max(window, row["prs_cursor"] - OVERLAP) if row["prs_cursor"] else window
-        runs_since = max(window, row["runs_cursor"] - OVERLAP) if row["runs_cursor"] else window
+        prs_since = _since(window, row["prs_cursor"], row["prs_covered_from"])
+        runs_since = _since(window, row["runs_cursor"], row["runs_covered_from"])
         self.client.start_run(
             max_wait=min(
                 self.settings.sync_max_wait_seconds, max(0.0, deadline - time.monotonic())
@@ -265,7 +269,6 @@ class SyncScheduler:
             runs_since,
             schedule=True,
             next_in=self.next_interval(),
-            covered=True,
         )
         log.info("sync of %s: %s", repository, result.line(), extra={"repository": repository})
         return result

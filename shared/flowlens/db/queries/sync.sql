@@ -31,8 +31,10 @@ RETURNING *;
 
 -- name: sync_finish
 -- Cursors move forward only, and only when this walk reached back to where the last one ended
--- (a short one-off `--since 1` must not make the schedule skip older changes). A cursor that
--- was never set is set only by a walk that covered the schedule's whole window (`covered`).
+-- (a short one-off `--since 1` must not make the schedule skip older changes); a first cursor
+-- is set by any complete walk. *_covered_from keeps where the unbroken coverage up to each
+-- cursor begins, so the schedule can tell whether the cursor covers its own window.
+-- (In SET, every column name is the row's value before this UPDATE.)
 UPDATE sync_state SET
     leased_until = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE leased_until END,
     lease_owner = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE lease_owner END,
@@ -41,18 +43,28 @@ UPDATE sync_state SET
                        ELSE next_run_at END,
     prs_cursor = CASE
         WHEN %(prs_cursor)s::timestamptz IS NULL THEN prs_cursor
-        WHEN prs_cursor IS NULL
-            THEN CASE WHEN %(covered)s::bool THEN %(prs_cursor)s::timestamptz END
+        WHEN prs_cursor IS NULL THEN %(prs_cursor)s::timestamptz
         WHEN %(prs_from)s::timestamptz <= prs_cursor
             THEN GREATEST(prs_cursor, %(prs_cursor)s::timestamptz)
         ELSE prs_cursor END,
+    prs_covered_from = CASE
+        WHEN %(prs_cursor)s::timestamptz IS NULL THEN prs_covered_from
+        WHEN prs_cursor IS NULL THEN %(prs_from)s::timestamptz
+        WHEN %(prs_from)s::timestamptz <= prs_cursor AND prs_covered_from IS NOT NULL
+            THEN LEAST(prs_covered_from, %(prs_from)s::timestamptz)
+        ELSE prs_covered_from END,
     runs_cursor = CASE
         WHEN %(runs_cursor)s::timestamptz IS NULL THEN runs_cursor
-        WHEN runs_cursor IS NULL
-            THEN CASE WHEN %(covered)s::bool THEN %(runs_cursor)s::timestamptz END
+        WHEN runs_cursor IS NULL THEN %(runs_cursor)s::timestamptz
         WHEN %(runs_from)s::timestamptz <= runs_cursor
             THEN GREATEST(runs_cursor, %(runs_cursor)s::timestamptz)
         ELSE runs_cursor END,
+    runs_covered_from = CASE
+        WHEN %(runs_cursor)s::timestamptz IS NULL THEN runs_covered_from
+        WHEN runs_cursor IS NULL THEN %(runs_from)s::timestamptz
+        WHEN %(runs_from)s::timestamptz <= runs_cursor AND runs_covered_from IS NOT NULL
+            THEN LEAST(runs_covered_from, %(runs_from)s::timestamptz)
+        ELSE runs_covered_from END,
     last_finished_at = now(),
     last_error = NULL,
     runs = runs + 1
