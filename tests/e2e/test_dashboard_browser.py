@@ -261,6 +261,30 @@ async def test_a_push_back_to_an_analysed_commit_shows_that_commits_insight(
         assert await card.locator(".stale").count() == 0
 
 
+async def test_a_repository_filter_in_another_letter_case_shows_its_prs(
+    dsn: str, db: Database
+) -> None:
+    """?repo= in lower case (GitHub's names ignore case, and so does the API): the page shows
+    the repository's PRs under its stored name, and live updates reach them."""
+    from flowlens.api.server import serve
+    from tests.integration.test_api_support import REPO, deliver, opened
+
+    await deliver(db, "pull_request", opened(2, title="before"))
+    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+        page = await browser.new_page()
+        await page.goto(f"{base}/?repo={REPO.lower()}")
+        card = page.locator('[data-testid="pr-row"][data-pr-number="2"]')
+        await card.wait_for(timeout=15000)
+        await page.locator('[data-testid="conn-state"][data-state="connected"]').wait_for(
+            timeout=15000
+        )
+        await deliver(db, "pull_request", opened(2, title="after", at="2019-05-15T16:00:00Z"))
+        await card.get_by_text("after").wait_for(timeout=15000)
+        assert await page.evaluate("new URL(location.href).searchParams.get('repo')") == REPO
+        options = await page.locator("#repo-select option").all_inner_texts()
+        assert [o for o in options if o.lower() == REPO.lower()] == [REPO]
+
+
 async def test_a_refused_filter_is_not_taken_for_a_token_problem(dsn: str) -> None:
     """A 1008 close for a malformed repo filter (one that even contains "token") shows the
     API's reason, not the token state, keeps it in view, and retries with backoff."""

@@ -240,6 +240,7 @@ async function loadAll({ quiet = false } = {}) {
     const repos = await api.repositories();
     if (seq !== state.loadSeq) return;
     state.repos = Array.isArray(repos) ? repos : [];
+    canonicalRepo();
     renderRepoOptions();
     const [prs, builds, metrics] = await Promise.allSettled([
       api.prs(repo),
@@ -578,6 +579,19 @@ function renderAll() {
 
 function repoName(r) {
   return r.fullName ?? r.name ?? "";
+}
+
+/** ?repo= in another letter case than GitHub's (the API matches either): use the stored
+ * spelling, which PRs and socket messages carry. */
+function canonicalRepo() {
+  if (!state.repo) return;
+  const wanted = state.repo.toLowerCase();
+  const stored = state.repos.map(repoName).find((n) => n && n.toLowerCase() === wanted);
+  if (!stored || stored === state.repo) return;
+  state.repo = stored;
+  const url = new URL(window.location.href);
+  url.searchParams.set("repo", stored);
+  history.replaceState(null, "", url);
 }
 
 function renderRepoOptions() {
