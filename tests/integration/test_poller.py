@@ -185,6 +185,33 @@ async def test_a_head_back_on_an_analysed_commit_shows_that_commits_insight(
     assert last["pull_request"]["riskLevel"] == pr["risk_level"]
 
 
+async def test_a_failure_while_restoring_an_earlier_insight_is_retried(db: Database) -> None:
+    """The head goes back to an analysed commit and restoring its insight fails (here the
+    files lookup raises): the events are retried and counted like a failed analysis, not
+    left to cycle unseen."""
+    from flowlens.insights.models import FileChange
+
+    class Files:
+        broken = False
+
+        async def list_files(self, repository: str, number: int) -> list[FileChange]:
+            if self.broken:
+                raise RuntimeError("files client bug")
+            return []
+
+    files = Files()
+    poller = Poller(db, settings(), CountingAnalyser(), files)
+    a, b = "a" * 40, "b" * 40
+    for n, (sha, action) in enumerate(((a, "opened"), (b, "synchronize"), (a, "synchronize"))):
+        files.broken = n == 2
+        await deliver(db, "pull_request", pr_delivery(7, sha, action, n), f"restore-{n}")
+        summary = await poller.scan_once()
+    assert summary.retries == 1 and "files client bug" in summary.errors[0], summary
+    async with db.transaction() as tx:
+        row = await tx.one("raw_event_by_delivery", delivery_id="restore-2")
+    assert row is not None and row["attempts"] == 1 and "files client bug" in row["last_error"]
+
+
 async def test_failed_analysis_retries_then_fails_then_can_be_requeued(
     db: Database, dsn: str
 ) -> None:
@@ -352,8 +379,9 @@ async def test_a_call_under_way_is_given_up_after_the_overrun_and_counts_as_an_a
     monkeypatch.setattr(worker, "OVERRUN_SECONDS", 0.3)
     await deliver(db, "pull_request", pr_delivery(50, "5" * 40, "opened", 0), "hangs")
     hanging = CountingAnalyser(delay=30)
+    s = settings(max_attempts=2, gemini_timeout_seconds=0.3)  # the call outlasts a timeout
     started = time.monotonic()
-    summary = await Poller(db, settings(max_attempts=2), hanging).run(0.2)
+    summary = await Poller(db, s, hanging).run(1.0)
     # A loose bound: the call would take 30 s.
     assert time.monotonic() - started < 10
     assert (summary.ai_calls, summary.insights, summary.retries) == (1, 0, 1), summary
@@ -362,14 +390,34 @@ async def test_a_call_under_way_is_given_up_after_the_overrun_and_counts_as_an_a
     assert row is not None and not row["processed"] and row["attempts"] == 1
     assert "given up" in row["last_error"]
     await _expire_backoff(db, "hangs")
-    second = await Poller(db, settings(max_attempts=2), hanging).run(0.2)
+    second = await Poller(db, s, hanging).run(1.0)
     assert (second.ai_calls, second.failures) == (1, 1), second
     async with db.transaction() as tx:
         row = await tx.one("raw_event_by_delivery", delivery_id="hangs")
     assert row is not None and row["failed"] and sum(hanging.calls.values()) == 2
 
 
-async def test_a_files_lookup_is_bounded_by_the_budget_and_the_ai_slots(db: Database) -> None:
+async def test_a_call_that_started_late_is_not_counted_against_its_events(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call cut off before it had one whole AI timeout (it started near the end of the
+    budget) is no fault of the AI: its events go back refunded, however often that happens."""
+    from flowlens.poller import worker
+
+    monkeypatch.setattr(worker, "OVERRUN_SECONDS", 0.3)
+    await deliver(db, "pull_request", pr_delivery(52, "8" * 40, "opened", 0), "late")
+    s = settings(max_attempts=1, gemini_timeout_seconds=60)
+    for _ in range(2):
+        summary = await Poller(db, s, CountingAnalyser(delay=30)).run(0.2)
+        assert (summary.ai_calls, summary.deferred, summary.failures) == (1, 1, 0), summary
+    async with db.transaction() as tx:
+        row = await tx.one("raw_event_by_delivery", delivery_id="late")
+    assert row is not None and not row["failed"] and row["attempts"] == 0
+
+
+async def test_a_files_lookup_is_bounded_by_the_budget_and_the_ai_slots(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """GitHub's files lookups run in the AI slots (AI_CONCURRENCY at once, not one per PR of
     the batch) and by the cut-off: one that outlasts it spends nothing and defers."""
     from flowlens.insights.models import FileChange
@@ -393,6 +441,7 @@ async def test_a_files_lookup_is_bounded_by_the_budget_and_the_ai_slots(db: Data
     files = SlowFiles(0.05)
     summary = await Poller(db, settings(ai_concurrency=2), CountingAnalyser(), files).scan_once()
     assert summary.insights == 8 and files.peak == 2
+    monkeypatch.setattr(worker, "OVERRUN_SECONDS", 0.5)
     await deliver(db, "pull_request", pr_delivery(120, "c" * 40, "opened", 20), "slow-files")
     analyser = CountingAnalyser()
     stuck = SlowFiles(30)  # a rate-limit wait longer than the invocation
@@ -414,6 +463,7 @@ async def test_a_failing_group_does_not_leave_the_others_running(db: Database) -
         await tx.conn.execute(REFUSE_LEASE_OF_61)
     summary = await Poller(db, settings(), CountingAnalyser(delay=0.5)).run(0.0)
     assert any("refused for the test" in e for e in summary.errors), summary
+    assert (summary.ai_calls, summary.insights) == (1, 1)  # #60's count is kept too
     async with db.transaction() as tx:  # #60's analysis finished within the invocation
         rows = await tx.all("insights_for_pr", repository=REPO, number=60)
     assert len(rows) == 1

@@ -121,9 +121,9 @@ class Poller:
         for result in results:
             if isinstance(result, Summary):
                 summary.add(result)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+            else:  # its events' leases run out and a later scan takes them again
+                log.error("analysis of a pull request failed", exc_info=result)
+                summary.errors.append(f"scan failed: {result}"[:300])
         return summary
 
     async def _mark(self, ids: list[int]) -> None:
@@ -162,12 +162,19 @@ class Poller:
             if known:
                 # Analysed before (the head went back to it): no new call, but it is the head's
                 # insight again, shown with the head's files.
-                files = await self._bounded_files(pr)
-                if files is None:
+                if self._spent():
                     return await self._defer(ids, summary)
-                async with self.db.transaction() as tx:
-                    await self._make_latest(tx, pr, known, files)
-                    await tx.execute("mark_processed", ids=ids, owner=self.owner)
+                try:
+                    files = await self._bounded_files(pr)
+                    if files is None:
+                        return await self._defer(ids, summary)
+                    async with self.db.transaction() as tx:
+                        await self._make_latest(tx, pr, known, files)
+                        await tx.execute("mark_processed", ids=ids, owner=self.owner)
+                except Exception as exc:  # as for an analysis: back off, lose nothing
+                    log.exception("restoring the insight of %s#%s failed", repository, number)
+                    await self._failed(events, f"poller error: {exc!r}", True, summary)
+                    return summary
                 summary.skipped += len(ids)
                 return summary
             if leased is None:
@@ -213,7 +220,7 @@ class Poller:
             if self._spent():
                 return await self._defer(ids, summary)
             limit: asyncio.Timeout | None = None
-            called = False
+            called: float | None = None  # when the AI call started (event loop time)
             try:
                 # The files lookup too is inside the slot (at most AI_CONCURRENCY GitHub
                 # lookups at once, each for the head as it is when its analysis starts) and
@@ -227,7 +234,7 @@ class Poller:
                         if self._spent():  # the lookup took what was left of the budget
                             return await self._defer(ids, summary)
                         summary.ai_calls += 1
-                        called = True
+                        called = asyncio.get_running_loop().time()
                         insight = await self.analyser.analyse(self._context(pr, files))
             except AnalysisError as exc:
                 await self._failed(events, str(exc), exc.retryable, summary)
@@ -235,12 +242,17 @@ class Poller:
             except TimeoutError:
                 if limit is None or not limit.expired():
                     raise
-                if not called:  # cut off while listing files: nothing spent, try next time
-                    log.warning("files lookup given up %.0fs after the budget", OVERRUN_SECONDS)
+                ran = 0.0 if called is None else asyncio.get_running_loop().time() - called
+                if ran < self.settings.gemini_timeout_seconds:
+                    # Cut off while listing files, or a call that started late and had less
+                    # than one AI timeout: no fault of the AI, so no attempt; try next time
+                    # (given-back events are taken first, at the start of an invocation).
+                    log.warning("analysis given up %.0fs after the budget, %.0fs into its "
+                                "call; next time", OVERRUN_SECONDS, ran)  # fmt: skip
                     return await self._defer(ids, summary)
-                # An AI call that was under way counts as an attempt, so an AI that keeps
-                # hanging ends in the dead letters instead of being paid for every minute.
-                error = f"analysis given up {OVERRUN_SECONDS:.0f}s after the poll budget"
+                # A call that outlasted a whole AI timeout counts as an attempt, so an AI that
+                # keeps hanging ends in the dead letters instead of being paid for every minute.
+                error = f"analysis given up after {ran:.0f}s, past the poll budget"
                 await self._failed(events, error, True, summary)
                 return summary
             stored = await retrying(self._store, pr, insight, files, ids)
