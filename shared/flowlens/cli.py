@@ -284,22 +284,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        problem = _database_problem(exc)
+        problem = _database_problem(exc, migrating=args.command == "migrate")
         if problem is None:
             raise
         print(f"flowlens: {problem}", file=sys.stderr)
         return 1
 
 
-def _database_problem(exc: BaseException) -> str | None:
-    """One line for a database that cannot be reached or used, None for anything else."""
+def _database_problem(exc: BaseException, *, migrating: bool) -> str | None:
+    """One line for a database that cannot be reached, or lacks a migration; None for
+    anything else (a bug keeps its traceback)."""
     import psycopg
 
     from flowlens.db import DatabaseUnavailable
 
-    if isinstance(exc, psycopg.errors.UndefinedTable):
+    missing = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn)
+    if isinstance(exc, missing) and not migrating:
         return f"{_first_line(exc)} (is the database migrated? run `flowlens migrate`)"
-    if isinstance(exc, DatabaseUnavailable | psycopg.Error):
+    if isinstance(exc, DatabaseUnavailable | psycopg.OperationalError):
         return f"database: {_first_line(exc)}"
     return None
 

@@ -9,7 +9,8 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_ORIGIN = re.compile(r"\*|[a-z][a-z0-9+.-]*://[^\s/,\"'\[\]]+")
+# `*`, `null` (what a sandboxed page sends) or scheme://host[:port], IPv6 hosts in brackets.
+_ORIGIN = re.compile(r"\*|null|[a-z][a-z0-9+.-]*://(\[[0-9A-Fa-f:.]+\]|[^\s/,\"'\[\]]+)(:\d+)?")
 
 
 class ConfigError(RuntimeError):
@@ -53,7 +54,9 @@ class Settings(BaseSettings):
     gemini_max_attempts: int = Field(default=4, ge=1)
     github_patch_max_bytes: int = Field(default=4000, ge=0)
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
-    log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    log_level: str = Field(
+        default="INFO", pattern="(?i)^(DEBUG|INFO|WARN|WARNING|ERROR|FATAL|CRITICAL)$"
+    )
 
     # Alerts (docs/ALERTS.md): sent by the poller's alert pass; no channel listed, no alerts.
     # Checked by flowlens.alerts.AlertConfig: bad values switch alerts off, not the poller.
@@ -93,6 +96,17 @@ class Settings(BaseSettings):
                 for err in exc.errors()
             )
             raise ConfigError(f"invalid settings: {problems}") from None
+        database_url = settings.secret("database_url")
+        if database_url:
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                conninfo_to_dict(database_url)
+            except Exception:  # psycopg.ProgrammingError, whose text may quote a password
+                raise ConfigError(
+                    "invalid settings: DATABASE_URL is neither a postgresql:// URL nor "
+                    "libpq key=value pairs"
+                ) from None
         if settings.db_pool_min > settings.db_pool_max:
             raise ConfigError(
                 f"invalid settings: DB_POOL_MIN ({settings.db_pool_min}) is above "

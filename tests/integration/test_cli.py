@@ -42,7 +42,7 @@ def one_line(stderr: str, *expected: str) -> None:
     [
         ({"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"}, ["migrate"], 1,
          ["database:", "Connection refused"]),
-        ({"DATABASE_URL": "notaurl"}, ["events", "failed"], 1, ["database:"]),
+        ({"DATABASE_URL": "notaurl"}, ["events", "failed"], 2, ["DATABASE_URL is neither"]),
         ({"DATABASE_URL": "postgresql://h/x", "LOG_LEVEL": "LOUD"}, ["migrate"], 2,
          ["LOG_LEVEL"]),
         ({"DATABASE_URL": "postgresql://h/x", "DB_POOL_MIN": "20", "DB_POOL_MAX": "5"},

@@ -107,7 +107,7 @@ def test_text_lines_are_readable() -> None:
 @pytest.mark.parametrize(
     ("value", "origins"),
     [("https://a.example/, http://localhost:3000", ["https://a.example", "http://localhost:3000"]),
-     ("*", ["*"]), ("", [])],
+     ("*", ["*"]), ("", []), ("http://[::1]:5173, null", ["http://[::1]:5173", "null"])],
 )  # fmt: skip
 def test_cors_origins_lose_a_trailing_slash(
     value: str, origins: list[str], monkeypatch: pytest.MonkeyPatch
@@ -127,3 +127,10 @@ def test_cors_origins_that_no_browser_sends_are_refused(
     monkeypatch.setenv("CORS_ORIGINS", value)
     with pytest.raises(ConfigError, match="CORS_ORIGINS"):
         ApiSettings.from_env()
+
+
+@pytest.mark.parametrize("level", ["warn", "WARNING", "fatal", "debug"])
+def test_log_levels_python_knows_are_taken(level: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://h/x")
+    monkeypatch.setenv("LOG_LEVEL", level)
+    assert Settings.from_env().log_level == level
