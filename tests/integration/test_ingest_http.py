@@ -62,9 +62,12 @@ async def test_unknown_event_is_stored_and_ignored(sender: Sender, db: Database,
     assert (await counts())["pull_requests"] == 0
 
 
-@pytest.mark.parametrize("signature", [None, "sha256=" + "0" * 64, "sha1=abc", "garbage"])
+@pytest.mark.parametrize(
+    "signature",
+    [None, "sha256=" + "0" * 64, "sha1=abc", "garbage", b"sha256=" + b"\xe9" * 64],
+)
 async def test_missing_or_wrong_signature_is_401_and_stores_nothing(
-    ingest_client: httpx.AsyncClient, counts, signature: str | None
+    ingest_client: httpx.AsyncClient, counts, signature: str | bytes | None
 ) -> None:
     body, ctype = encode(load_fixture(OPENED))
     headers = github_headers("pull_request", body, delivery="d-bad", content_type=ctype)

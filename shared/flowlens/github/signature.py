@@ -15,4 +15,6 @@ def verify(secret: str, body: bytes, header: str | None) -> bool:
     """Constant-time check of X-Hub-Signature-256 against the raw body."""
     if not header or not header.startswith("sha256=") or not secret:
         return False
-    return hmac.compare_digest(sign(secret, body), header.strip())
+    # As bytes: compare_digest refuses str with non-ASCII characters (a forged header's).
+    given = header.strip().encode("utf-8", "replace")
+    return hmac.compare_digest(sign(secret, body).encode(), given)
