@@ -13,6 +13,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _ORIGIN = re.compile(r"\*|null|[a-z][a-z0-9+.-]*://(\[[0-9A-Fa-f:.]+\]|[^\s/,\"'\[\]]+)(:\d+)?")
 
 
+def _blank(value: Any) -> bool:
+    """Unset, or only whitespace (an empty secret would make every check fail unexplained)."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 class ConfigError(RuntimeError):
     """A deployable started without a setting it needs, or with a bad value."""
 
@@ -122,7 +129,7 @@ class Settings(BaseSettings):
                 f"invalid settings: CORS_ORIGINS: {bad[0]!r} is not an origin "
                 "(scheme://host[:port], comma-separated, or *)"
             )
-        missing = [name for name in cls.REQUIRED if getattr(settings, name.lower()) is None]
+        missing = [name for name in cls.REQUIRED if _blank(getattr(settings, name.lower()))]
         if missing:
             raise ConfigError(
                 f"missing required setting{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"

@@ -127,3 +127,14 @@ def test_api_tokens_empty_is_unset_and_blanks_are_dropped(
     monkeypatch.setenv("API_TOKENS", tokens)
     monkeypatch.setenv("DATABASE_URL", "postgresql://h/x")
     assert ApiSettings.from_env().api_token_list == listed
+
+
+@pytest.mark.parametrize("secret", ["", "  \n"])
+def test_a_blank_webhook_secret_is_missing(secret: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every delivery would get 401 with nothing pointing at the setting: refused at start."""
+    from flowlens.settings import IngestSettings
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://h/x")
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", secret)
+    with pytest.raises(ConfigError, match="missing required setting: GITHUB_WEBHOOK_SECRET"):
+        IngestSettings.from_env()

@@ -240,6 +240,49 @@ async def test_nul_character_in_a_payload_is_stored(sender: Sender, db: Database
     assert row is not None and row["body"] == "before\ufffdafter"
 
 
+async def test_a_literal_backslash_u0000_in_a_title_is_kept(sender: Sender, db: Database) -> None:
+    """Only a JSON escape for NUL is replaced: a title that shows the six characters \\u0000
+    (written \\\\u0000 in JSON) is stored as it is."""
+    payload = load_fixture(OPENED)
+    payload["pull_request"]["title"] = 'Strip "\\u0000" escapes'
+    assert (await sender.send("pull_request", payload, delivery="literal")).status_code == 202
+    async with db.transaction() as tx:
+        row = await tx.one("pull_request_by_number", repository="Codertocat/Hello-World", number=2)
+    assert row is not None and row["title"] == 'Strip "\\u0000" escapes'
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"pull_request.number": 2**40, "number": 2**40},
+        {"pull_request.updated_at": 1e20},
+        {"pull_request.additions": "many"},
+        {"pull_request.additions": 2**70},
+    ],
+)
+async def test_a_signed_payload_with_values_out_of_range_is_400(
+    sender: Sender, counts, change: dict[str, Any]
+) -> None:
+    """Signed, well-formed JSON, but a value no column can hold: 400, nothing stored."""
+    resp = await sender.send("pull_request", variant(load_fixture(OPENED), **change))
+    assert resp.status_code == 400, resp.text
+    assert "error" in resp.json()
+    assert (await counts())["raw_events"] == 0
+
+
+@pytest.mark.parametrize(
+    "change", [{"workflow": "CI\u0000"}, {"branch": "main\u0000"}, {"prNumber": 2**31}]
+)
+async def test_ci_path_refuses_values_the_database_cannot_hold(
+    ingest_client: httpx.AsyncClient, counts, change: dict[str, Any]
+) -> None:
+    report = {"repository": "acme/widgets", "runId": 7, "status": "success", **change}
+    resp = await ingest_client.post("/api/webhook/github-actions", json=report,
+                                    headers={"Authorization": f"Bearer {CI_KEY}"})  # fmt: skip
+    assert resp.status_code == 400, resp.text
+    assert (await counts())["builds"] == 0
+
+
 async def test_unknown_build_status_is_accepted_as_queued(sender: Sender, db: Database) -> None:
     # Derived: a check run in a status GitHub may add later.
     payload = variant(

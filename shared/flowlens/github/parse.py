@@ -41,7 +41,10 @@ def ts(value: Any) -> datetime | None:
     if not value:
         return None
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (ValueError, OverflowError, OSError):
+            raise PayloadError(f"timestamp out of range: {value!r}") from None
     text = str(value).replace("Z", "+00:00")
     try:
         parsed = datetime.fromisoformat(text)

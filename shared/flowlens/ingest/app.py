@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qs
 
+import psycopg
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -33,6 +35,9 @@ _STATUS_CODE = {
 }
 
 _handlers: list[IngestHandler] = []
+
+
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 class BodyTooLarge(Exception):
@@ -70,7 +75,9 @@ def decode_payload(body: bytes, content_type: str) -> tuple[dict[str, Any], str]
         text = body.decode("utf-8")
     if "\\u0000" in text:
         # PostgreSQL text and jsonb cannot hold NUL; GitHub may send one in a commit message.
-        text = text.replace("\\u0000", "\\ufffd")
+        # Only an escape itself: after an even run of backslashes (a literal "\\u0000" in a
+        # title is written "\\\\u0000" and stays as it is).
+        text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
     return load_payload(text), text
 
 
@@ -140,6 +147,10 @@ class IngestHandler:
             except DatabaseUnavailable as exc:
                 log.error("database unavailable: %s", exc)
                 return error(503, "database unavailable; retry the delivery")
+            except psycopg.DataError as exc:  # SQLSTATE class 22: a value out of range...
+                log.warning("delivery refused by the database: %s", exc)
+                return error(400, f"{event} payload: a value the database cannot store: "
+                                  f"{_first_line(exc)}")  # fmt: skip
             log.info("%s %s", event, outcome.value)
             return JSONResponse(
                 {"status": outcome.value, "delivery": delivery, "event": event},
@@ -172,7 +183,14 @@ class IngestHandler:
             except DatabaseUnavailable as exc:
                 log.error("database unavailable: %s", exc)
                 return error(503, "database unavailable; retry")
+            except psycopg.DataError as exc:
+                log.warning("build report refused by the database: %s", exc)
+                return error(400, f"invalid build report: {_first_line(exc)}")
         return JSONResponse({"status": "accepted", "build": f"ci:{report.run_id}"}, 202)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 async def close_all() -> None:

@@ -29,12 +29,20 @@ class CiBuild(BaseModel):
     workflow: str = Field(default="", max_length=300)
     branch: str | None = None
     commit_sha: str | None = Field(default=None, alias="commitSha", max_length=64)
-    pr_number: int | None = Field(default=None, alias="prNumber", ge=1)
+    pr_number: int | None = Field(default=None, alias="prNumber", ge=1, le=2**31 - 1)
     actor: str | None = None
     url: str | None = None
     started_at: datetime | None = Field(default=None, alias="startedAt")
     finished_at: datetime | None = Field(default=None, alias="finishedAt")
     updated_at: datetime | None = Field(default=None, alias="updatedAt")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL (\\u0000)")
+        return value
 
     @field_validator("run_id", mode="before")
     @classmethod
