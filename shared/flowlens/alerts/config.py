@@ -12,6 +12,8 @@ log = logging.getLogger("flowlens.alerts")
 
 CHANNELS = ("slack", "email")
 EVENTS = ("build_failed", "high_risk")
+# The builds table's providers (flowlens.github.parse and the CI path).
+PROVIDERS = ("github_actions", "github_actions_job", "check_suite", "check_run", "status", "ci")
 
 
 def _split(value: str) -> list[str]:
@@ -44,6 +46,13 @@ class AlertConfig:
         events = _split(settings.alert_on.lower())
         problems = [f"ALERT_CHANNELS: unknown channel {c!r}" for c in channels if c not in CHANNELS]
         problems += [f"ALERT_ON: unknown event {e!r}" for e in events if e not in EVENTS]
+        providers = _split(settings.alert_build_providers.lower())
+        known = ", ".join(PROVIDERS)
+        problems += [
+            f"ALERT_BUILD_PROVIDERS: unknown provider {p!r} (known: {known})"
+            for p in providers
+            if p not in PROVIDERS
+        ]
         if settings.alert_email_transport not in ("smtp", "ses"):
             problems.append("ALERT_EMAIL_TRANSPORT: want smtp or ses")
         if settings.alert_smtp_tls not in ("none", "starttls", "ssl"):
@@ -58,7 +67,7 @@ class AlertConfig:
             channels=tuple(dict.fromkeys(channels)),
             on_build_failed="build_failed" in events,
             on_high_risk="high_risk" in events,
-            build_providers=tuple(_split(settings.alert_build_providers)),
+            build_providers=tuple(dict.fromkeys(providers)),
             window_seconds=settings.alert_window_hours * 3600.0,
             max_attempts=settings.alert_max_attempts,
             retry_seconds=settings.alert_retry_seconds,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 
 def format_duration(seconds: float | None) -> str:
@@ -20,9 +21,33 @@ def format_duration(seconds: float | None) -> str:
     return f"{secs}s"
 
 
+# Slack refuses a section block whose text is longer (invalid_blocks, a permanent failure).
+SLACK_SECTION_MAX = 3000
+
+
 def _slack_escape(text: str) -> str:
     # Slack's mrkdwn treats these three as control characters (links, mentions).
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_link(url: str) -> str | None:
+    """A URL fit for `<url|label>`: http(s) only, and nothing in it that could close the link
+    or start a mention (a CI report's or commit status's URL is anyone's text)."""
+    if not url.lower().startswith(("https://", "http://")):
+        return None
+    safe = quote(url, safe=":/?#[]@!$&'()*+,;=%~")  # whitespace, `|`, `<`, `>` encoded
+    return _slack_escape(safe)
+
+
+def _fit(text: str, limit: int) -> str:
+    """At most `limit` characters, cut with an ellipsis and never inside an &entity;."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - 1)]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
 
 
 @dataclass(frozen=True)
@@ -60,11 +85,12 @@ class Alert:
         ]
         if self.detail:
             lines.append(_slack_escape(self.detail))
-        if self.link:
-            lines.append(f"<{self.link}|Open on GitHub>")
+        link = _slack_link(self.link) if self.link else None
+        tail = f"\n<{link}|Open on GitHub>" if link else ""
+        body = _fit("\n".join(lines), SLACK_SECTION_MAX - len(tail)) + tail
         return {
             "text": _slack_escape(self.headline),
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}],
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": body}}],
         }
 
 
