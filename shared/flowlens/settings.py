@@ -10,7 +10,12 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # `*`, `null` (what a sandboxed page sends) or scheme://host[:port], IPv6 hosts in brackets.
-_ORIGIN = re.compile(r"\*|null|[a-z][a-z0-9+.-]*://(\[[0-9A-Fa-f:.]+\]|[^\s/,\"'\[\]]+)(:\d+)?")
+_ORIGIN = re.compile(r"\*|null|[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?")
+
+
+def _origin_ok(origin: str) -> bool:
+    match = _ORIGIN.fullmatch(origin)
+    return match is not None and int(match.group(2)[1:] if match.group(2) else 0) <= 65535
 
 
 def _blank(value: Any) -> bool:
@@ -123,7 +128,7 @@ class Settings(BaseSettings):
         if tokens and not settings.api_token_list:
             # Set but naming no token (",", " , "): refusing beats an API left open unnoticed.
             raise ConfigError("invalid settings: API_TOKENS names no token (unset it for none)")
-        bad = [o for o in settings.cors_origin_list if not _ORIGIN.fullmatch(o)]
+        bad = [o for o in settings.cors_origin_list if not _origin_ok(o)]
         if bad:
             raise ConfigError(
                 f"invalid settings: CORS_ORIGINS: {bad[0]!r} is not an origin "
@@ -153,7 +158,8 @@ class Settings(BaseSettings):
     def cors_origin_list(self) -> list[str]:
         """CORS_ORIGINS split on commas, without a trailing slash (a browser's Origin has
         none, so `https://a.example/` would never match)."""
-        return [o.strip().rstrip("/") or o.strip() for o in self.cors_origins.split(",")
+        # Lower case too: browsers send the scheme and host so.
+        return [(o.strip().rstrip("/") or o.strip()).lower() for o in self.cors_origins.split(",")
                 if o.strip()]  # fmt: skip
 
     @cached_property

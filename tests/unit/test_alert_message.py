@@ -34,6 +34,11 @@ def test_a_build_link_cannot_close_itself_or_mention_anyone() -> None:
 def test_only_web_links_are_linked() -> None:
     text = section(build_alert(build_row(url="javascript:alert(1)", pr_url=None)).slack_payload())
     assert "Open on GitHub" not in text and "javascript" not in text
+    # The PR's link stands in for a build link that cannot be used.
+    pr = "https://github.com/acme/widgets/pull/9"
+    for url in ("javascript:alert(1)", "https://ci.example/?" + "a&" * 1000):
+        text = section(build_alert(build_row(url=url, pr_url=pr)).slack_payload())
+        assert text.endswith(f"<{pr}|Open on GitHub>") and len(text) <= SLACK_SECTION_MAX
 
 
 def test_a_long_insight_fits_one_slack_section_and_keeps_its_link() -> None:

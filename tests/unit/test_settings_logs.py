@@ -107,7 +107,8 @@ def test_text_lines_are_readable() -> None:
 @pytest.mark.parametrize(
     ("value", "origins"),
     [("https://a.example/, http://localhost:3000", ["https://a.example", "http://localhost:3000"]),
-     ("*", ["*"]), ("", []), ("http://[::1]:5173, null", ["http://[::1]:5173", "null"])],
+     ("*", ["*"]), ("", []), ("http://[::1]:5173, null", ["http://[::1]:5173", "null"]),
+     ("https://App.Example.com:8443", ["https://app.example.com:8443"])],
 )  # fmt: skip
 def test_cors_origins_lose_a_trailing_slash(
     value: str, origins: list[str], monkeypatch: pytest.MonkeyPatch
@@ -118,7 +119,15 @@ def test_cors_origins_lose_a_trailing_slash(
 
 
 @pytest.mark.parametrize(
-    "value", ['["https://a.example"]', "https://a.example https://b.example", "a.example"]
+    "value",
+    [
+        '["https://a.example"]',
+        "https://a.example https://b.example",
+        "a.example",
+        "https://u@a.example",
+        "https://a.example?x",
+        "https://a.example:99999",
+    ],
 )
 def test_cors_origins_that_no_browser_sends_are_refused(
     value: str, monkeypatch: pytest.MonkeyPatch

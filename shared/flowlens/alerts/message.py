@@ -30,11 +30,21 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _slack_link(url: str) -> str | None:
-    """A URL fit for `<url|label>`: http(s) only, and nothing in it that could close the link
-    or start a mention (a CI report's or commit status's URL is anyone's text)."""
-    if not url.lower().startswith(("https://", "http://")):
-        return None
+LINK_MAX = 1000  # longer links are left out: the section must fit SLACK_SECTION_MAX
+
+
+def web_link(*candidates: Any) -> str | None:
+    """The first http(s) URL of at most LINK_MAX characters (a CI report's or a commit
+    status's URL is anyone's text; the PR's or repository's is the fallback)."""
+    for url in candidates:
+        web = isinstance(url, str) and url.lower().startswith(("https://", "http://"))
+        if web and len(url) <= LINK_MAX:
+            return str(url)
+    return None
+
+
+def _slack_link(url: str) -> str:
+    """A URL fit for `<url|label>`: nothing in it can close the link or start a mention."""
     safe = quote(url, safe=":/?#[]@!$&'()*+,;=%~")  # whitespace, `|`, `<`, `>` encoded
     return _slack_escape(safe)
 
@@ -43,7 +53,9 @@ def _fit(text: str, limit: int) -> str:
     """At most `limit` characters, cut with an ellipsis and never inside an &entity;."""
     if len(text) <= limit:
         return text
-    cut = text[: max(0, limit - 1)]
+    if limit < 1:
+        return ""
+    cut = text[: limit - 1]
     amp = cut.rfind("&")
     if amp != -1 and ";" not in cut[amp:]:
         cut = cut[:amp]
@@ -85,8 +97,8 @@ class Alert:
         ]
         if self.detail:
             lines.append(_slack_escape(self.detail))
-        link = _slack_link(self.link) if self.link else None
-        tail = f"\n<{link}|Open on GitHub>" if link else ""
+        link = web_link(self.link)
+        tail = f"\n<{_slack_link(link)}|Open on GitHub>" if link else ""
         body = _fit("\n".join(lines), SLACK_SECTION_MAX - len(tail)) + tail
         return {
             "text": _slack_escape(self.headline),
@@ -121,13 +133,13 @@ def build_alert(row: dict[str, Any]) -> Alert:
     ]
     if row.get("triggered_by"):
         facts.append(("Triggered by", str(row["triggered_by"])))
-    link = row.get("url") or row.get("pr_url") or row.get("repository_url")
+    link = web_link(row.get("url"), row.get("pr_url"), row.get("repository_url"))
     headline = f"Build failed: {repository} {headline_where} {workflow}".replace("  ", " ")
     return Alert(
         kind="build_failed",
         headline=headline.strip(),
         repository=repository,
-        link=str(link) if link else None,
+        link=link,
         facts=tuple(facts),
     )
 
@@ -150,12 +162,12 @@ def insight_alert(row: dict[str, Any]) -> Alert:
     detail = str(row.get("summary") or "")
     if row.get("recommendation"):
         detail += f"\nRecommendation: {row['recommendation']}"
-    link = row.get("pr_url") or row.get("repository_url")
+    link = web_link(row.get("pr_url"), row.get("repository_url"))
     return Alert(
         kind="high_risk",
         headline=f"High-risk change: {repository} #{row['pr_number']}",
         repository=repository,
-        link=str(link) if link else None,
+        link=link,
         facts=tuple(facts),
         detail=detail.strip() or None,
     )

@@ -42,7 +42,7 @@ def ts(value: Any) -> datetime | None:
         return None
     if isinstance(value, int | float):
         try:
-            return datetime.fromtimestamp(value, UTC)
+            return in_range(datetime.fromtimestamp(value, UTC))
         except (ValueError, OverflowError, OSError):
             raise PayloadError(f"timestamp out of range: {value!r}") from None
     text = str(value).replace("Z", "+00:00")
@@ -50,7 +50,16 @@ def ts(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return in_range(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+
+
+def in_range(moment: datetime) -> datetime:
+    """A timestamp Python can read back from the database: in UTC, within years 1-9999 (one
+    stored past that would fail every later delivery that loads its row)."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise PayloadError(f"timestamp out of range: {moment.isoformat()}") from None
 
 
 @dataclass(frozen=True)

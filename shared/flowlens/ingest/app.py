@@ -147,7 +147,10 @@ class IngestHandler:
             except DatabaseUnavailable as exc:
                 log.error("database unavailable: %s", exc)
                 return error(503, "database unavailable; retry the delivery")
-            except psycopg.DataError as exc:  # SQLSTATE class 22: a value out of range...
+            except psycopg.DataError as exc:
+                if exc.sqlstate is None:  # raised reading stored data back: not this payload
+                    raise
+                # SQLSTATE class 22: a value of this payload out of range, of the wrong type...
                 log.warning("delivery refused by the database: %s", exc)
                 return error(400, f"{event} payload: a value the database cannot store: "
                                   f"{_first_line(exc)}")  # fmt: skip
@@ -184,6 +187,8 @@ class IngestHandler:
                 log.error("database unavailable: %s", exc)
                 return error(503, "database unavailable; retry")
             except psycopg.DataError as exc:
+                if exc.sqlstate is None:
+                    raise
                 log.warning("build report refused by the database: %s", exc)
                 return error(400, f"invalid build report: {_first_line(exc)}")
         return JSONResponse({"status": "accepted", "build": f"ci:{report.run_id}"}, 202)

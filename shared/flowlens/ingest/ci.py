@@ -8,7 +8,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flowlens.db import Database
-from flowlens.github.parse import BuildFacts, Delivery, PrFacts, RepoFacts, map_build_status
+from flowlens.github.parse import (
+    BuildFacts,
+    Delivery,
+    PrFacts,
+    RepoFacts,
+    in_range,
+    map_build_status,
+)
 from flowlens.ingest.store import Session, apply_facts, retrying
 
 CI_STATUSES = {
@@ -31,7 +38,7 @@ class CiBuild(BaseModel):
     commit_sha: str | None = Field(default=None, alias="commitSha", max_length=64)
     pr_number: int | None = Field(default=None, alias="prNumber", ge=1, le=2**31 - 1)
     actor: str | None = None
-    url: str | None = None
+    url: str | None = Field(default=None, max_length=2000)
     started_at: datetime | None = Field(default=None, alias="startedAt")
     finished_at: datetime | None = Field(default=None, alias="finishedAt")
     updated_at: datetime | None = Field(default=None, alias="updatedAt")
@@ -55,8 +62,8 @@ class CiBuild(BaseModel):
         # A time without an offset is read as UTC, not as the database session's zone, and
         # can then be compared with one that has an offset.
         if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+            value = value.replace(tzinfo=UTC)
+        return None if value is None else in_range(value)
 
     @field_validator("status")
     @classmethod
