@@ -301,7 +301,13 @@ def _database_problem(exc: BaseException, *, migrating: bool) -> str | None:
     missing = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn)
     if isinstance(exc, missing) and not migrating:
         return f"{_first_line(exc)} (is the database migrated? run `flowlens migrate`)"
-    if isinstance(exc, DatabaseUnavailable | psycopg.OperationalError):
+    operational = (
+        DatabaseUnavailable,
+        psycopg.OperationalError,  # unreachable, no such database, bad password
+        psycopg.errors.InsufficientPrivilege,  # the role may not do this
+        psycopg.errors.ReadOnlySqlTransaction,  # a read replica
+    )
+    if isinstance(exc, operational):
         return f"database: {_first_line(exc)}"
     return None
 

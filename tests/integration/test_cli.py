@@ -79,6 +79,28 @@ async def test_an_unmigrated_database_says_to_migrate(pg_server: PgServer) -> No
     one_line(err, "raw_events", "run `flowlens migrate`")
 
 
+async def test_a_role_without_rights_is_one_line(pg_server: PgServer) -> None:
+    """Migrating as a role that may not create tables: the database's reason, no traceback."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name, url = await pg_server.fresh_database(migrated=False)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("DROP ROLE IF EXISTS flowlens_reader")
+        await conn.execute("CREATE ROLE flowlens_reader LOGIN")
+        await conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    try:
+        reader = make_conninfo(url, user="flowlens_reader")
+        assert conninfo_to_dict(reader)["user"] == "flowlens_reader"
+        rc, _, err = await flowlens("migrate", DATABASE_URL=reader)
+    finally:
+        await pg_server.drop(name)
+        async with await psycopg.AsyncConnection.connect(pg_server.admin_dsn, autocommit=True) as c:
+            await c.execute("DROP ROLE IF EXISTS flowlens_reader")
+    assert rc == 1
+    one_line(err, "database:", "permission denied")
+
+
 async def test_retry_takes_an_id_or_all_not_both(dsn: str) -> None:
     rc, _, err = await flowlens("events", "retry", "5", "--all", DATABASE_URL=dsn)
     assert rc == 2
