@@ -243,6 +243,31 @@ async def test_failed_analysis_retries_then_fails_then_can_be_requeued(
     assert "no failed events" in await _cli(env, "events", "failed")
 
 
+async def test_a_quota_answer_sets_when_the_event_is_tried_again(db: Database) -> None:
+    """Gemini's 429 asks for 40 s (RetryInfo): the event waits at least that long, rather than
+    the first backoff's second or two, which would only pay for another 429."""
+    from flowlens.insights.gemini import GeminiAnalyser
+
+    await deliver(db, "pull_request", pr_delivery(70, "7" * 40, "opened", 0), "quota")
+    gemini = FakeGemini(default=Reply.error(429, retry_delay="40s"))
+    with gemini.running() as url:
+        analyser = GeminiAnalyser(
+            "k", "gemini-2.5-flash", timeout_seconds=5, max_attempts=1, base_url=url
+        )
+        try:
+            summary = await Poller(db, settings(), analyser).scan_once()
+        finally:
+            await analyser.aclose()
+    assert summary.retries == 1 and "429" in summary.errors[0]
+    async with db.transaction() as tx:
+        cur = await tx.conn.execute(
+            "SELECT EXTRACT(EPOCH FROM next_attempt_at - now()) AS wait FROM raw_events"
+            " WHERE delivery_id = 'quota'"
+        )
+        row = await cur.fetchone()
+    assert row is not None and 35 < float(row["wait"]) <= 40
+
+
 async def test_a_full_batch_is_followed_by_another_scan_at_once(db: Database) -> None:
     """A backlog is worked through within one invocation, not one batch per interval."""
     for n in range(1, 7):

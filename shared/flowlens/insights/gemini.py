@@ -181,7 +181,9 @@ class GeminiAnalyser:
             )
         plural = "s" if self.max_attempts > 1 else ""
         raise AnalysisError(
-            f"gemini: {last} after {self.max_attempts} attempt{plural}", retryable=retryable
+            f"gemini: {last} after {self.max_attempts} attempt{plural}",
+            retryable=retryable,
+            retry_after=hint,  # the last answer's RetryInfo: the event waits at least that
         )
 
     def _accept(self, text: str | None, ctx: ChangeContext) -> Insight:

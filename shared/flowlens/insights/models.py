@@ -63,9 +63,11 @@ class Insight(BaseModel):
 class AnalysisError(Exception):
     """An analysis that produced no insight; `retryable` says whether trying later may help."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        # Seconds the service asked us to wait (a 429's RetryInfo), for the next attempt.
+        self.retry_after = retry_after
 
 
 class Analyser(Protocol):

@@ -237,7 +237,7 @@ class Poller:
                         called = asyncio.get_running_loop().time()
                         insight = await self.analyser.analyse(self._context(pr, files))
             except AnalysisError as exc:
-                await self._failed(events, str(exc), exc.retryable, summary)
+                await self._failed(events, str(exc), exc.retryable, summary, exc.retry_after)
                 return summary
             except TimeoutError:
                 if limit is None or not limit.expired():
@@ -307,7 +307,12 @@ class Poller:
             return []
 
     async def _failed(
-        self, events: list[dict[str, Any]], error: str, retryable: bool, summary: Summary
+        self,
+        events: list[dict[str, Any]],
+        error: str,
+        retryable: bool,
+        summary: Summary,
+        retry_after: float | None = None,
     ) -> None:
         summary.errors.append(error[:300])
         # Each event by its own attempts: a new event is not given up with an old one.
@@ -317,6 +322,8 @@ class Poller:
         if again:
             attempts = max(e["attempts"] for e in again)
             delay = min(300.0, 2.0**attempts) * (0.5 + random.random())
+            if retry_after is not None:  # a quota's reset: calling sooner only pays for a 429
+                delay = max(delay, min(retry_after, 3600.0))
             await self._release([e["id"] for e in again], delay, error[:2000], refund=0)
             summary.retries += len(again)
             log.warning(
