@@ -296,11 +296,11 @@ def _database_problem(exc: BaseException, *, migrating: bool) -> str | None:
     anything else (a bug keeps its traceback)."""
     import psycopg
 
-    from flowlens.db import DatabaseUnavailable
+    from flowlens.db import DatabaseUnavailable, first_line
 
     missing = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn)
     if isinstance(exc, missing) and not migrating:
-        return f"{_first_line(exc)} (is the database migrated? run `flowlens migrate`)"
+        return f"{first_line(exc)} (is the database migrated? run `flowlens migrate`)"
     operational = (
         DatabaseUnavailable,
         psycopg.OperationalError,  # unreachable, no such database, bad password
@@ -308,9 +308,5 @@ def _database_problem(exc: BaseException, *, migrating: bool) -> str | None:
         psycopg.errors.ReadOnlySqlTransaction,  # a read replica
     )
     if isinstance(exc, operational):
-        return f"database: {_first_line(exc)}"
+        return f"database: {first_line(exc)}"
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

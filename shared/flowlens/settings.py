@@ -18,13 +18,6 @@ def _origin_ok(origin: str) -> bool:
     return match is not None and int(match.group(2)[1:] if match.group(2) else 0) <= 65535
 
 
-def _blank(value: Any) -> bool:
-    """Unset, or only whitespace (an empty secret would make every check fail unexplained)."""
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
 class ConfigError(RuntimeError):
     """A deployable started without a setting it needs, or with a bad value."""
 
@@ -134,7 +127,8 @@ class Settings(BaseSettings):
                 f"invalid settings: CORS_ORIGINS: {bad[0]!r} is not an origin "
                 "(scheme://host[:port], comma-separated, or *)"
             )
-        missing = [name for name in cls.REQUIRED if _blank(getattr(settings, name.lower()))]
+        # Blank counts as missing: an empty secret would make every check fail unexplained.
+        missing = [name for name in cls.REQUIRED if not settings.secret(name.lower())]
         if missing:
             raise ConfigError(
                 f"missing required setting{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"

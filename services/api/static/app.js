@@ -115,8 +115,8 @@ const api = new Api({ askToken });
 
 // ---------------------------------------------------------------- banner / announcements
 
-function refusalText(reason) {
-  return `The FlowLens API refused live updates: ${reason}.`;
+function showRefusal(reason) {
+  showBanner(`The FlowLens API refused live updates: ${reason}.`, { label: "Retry now", run: () => live.openNow() });
 }
 
 function showBanner(message, action) {
@@ -195,7 +195,7 @@ const live = new LiveSocket({
     // A 1008 close for something other than the token (a malformed repo filter, an origin
     // not in CORS_ORIGINS): say why, until a socket is accepted again; retries go on with
     // backoff in case the API's settings change.
-    if (reason) showBanner(refusalText(reason), { label: "Retry now", run: () => live.openNow() });
+    if (reason) showRefusal(reason);
     else if (!state.lastLoadFailed) hideBanner();
   },
   async onAuthProblem() {
@@ -263,7 +263,7 @@ async function loadAll({ quiet = false } = {}) {
     state.lastLoadFailed = errors.length > 0;
     renderAll();
     // A refusal of the socket stays in view: it is the cause to fix (REST may fail for it too).
-    if (live.refused) showBanner(refusalText(live.refused), { label: "Retry now", run: () => live.openNow() });
+    if (live.refused) showRefusal(live.refused);
     else if (errors.length) showBanner(`Could not load ${errors.join(", ")}.`, { label: "Retry", run: () => loadAll({}) });
     else hideBanner();
     // A REST success proves the API is reachable: do not sit out a long backoff.

@@ -1,6 +1,14 @@
 """Database access: named SQL queries from .sql files behind one access class."""
 
-from flowlens.db.database import ConnectionLost, Database, DatabaseUnavailable, Tx
+from flowlens.db.database import ConnectionLost, Database, DatabaseUnavailable, Tx, first_line
 from flowlens.db.queries import QUERIES, load_queries
 
-__all__ = ["QUERIES", "ConnectionLost", "Database", "DatabaseUnavailable", "Tx", "load_queries"]
+__all__ = [
+    "QUERIES",
+    "ConnectionLost",
+    "Database",
+    "DatabaseUnavailable",
+    "Tx",
+    "first_line",
+    "load_queries",
+]

@@ -239,9 +239,9 @@ class Database:
             # A broken connection whatever the error class: the server ends a session with an
             # InternalError too (idle_in_transaction_session_timeout, transaction_timeout).
             if conn is not None and conn.broken:
-                raise ConnectionLost(_first_line(exc)) from exc
+                raise ConnectionLost(first_line(exc)) from exc
             if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
-                raise DatabaseUnavailable(_first_line(exc)) from exc
+                raise DatabaseUnavailable(first_line(exc)) from exc
             raise
 
     @asynccontextmanager
@@ -255,7 +255,7 @@ class Database:
                 connect_timeout=max(1, int(self._connect_timeout)),
             )
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(_first_line(exc)) from exc
+            raise DatabaseUnavailable(first_line(exc)) from exc
         try:
             yield Tx(conn, self.queries, per_call=self._per_call)
         finally:
@@ -314,8 +314,9 @@ def _tcp_defaults(dsn: str) -> dict[str, str]:
     return {key: value for key, value in TCP_DEFAULTS.items() if key not in given}
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else repr(exc)
+def first_line(exc: BaseException) -> str:
+    """An error's first line (psycopg's messages go on with details and hints)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _readable(fd: int) -> bool:

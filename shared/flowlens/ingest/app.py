@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from flowlens import logs
-from flowlens.db import Database, DatabaseUnavailable
+from flowlens.db import Database, DatabaseUnavailable, first_line
 from flowlens.github.parse import PayloadError, load_payload, parse
 from flowlens.github.signature import verify
 from flowlens.ingest.batch import Batcher
@@ -153,7 +153,7 @@ class IngestHandler:
                 # SQLSTATE class 22: a value of this payload out of range, of the wrong type...
                 log.warning("delivery refused by the database: %s", exc)
                 return error(400, f"{event} payload: a value the database cannot store: "
-                                  f"{_first_line(exc)}")  # fmt: skip
+                                  f"{first_line(exc)[:300]}")  # fmt: skip
             log.info("%s %s", event, outcome.value)
             return JSONResponse(
                 {"status": outcome.value, "delivery": delivery, "event": event},
@@ -190,12 +190,8 @@ class IngestHandler:
                 if exc.sqlstate is None:
                     raise
                 log.warning("build report refused by the database: %s", exc)
-                return error(400, f"invalid build report: {_first_line(exc)}")
+                return error(400, f"invalid build report: {first_line(exc)[:300]}")
         return JSONResponse({"status": "accepted", "build": f"ci:{report.run_id}"}, 202)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 async def close_all() -> None:

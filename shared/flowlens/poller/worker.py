@@ -228,8 +228,7 @@ class Poller:
                 async with self._ai_slots:
                     if self._spent():  # the budget ran out while waiting for a slot
                         return await self._defer(ids, summary)
-                    cutoff = None if self._deadline is None else self._deadline + OVERRUN_SECONDS
-                    async with asyncio.timeout_at(cutoff) as limit:
+                    async with asyncio.timeout_at(self._cutoff()) as limit:
                         files = await self._files(pr)
                         if self._spent():  # the lookup took what was left of the budget
                             return await self._defer(ids, summary)
@@ -277,6 +276,10 @@ class Poller:
             deletions=pr["deletions"] or 0,
         )
 
+    def _cutoff(self) -> float | None:
+        """When work under way is given up (event loop time); None without a budget."""
+        return None if self._deadline is None else self._deadline + OVERRUN_SECONDS
+
     def _spent(self) -> bool:
         return self._deadline is not None and asyncio.get_running_loop().time() >= self._deadline
 
@@ -288,10 +291,9 @@ class Poller:
 
     async def _bounded_files(self, pr: dict[str, Any]) -> list[FileChange] | None:
         """The head's files, in an AI slot and by the cut-off; None when cut off."""
-        cutoff = None if self._deadline is None else self._deadline + OVERRUN_SECONDS
         async with self._ai_slots:
             try:
-                async with asyncio.timeout_at(cutoff):
+                async with asyncio.timeout_at(self._cutoff()):
                     return await self._files(pr)
             except TimeoutError:
                 return None

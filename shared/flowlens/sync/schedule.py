@@ -59,7 +59,6 @@ async def sync_once(
     Its walk may give the schedule its first cursors, with where their coverage begins: the
     schedule lists its whole window (SYNC_SINCE_DAYS) again when they do not reach back so far.
     """
-
     check_repository(repository)
     since = datetime.now(UTC) - timedelta(days=since_days)
     async with db.transaction() as tx:

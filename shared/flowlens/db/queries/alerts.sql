@@ -52,7 +52,7 @@ WHERE id IN (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, subject_kind, subject_id, channel, attempts, deferrals, created_at;
+RETURNING id, subject_kind, subject_id, channel, attempts, created_at;
 
 -- name: alert_renew
 -- The claim again, just before its send (a claim that waited for a free slot may have seen its
