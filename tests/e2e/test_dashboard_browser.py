@@ -342,3 +342,41 @@ async def test_repositories_differing_in_punctuation_get_their_own_cards(
                 document.getElementById(g.getAttribute("aria-labelledby"))?.textContent])"""
         )
         assert len(labels) == 3 and all(repo == heading for repo, heading in labels), labels
+
+
+async def test_a_renamed_repository_replaces_its_rows_without_a_reload(
+    dsn: str, db: Database
+) -> None:
+    """A rename announces every PR under the new name: the page shows them there, and the old
+    name's group goes, without the user reloading."""
+    from flowlens.api.server import serve
+    from tests.integration.test_api_support import REPO, deliver, opened
+
+    for number in (2, 3):
+        await deliver(db, "pull_request", opened(number, title=f"PR {number}"))
+    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+        page = await browser.new_page()
+        await page.goto(f"{base}/")
+        await page.locator(f'[data-testid="repo-group"][data-repo="{REPO}"]').wait_for(
+            timeout=15000
+        )
+        await page.locator('[data-testid="conn-state"][data-state="connected"]').wait_for(
+            timeout=15000
+        )
+        await page.evaluate("window.__sameDocument = true")
+        # Derived: the repository/edited fixture as a rename of the PRs' repository.
+        repository = variant(opened()["repository"], name="Hello-Universe",
+                             full_name="Codertocat/Hello-Universe",
+                             updated_at="2030-01-01T00:00:00Z")  # fmt: skip
+        renamed = variant(load_fixture("repository/edited.payload.json"), action="renamed",
+                          changes={"repository": {"name": {"from": "Hello-World"}}},
+                          repository=repository)  # fmt: skip
+        await deliver(db, "repository", renamed)
+        group = page.locator('[data-testid="repo-group"][data-repo="Codertocat/Hello-Universe"]')
+        await group.locator('[data-testid="pr-row"]').nth(1).wait_for(timeout=15000)
+        old = page.locator(f'[data-testid="repo-group"][data-repo="{REPO}"]')
+        await old.wait_for(state="detached", timeout=15000)
+        assert await page.locator('[data-testid="pr-row"]').count() == 2
+        assert await page.evaluate("window.__sameDocument") is True
+        options = await page.locator("#repo-select option").all_inner_texts()
+        assert REPO not in options and "Codertocat/Hello-Universe" in options

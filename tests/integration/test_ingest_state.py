@@ -307,6 +307,62 @@ async def test_repository_metadata_and_rename(sender: Sender, db: Database) -> N
     assert entries[-1]["payload"]["data"]["pull_request"]["title"] == "later"
 
 
+async def test_a_rename_is_announced_for_every_pr_of_the_repository(
+    sender: Sender, db: Database
+) -> None:
+    """Clients hold rows under the old name: each PR of the repository gets a new version and
+    a feed row under the new one, whatever delivery shows the new name first."""
+    await sender.send("pull_request", opened())
+    await sender.send("pull_request", variant(opened(), **{"pull_request.number": 3}))
+    await sender.send("pull_request", pr_action("closed", "2019-05-15T15:25:00Z", merged=True))
+    before = {n: await pr_row(db, n) for n in (2, 3)}
+    repository = variant(
+        opened()["repository"],
+        name="Hello-Universe",
+        full_name="Codertocat/Hello-Universe",
+        updated_at="2030-01-01T00:00:00Z",
+    )
+    renamed = variant(load_fixture("repository/edited.payload.json"), action="renamed",
+                      changes={"repository": {"name": {"from": "Hello-World"}}},
+                      repository=repository)  # fmt: skip
+    assert (await sender.send("repository", renamed)).status_code == 202
+    for number in (2, 3):
+        row = await pr_row(db, number, "Codertocat/Hello-Universe")
+        assert row["version"] == before[number]["version"] + 1
+        assert pipeline(row) == pipeline(before[number])  # the state itself is unchanged
+        async with db.transaction() as tx:
+            entries = await tx.all(
+                "change_feed_for", repository="Codertocat/Hello-Universe", number=number
+            )
+        assert [e["version"] for e in entries] == [row["version"]]
+        data = entries[0]["payload"]["data"]
+        assert data["repository"] == "Codertocat/Hello-Universe"
+        assert data["pull_request"]["repositoryName"] == "Codertocat/Hello-Universe"
+        assert data["pull_request"]["title"] == before[number]["title"]
+    # Metadata under the same name changes no PR; a transfer, shown first by a PR's own
+    # payload (derived: the new owner in full_name), announces both PRs once more, the
+    # delivery's own PR in the same transaction as its change.
+    versions = {n: (await pr_row(db, n, "Codertocat/Hello-Universe"))["version"] for n in (2, 3)}
+    starred = variant(renamed, **{"repository.stargazers_count": 7,
+                                  "repository.updated_at": "2030-01-01T01:00:00Z"})  # fmt: skip
+    assert (await sender.send("repository", starred)).status_code == 202
+    for number in (2, 3):
+        row = await pr_row(db, number, "Codertocat/Hello-Universe")
+        assert row["version"] == versions[number]
+    moved_to = "Octocat/Hello-Universe"
+    moved = variant(repository, full_name=moved_to, updated_at="2030-01-02T00:00:00Z")
+    edited = variant(pr_action("edited", "2019-05-15T15:30:00Z", title="moved"), repository=moved)
+    assert (await sender.send("pull_request", edited)).status_code == 202
+    for number in (2, 3):
+        row = await pr_row(db, number, moved_to)
+        async with db.transaction() as tx:
+            entries = await tx.all("change_feed_for", repository=moved_to, number=number)
+        assert entries and entries[-1]["version"] == row["version"]
+        assert entries[-1]["payload"]["data"]["pull_request"]["repositoryName"] == moved_to
+    assert (await pr_row(db, 2, moved_to))["title"] == "moved"
+    assert (await pr_row(db, 3, moved_to))["version"] == versions[3] + 1
+
+
 async def test_a_description_removed_on_github_is_removed_here(
     sender: Sender, db: Database
 ) -> None:

@@ -350,17 +350,11 @@ function scheduleBuildsRefresh() {
   }, wait);
 }
 
-let reposTimer = null;
-function scheduleReposRefresh() {
-  clearTimeout(reposTimer);
-  reposTimer = setTimeout(async () => {
-    try {
-      state.repos = await api.repositories();
-      renderRepoOptions();
-    } catch {
-      // the next load catches up
-    }
-  }, 500);
+let reloadTimer = null;
+/** One quiet reload after a burst of messages (a rename announces every PR at once). */
+function scheduleReload() {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(() => loadAll({ quiet: true }), 500);
 }
 
 // ---------------------------------------------------------------- live updates
@@ -456,7 +450,8 @@ function onMessage(msg) {
   if (!state.repos.some((r) => (r.fullName ?? r.name) === repo)) {
     state.repos = [...state.repos, { fullName: repo }];
     renderRepoOptions();
-    scheduleReposRefresh();
+    // A new name may be a rename or a transfer: the list then drops the old name's rows.
+    scheduleReload();
   }
   upsertCard(key, { flash: true });
   renderPrSummary();

@@ -358,10 +358,12 @@ class Session:
         source: str,
         delivery_id: str | None,
         kind: str = "pr",
+        announce: bool = False,
     ) -> bool:
-        """Save a locked PR row (written at flush); a visible change bumps its version and
-        gets a history and a feed row."""
-        visible = pipeline.visible_changed(row, new)
+        """Save a locked PR row (written at flush); a visible change (or `announce`: one
+        outside the row, such as its repository's new name) bumps its version and gets a
+        history and a feed row."""
+        visible = announce or pipeline.visible_changed(row, new)
         if not visible and all(row.get(c) == new.get(c) for c in _PR_COLUMNS):
             return False
         saved = {**row, **{c: new.get(c) for c in _PR_COLUMNS}}
@@ -374,6 +376,19 @@ class Session:
             self._bumped.add(int(row["id"]))
             self._changes.append(_Change(dict(saved), source, delivery_id, repository, kind))
         return visible
+
+    async def announce_repository(
+        self, repo_id: int, repository: str, *, source: str, delivery_id: str | None
+    ) -> None:
+        """A repository renamed or moved: each of its PRs is announced under the new name, so
+        connected clients replace their rows without reloading."""
+        await self.write_prs()  # the rows read below are then what this session holds
+        for row in await self.tx.all("lock_repository_prs", repository_id=repo_id):
+            self._prs[(repo_id, row["number"])] = row
+            self._stored[int(row["id"])] = row
+            await self.save_pr(
+                row, row, repository, source=source, delivery_id=delivery_id, announce=True
+            )
 
     async def write_prs(self) -> None:
         """Write the saved PR rows now (before a statement reads pull_requests itself)."""
@@ -450,9 +465,17 @@ def _json(value: Any) -> str:
 
 
 async def upsert_repository(
-    session: Session, repo: RepoFacts, renamed_from: str | None = None
+    session: Session,
+    repo: RepoFacts,
+    renamed_from: str | None = None,
+    *,
+    source: str,
+    delivery_id: str | None,
 ) -> tuple[int, str]:
-    """(id, stored full name); metadata updated only from a payload at least as new as stored."""
+    """(id, stored full name); metadata updated only from a payload at least as new as stored.
+
+    A new name (a rename or a transfer, whatever event shows it first) is announced for every
+    PR of the repository."""
     tx = session.tx
     row = await session.repository(repo.github_id, repo.full_name)
     if row is None and renamed_from:
@@ -470,15 +493,21 @@ async def upsert_repository(
             for c in _REPO_COLUMNS
         }
         if any(want[c] != row.get(c) for c in _REPO_COLUMNS):
+            repo_id, full_name = int(row["id"]), str(want["full_name"])
+            renamed = full_name != row["full_name"]
             merged = False
-            if want["full_name"] != row["full_name"]:
+            if renamed:
                 await session.write_prs()  # a merge moves PR rows in SQL
-                merged = await _free_name(tx, str(want["full_name"]), int(row["id"]))
+                merged = await _free_name(tx, full_name, repo_id)
             await tx.one(
                 "update_repository", id=row["id"], source_updated_at=repo.updated_at, **want
             )
             session.wrote_repository(moved_prs=merged)
-            return int(row["id"]), str(want["full_name"])
+            if renamed:
+                await session.announce_repository(
+                    repo_id, full_name, source=source, delivery_id=delivery_id
+                )
+            return repo_id, full_name
     session.touch(row)
     # An older payload may carry an old name: clients see the stored one, as REST shows it.
     return int(row["id"]), str(row["full_name"])
@@ -539,9 +568,11 @@ async def apply_facts(
     tx = session.tx
     if facts.repo is None:
         for extra in facts.extra_repos:
-            await upsert_repository(session, extra)
+            await upsert_repository(session, extra, source=source, delivery_id=delivery_id)
         return []
-    repo_id, repo_name = await upsert_repository(session, facts.repo, facts.renamed_from)
+    repo_id, repo_name = await upsert_repository(
+        session, facts.repo, facts.renamed_from, source=source, delivery_id=delivery_id
+    )
     touched: dict[int, PrFacts | None] = {}
     if facts.pr is not None:
         touched[facts.pr.number] = facts.pr

@@ -63,6 +63,14 @@ JOIN unnest(%(repository_ids)b::bigint[], %(numbers)b::int[]) AS k (repository_i
 ORDER BY p.repository_id, p.number
 FOR UPDATE OF p;
 
+-- name: lock_repository_prs
+-- Every PR of a repository that was renamed or moved, locked in key order (as
+-- lock_pull_requests locks), to announce each under the new name.
+SELECT p.* FROM pull_requests AS p
+WHERE p.repository_id = %(repository_id)s
+ORDER BY p.number
+FOR UPDATE;
+
 -- name: update_pull_requests
 -- plan: per call
 -- The state of every PR a transaction changed (a JSON array of rows, each PR once), in one
