@@ -54,7 +54,6 @@ def trace_from_header(header: str | None, project: str | None = None) -> str | N
     trace_id = header.split("/", 1)[0].strip()
     if not trace_id:
         return None
-    project = project or os.environ.get("GOOGLE_CLOUD_PROJECT")
     return f"projects/{project}/traces/{trace_id}" if project else trace_id
 
 

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     gemini_timeout_seconds: float = Field(default=60.0, gt=0)
     gemini_max_attempts: int = Field(default=4, ge=1)
     github_patch_max_bytes: int = Field(default=4000, ge=0)
+    # Cloud Logging names a trace projects/P/traces/T; Terraform sets it to the project id.
+    google_cloud_project: str | None = None
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
     log_level: str = Field(
         default="INFO", pattern="(?i)^(DEBUG|INFO|WARN|WARNING|ERROR|FATAL|CRITICAL)$"

@@ -586,3 +586,20 @@ def test_cloudbuild_passes_terraform_every_substitution_the_other_steps_use() ->
         assert '-backend-config="bucket=${_TF_STATE_BUCKET}"' in command
         # A state per prefix: a deployment with another prefix never replaces this one.
         assert '-backend-config="prefix=${_PREFIX}"' in command
+
+
+def test_ingest_names_its_project_for_trace_names() -> None:
+    """Ingest's log lines carry Cloud Logging's trace name, which needs the project id; the
+    functions runtime does not set GOOGLE_CLOUD_PROJECT."""
+    assert locals_()["ingest_env"]["GOOGLE_CLOUD_PROJECT"] == "${var.project_id}"
+
+
+def test_the_example_root_takes_what_deploy_md_says_to_set_in_tfvars() -> None:
+    """DEPLOY.md tells users to set these in terraform.tfvars: an undeclared one is dropped
+    with only a warning, which would leave alerts and sync silently off."""
+    deploy = (ROOT / "docs" / "DEPLOY.md").read_text("utf-8")
+    example_vars = blocks("variable", EXAMPLE)
+    call = blocks("module", EXAMPLE)["flowlens"]
+    for name in ("extra_env", "feed_notify", "secret_versions", "optional_secrets"):
+        assert f"`{name}" in deploy, name
+        assert name in example_vars and call.get(name) == f"${{var.{name}}}", name

@@ -17,6 +17,10 @@ module "flowlens" {
   database_mode    = var.database_mode
   optional_secrets = var.optional_secrets
   cors_origins     = var.cors_origins
+  log_level        = var.log_level
+  feed_notify      = var.feed_notify
+  extra_env        = var.extra_env
+  secret_versions  = var.secret_versions
 
   api_min_instances    = var.api_min_instances
   api_max_instances    = var.api_max_instances

@@ -151,3 +151,54 @@ variable "deletion_protection" {
     error_message = "deletion_protection must be true or false."
   }
 }
+
+variable "log_level" {
+  type        = string
+  description = "LOG_LEVEL of every deployable."
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL."
+  }
+}
+
+variable "feed_notify" {
+  type        = bool
+  description = "LISTEN/NOTIFY as the feed's wake-up hint; false on YugabyteDB (docs/DEPLOY.md)."
+  default     = true
+
+  validation {
+    condition     = var.feed_notify == true || var.feed_notify == false
+    error_message = "feed_notify must be true or false."
+  }
+}
+
+variable "extra_env" {
+  type = object({
+    ingest = optional(map(string), {})
+    poller = optional(map(string), {})
+    api    = optional(map(string), {})
+  })
+  description = "More non-secret settings per deployable, e.g. alerts and the scheduled sync: { poller = { ALERT_CHANNELS = \"slack\", SYNC_REPOSITORIES = \"octo/app\" } } (the module checks the names)."
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for k in concat(keys(var.extra_env.ingest), keys(var.extra_env.poller), keys(var.extra_env.api)) :
+      can(regex("^[A-Z][A-Z0-9_]*$", k))
+    ])
+    error_message = "extra_env names are upper-case setting names such as ALERT_CHANNELS."
+  }
+}
+
+variable "secret_versions" {
+  type        = map(string)
+  description = "Secret version each deployable reads, per secret name (default latest); pin one to roll revisions onto a rotated secret (docs/OPERATIONS.md)."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.secret_versions : can(regex("^(latest|[0-9]+)$", v))])
+    error_message = "secret_versions maps a secret name to latest or a version number."
+  }
+}

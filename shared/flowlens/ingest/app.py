@@ -101,7 +101,9 @@ class IngestHandler:
         await self.db.close()
 
     async def __call__(self, request: Request) -> JSONResponse:
-        trace = logs.trace_from_header(request.headers.get("x-cloud-trace-context"))
+        trace = logs.trace_from_header(
+            request.headers.get("x-cloud-trace-context"), self.settings.google_cloud_project
+        )
         with logs.bind(component="ingest", trace=trace):
             path = request.scope["path"].rstrip("/") or "/"  # request.url builds a whole URL
             if path == CI_PATH:

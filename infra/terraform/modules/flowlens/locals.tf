@@ -50,6 +50,8 @@ locals {
     LOG_LEVEL   = var.log_level
     DB_POOL_MAX = tostring(var.ingest_db_pool_max)
     FEED_NOTIFY = tostring(var.feed_notify)
+    # Trace names in its log lines (projects/P/traces/T): the runtime does not set it.
+    GOOGLE_CLOUD_PROJECT = var.project_id
   }
   ingest_required_secrets = ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET"]
   ingest_optional_secrets = ["CI_WRITE_KEY"]

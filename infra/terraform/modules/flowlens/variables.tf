@@ -270,8 +270,8 @@ variable "log_level" {
   default     = "INFO"
 
   validation {
-    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
-    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL."
   }
 }
 
@@ -288,12 +288,12 @@ variable "gemini_model" {
 
 variable "github_api_url" {
   type        = string
-  description = "GITHUB_API_URL (GitHub Enterprise Server: https://HOST/api/v3)."
+  description = "GITHUB_API_URL (GitHub Enterprise Server: https://HOST/api/v3; empty: no files lookup, the analyser sees PR text and counts only)."
   default     = "https://api.github.com"
 
   validation {
-    condition     = startswith(var.github_api_url, "https://")
-    error_message = "github_api_url must be an https URL."
+    condition     = var.github_api_url == "" || startswith(var.github_api_url, "https://")
+    error_message = "github_api_url must be an https URL, or empty to turn the files lookup off."
   }
 }
 
