@@ -446,6 +446,7 @@ class Session:
                     "status": saved["status"],
                     "source_event": change.source,
                     "delivery_id": change.delivery_id,
+                    "repository_id": saved["repository_id"],
                     "repository": change.repository,
                     "pr_number": saved["number"],
                     "kind": change.kind,
@@ -498,6 +499,9 @@ async def upsert_repository(
             merged = False
             if renamed:
                 await session.write_prs()  # a merge moves PR rows in SQL
+                # Its PRs before the repository row, the order every delivery takes them in
+                # (PR locks, then the row's activity or a new row's key check): no deadlock.
+                await tx.all("lock_repository_prs", repository_id=repo_id)
                 merged = await _free_name(tx, full_name, repo_id)
             await tx.one(
                 "update_repository", id=row["id"], source_updated_at=repo.updated_at, **want

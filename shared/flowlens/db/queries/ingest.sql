@@ -117,20 +117,36 @@ WHERE id = ANY(%(ids)b::bigint[]) AND last_activity < now() - %(every)s::interva
 -- Visible changes of PRs (a JSON array, in order): their history rows, their change-feed rows
 -- and, when notify is true, one wake-up hint per repository (delivered at commit; never needed
 -- for correctness), in one statement.
+-- The repository's name is read here, not taken from the caller: a rename that committed
+-- while this transaction waited for a PR's lock (it locks them all) is in this statement's
+-- snapshot, so a change after its announcement never goes out under the old name.
 WITH c AS (
-    SELECT * FROM json_to_recordset(%(changes)s::json) AS c (
+    SELECT c.n, c.pull_request_id, c.version, c.status_pr, c.status_build, c.status_approval,
+           c.status_merge, c.status, c.source_event, c.delivery_id, c.pr_number, c.kind,
+           r.full_name AS repository,
+           CASE WHEN r.full_name = c.repository THEN c.payload
+                ELSE jsonb_set(
+                    jsonb_set(c.payload::jsonb, '{data,repository}', to_jsonb(r.full_name)),
+                    '{data,pull_request,repositoryName}', to_jsonb(r.full_name))::json
+           END AS payload
+    FROM ROWS FROM (json_to_recordset(%(changes)s::json) AS (
         pull_request_id BIGINT, version BIGINT, status_pr TEXT, status_build TEXT,
         status_approval TEXT, status_merge TEXT, status TEXT, source_event TEXT,
-        delivery_id TEXT, repository TEXT, pr_number INTEGER, kind TEXT, payload JSON)
+        delivery_id TEXT, repository_id BIGINT, repository TEXT, pr_number INTEGER, kind TEXT,
+        payload JSON)) WITH ORDINALITY AS c (
+        pull_request_id, version, status_pr, status_build, status_approval, status_merge,
+        status, source_event, delivery_id, repository_id, repository, pr_number, kind, payload,
+        n)
+    JOIN repositories AS r ON r.id = c.repository_id
 ), history AS (
     INSERT INTO pr_history (pull_request_id, version, status_pr, status_build, status_approval,
                             status_merge, status, source_event, delivery_id)
     SELECT pull_request_id, version, status_pr, status_build, status_approval, status_merge,
            status, source_event, delivery_id
-    FROM c
+    FROM c ORDER BY n
 ), feed AS (
     INSERT INTO change_feed (repository, pull_request_id, pr_number, version, kind, payload)
-    SELECT repository, pull_request_id, pr_number, version, kind, payload FROM c
+    SELECT repository, pull_request_id, pr_number, version, kind, payload FROM c ORDER BY n
 )
 SELECT pg_notify('flowlens_feed', r.repository)
 FROM (SELECT DISTINCT repository FROM c) AS r
