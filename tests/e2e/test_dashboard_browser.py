@@ -380,3 +380,61 @@ async def test_a_renamed_repository_replaces_its_rows_without_a_reload(
         assert await page.evaluate("window.__sameDocument") is True
         options = await page.locator("#repo-select option").all_inner_texts()
         assert REPO not in options and "Codertocat/Hello-Universe" in options
+
+
+async def test_a_case_only_rename_reaches_a_filtered_page(dsn: str, db: Database) -> None:
+    """?repo= names the repository; GitHub renames it in another letter case: the page follows
+    the new spelling instead of dropping every message for it."""
+    from flowlens.api.server import serve
+    from tests.integration.test_api_support import REPO, deliver, opened
+
+    await deliver(db, "pull_request", opened(2, title="before"))
+    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+        page = await browser.new_page()
+        await page.goto(f"{base}/?repo={REPO}")
+        await page.locator('[data-testid="pr-row"]').first.wait_for(timeout=15000)
+        await page.locator('[data-testid="conn-state"][data-state="connected"]').wait_for(
+            timeout=15000
+        )
+        spelled = REPO.lower()  # derived: the fixture's repository, renamed in lower case
+        repository = variant(opened()["repository"], name=spelled.split("/")[1],
+                             full_name=spelled, updated_at="2030-01-01T00:00:00Z")  # fmt: skip
+        rename = variant(load_fixture("repository/edited.payload.json"), action="renamed",
+                         changes={"repository": {"name": {"from": REPO.split("/")[1]}}},
+                         repository=repository)  # fmt: skip
+        await deliver(db, "repository", rename)
+        group = page.locator(f'[data-testid="repo-group"][data-repo="{spelled}"]')
+        await group.locator('[data-testid="pr-row"]').first.wait_for(timeout=15000)
+        old = page.locator(f'[data-testid="repo-group"][data-repo="{REPO}"]')
+        await old.wait_for(state="detached", timeout=15000)
+        assert await page.locator('[data-testid="pr-row"]').count() == 1
+        assert await page.evaluate("new URL(location.href).searchParams.get('repo')") == spelled
+
+
+async def test_a_name_missing_from_the_repository_list_reloads_once(dsn: str, db: Database) -> None:
+    """A pr_update for a name the list does not have reloads the page's data once, not once
+    per message (the list is capped, so a name can stay missing)."""
+    from flowlens.api.server import serve
+    from tests.integration.test_api_support import deliver, opened
+
+    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+        page = await browser.new_page()
+        await page.route(
+            re.compile(r"/api/repositories(\?|$)"),
+            lambda route: route.fulfill(status=200, json=[]),
+        )
+        loads: list[str] = []
+        page.on("request", lambda r: loads.append(r.url) if "/api/prs" in r.url else None)
+        await page.goto(f"{base}/")
+        await page.locator('[data-testid="conn-state"][data-state="connected"]').wait_for(
+            timeout=15000
+        )
+        await page.wait_for_function("document.documentElement.dataset.loaded === 'true'")
+        before = len(loads)
+        for n, at in enumerate(
+            ("2019-05-15T16:00:00Z", "2019-05-15T16:01:00Z", "2019-05-15T16:02:00Z")
+        ):
+            await deliver(db, "pull_request", opened(2, title=f"t{n}", at=at))
+            await page.get_by_text(f"t{n}").first.wait_for(timeout=15000)
+            await asyncio.sleep(0.8)  # past the reload's debounce
+        assert len(loads) - before == 1, loads[before:]

@@ -71,6 +71,7 @@ const state = {
   messagesApplied: 0,
   lastBuildsFetch: 0,
   buildsTimer: null,
+  reloadedFor: new Set(), // repository names a pr_update brought that the list did not have
 };
 
 const cards = new Map(); // prKey → card element
@@ -387,7 +388,8 @@ function onMessage(msg) {
   const repo = d.repository ?? full?.repositoryName;
   const number = d.pr_number ?? full?.number;
   if (!repo || number === null || number === undefined) return;
-  if (state.repo && repo !== state.repo) return;
+  // In any letter case: a case-only rename is then reloaded under its new spelling.
+  if (state.repo && repo.toLowerCase() !== state.repo.toLowerCase()) return;
   const key = prKey(repo, number);
 
   const version = Number(d.version ?? full?.version);
@@ -451,7 +453,11 @@ function onMessage(msg) {
     state.repos = [...state.repos, { fullName: repo }];
     renderRepoOptions();
     // A new name may be a rename or a transfer: the list then drops the old name's rows.
-    scheduleReload();
+    // Once per name (a name the repository list leaves out must not reload every message).
+    if (!state.reloadedFor.has(repo)) {
+      state.reloadedFor.add(repo);
+      scheduleReload();
+    }
   }
   upsertCard(key, { flash: true });
   renderPrSummary();
