@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -353,3 +354,25 @@ async def test_factory_picks_the_analyser() -> None:
         assert "sekrit" not in repr(analyser)
     finally:
         await analyser.aclose()
+
+
+async def test_an_unreachable_gemini_is_retried_as_a_connection_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing listens at the base URL: each attempt is a connection error (google-genai 3
+    raises httpx2's, not httpx's), retried, then a retryable failure that says so."""
+    with socket.socket() as sock:  # a port that was free a moment ago: refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    analyser = GeminiAnalyser(
+        API_KEY, MODEL, timeout_seconds=2.0, max_attempts=2, base_delay=0.01,
+        base_url=f"http://127.0.0.1:{port}",
+    )  # fmt: skip
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(AnalysisError) as info:
+            await analyser.analyse(change())
+    finally:
+        await analyser.aclose()
+    assert str(info.value) == "gemini: connection error (ConnectError) after 2 attempts"
+    assert info.value.retryable is True
+    assert "gemini attempt 1/2 failed: connection error (ConnectError)" in caplog.text

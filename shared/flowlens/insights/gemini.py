@@ -11,6 +11,7 @@ The google-genai SDK honours GOOGLE_GEMINI_BASE_URL (read when the client is bui
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import random
 import re
@@ -36,6 +37,24 @@ from flowlens.insights.models import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _network_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """(timeouts, other transport errors) of httpx and of httpx2, the fork google-genai 3
+    sends through when it is installed: its errors are not httpx's subclasses."""
+    timeouts: list[type[Exception]] = [TimeoutError, httpx.TimeoutException]
+    transport: list[type[Exception]] = [httpx.TransportError]
+    try:
+        httpx2: Any = importlib.import_module("httpx2")
+    except ImportError:
+        pass
+    else:
+        timeouts.append(httpx2.TimeoutException)
+        transport.append(httpx2.TransportError)
+    return tuple(timeouts), tuple(transport)
+
+
+_TIMEOUTS, _TRANSPORT_ERRORS = _network_errors()
 
 MAX_PROMPT_CHARS = 60_000
 MAX_BODY_CHARS = 8_000
@@ -161,9 +180,9 @@ class GeminiAnalyser:
                         f"gemini: {last}" + (f": {detail}" if detail else ""), retryable=False
                     ) from None
                 retryable, hint = True, _retry_hint(exc)
-            except (TimeoutError, httpx.TimeoutException):
+            except _TIMEOUTS:
                 last, retryable = f"timed out ({self.timeout_seconds:g}s)", True
-            except httpx.TransportError as exc:
+            except _TRANSPORT_ERRORS as exc:
                 last, retryable = f"connection error ({type(exc).__name__})", True
             except genai_errors.UnknownApiResponseError:
                 last, retryable = "unreadable response", True
