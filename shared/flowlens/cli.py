@@ -113,10 +113,12 @@ def _replay(args: argparse.Namespace) -> int:
     from flowlens.replay import NoEventName, replay
 
     settings = Settings.from_env()
-    secret = args.secret or settings.secret("github_webhook_secret")
+    secret, source = args.secret, "--secret"
+    if not secret:
+        secret, source = settings.secret("github_webhook_secret"), "GITHUB_WEBHOOK_SECRET"
     if not secret:  # the one `flowlens dev` generated (under FLOWLENS_HOME when set)
         kept = state_dir(project_root()) / "webhook-secret"
-        secret = kept.read_text().strip() if kept.exists() else None
+        secret, source = (kept.read_text().strip() if kept.exists() else None), str(kept)
     if not secret:
         print("flowlens: no secret: pass --secret or set GITHUB_WEBHOOK_SECRET", file=sys.stderr)
         return 2
@@ -127,11 +129,26 @@ def _replay(args: argparse.Namespace) -> int:
     )
     refused = 0
     sent = 0
+    noted: set[str] = set()
     try:
         for result in replay(args.files, url, secret, args.event):
             print(result.line(), flush=True)
             sent += 1
             refused += 0 if result.ok else 1
+            # The files after these would all fail the same way: stop and say why.
+            if result.status == 0:
+                print(f"flowlens: nothing answers at {url}: start `flowlens dev`, or pass "
+                      "--url (or set INGEST_PORT) for where it runs", file=sys.stderr)  # fmt: skip
+                return 1
+            if result.status == 401:
+                print(f"flowlens: {url} refused the signature: signed with the secret from "
+                      f"{source}; pass --secret (or set GITHUB_WEBHOOK_SECRET) to the one it "
+                      "uses (`flowlens dev` prints it)", file=sys.stderr)  # fmt: skip
+                return 1
+            if result.answer == "ignored" and not args.event and result.event not in noted:
+                noted.add(result.event)
+                print(f"note: {result.event!r} (the folder's name) is not an event FlowLens "
+                      "acts on; pass --event to name the event", file=sys.stderr)  # fmt: skip
     except (FileNotFoundError, NoEventName) as exc:
         print(f"flowlens: {exc}", file=sys.stderr)
         return 2

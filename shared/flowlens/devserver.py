@@ -234,11 +234,13 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
             await wait_started(server, task)
         analyser = getattr(poller.analyser, "name", "heuristic")
         ingest_url = f"http://localhost:{base.ingest_port}/"
+        ci_key = base.secret("ci_write_key")
+        ci_path = "(Bearer CI_WRITE_KEY)" if ci_key else "(off: set CI_WRITE_KEY to use it)"
         print(
             "\nFlowLens is running\n"
             f"  webhook URL    {ingest_url}  (content type application/json)\n"
             f"  webhook secret {secret}\n"
-            f"  CI build path  {ingest_url}api/webhook/github-actions (Bearer CI_WRITE_KEY)\n"
+            f"  CI build path  {ingest_url}api/webhook/github-actions {ci_path}\n"
             f"  API            http://localhost:{base.api_port}/api/prs\n"
             f"  dashboard      http://localhost:{base.api_port}/\n"
             f"  analyser       {analyser}"

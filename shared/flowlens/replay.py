@@ -37,7 +37,10 @@ def payload_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*.json") if p.is_file())
+            found = sorted(p for p in path.rglob("*.json") if p.is_file())
+            if not found:
+                raise FileNotFoundError(f"no .json files in {path}")
+            yield from found
         elif path.is_file():
             yield path
         else:

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _env(home: Path, ingest: int, api: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",
-                                                          "GITHUB_WEBHOOK_SECRET")}  # fmt: skip
+                                                          "GITHUB_WEBHOOK_SECRET",
+                                                          "CI_WRITE_KEY")}  # fmt: skip
     env.update(FLOWLENS_HOME=str(home), INGEST_PORT=str(ingest), API_PORT=str(api),
                GITHUB_API_URL="", LOG_FORMAT="text", POLL_INTERVAL_SECONDS="0.2")  # fmt: skip
     return env
@@ -81,6 +82,7 @@ async def test_dev_runs_everything_and_keeps_data(tmp_path: Path) -> None:
     banner = await _read_until(proc, "stop           Ctrl-C")
     assert f"http://localhost:{ingest}/" in banner and f"http://localhost:{api}/" in banner
     assert "webhook secret" in banner and "analyser       heuristic" in banner
+    assert "github-actions (off: set CI_WRITE_KEY to use it)" in banner  # it would answer 403
     secret = (tmp_path / "home" / "webhook-secret").read_text().strip()
     assert secret in banner
     with httpx.Client() as client:
@@ -113,8 +115,9 @@ async def test_dev_runs_everything_and_keeps_data(tmp_path: Path) -> None:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
 
     # A second run reuses the data and the secret.
-    proc = await _start(env)
-    await _read_until(proc, "stop           Ctrl-C")
+    proc = await _start({**env, "CI_WRITE_KEY": "ci-key"})
+    banner = await _read_until(proc, "stop           Ctrl-C")
+    assert "github-actions (Bearer CI_WRITE_KEY)" in banner
     with httpx.Client() as client:
         prs = client.get(f"http://127.0.0.1:{api}/api/prs").json()
     assert [p["number"] for p in prs] == [2]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,10 +18,10 @@ from tests.helpers import SECRET, serve_here
 from tests.integration.conftest import ingest_app
 
 
-async def _replay(*args: str) -> tuple[int, str]:
+async def _replay(*args: str, **env: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flowlens", "replay", *args,
-        env={**os.environ, "LOG_FORMAT": "text"},
+        env={**os.environ, "LOG_FORMAT": "text", **env},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await proc.communicate()
@@ -46,7 +48,7 @@ async def test_replay_folder_and_refusals(
             assert code == 0 and out.startswith("200 pong")
 
             code, out = await _replay(single, "--url", url, "--secret", "wrong")
-            assert code == 1 and out.startswith("401") and "1 refused" in out
+            assert code == 1 and out.startswith("401") and "secret from --secret" in out
 
             code, out = await _replay("/no/such/file.json", "--url", url, "--secret", SECRET)
             assert code == 2 and "no such file" in out
@@ -54,6 +56,42 @@ async def test_replay_folder_and_refusals(
         await close_all()
     async with db.transaction() as tx:
         assert await tx.value("count_rows_raw_events") >= 10
+
+
+async def test_replay_stops_and_says_why_when_nothing_can_succeed(
+    monkeypatch: pytest.MonkeyPatch, dsn: str, tmp_path: Path
+) -> None:
+    """A wrong secret or a dead URL fails every file alike: one line, the reason (with where
+    the secret came from), exit 1. An empty folder and a folder that names no event FlowLens
+    acts on are said too."""
+    folder = str(FIXTURES / "github" / "pull_request")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    code, out = await _replay(folder, "--url", dead, "--secret", SECRET)
+    assert code == 1 and "nothing answers at " + dead in out, out
+    assert len([line for line in out.splitlines() if line.startswith("0 ")]) == 1, out
+
+    (tmp_path / "empty").mkdir()
+    code, out = await _replay(str(tmp_path / "empty"), "--url", dead, "--secret", SECRET)
+    assert code == 2 and "no .json files in" in out, out
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / "edit.json").write_bytes(
+        (FIXTURES / "github" / "ping" / "payload.json").read_bytes()
+    )
+    app = ingest_app(monkeypatch, dsn)
+    try:
+        async with serve_here(app) as url:
+            code, out = await _replay(folder, "--url", url, GITHUB_WEBHOOK_SECRET="stale")
+            assert code == 1 and "secret from GITHUB_WEBHOOK_SECRET" in out, out
+            assert len([line for line in out.splitlines() if line.startswith("401")]) == 1, out
+            code, out = await _replay(str(downloads), "--url", url, "--secret", SECRET)
+            assert code == 0 and out.startswith("202 ignored"), out
+            assert "note: 'downloads' (the folder's name) is not an event" in out, out
+    finally:
+        await close_all()
 
 
 def test_demo_story_is_a_full_pipeline() -> None:
