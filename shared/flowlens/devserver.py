@@ -175,12 +175,20 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
     check_port(base.api_port, "API_PORT")
     claim = claim_folder(folder)
 
+    # From the start: Ctrl-C while the database starts must stop it too, without a traceback.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
     embedded = None
     try:
         if base.secret("database_url"):
             dsn = base.dsn
         else:
             admin, embedded = await asyncio.to_thread(start_database, folder)
+            if stop.is_set():
+                return 0
             dsn = await _ensure_database(admin, "flowlens")
         secret = webhook_secret(folder)
         os.environ["DATABASE_URL"] = dsn
@@ -194,6 +202,8 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
 
         applied = await Database(dsn, min_size=0, max_size=1).migrate()
         print(f"database ready ({len(applied)} migration(s) applied)")
+        if stop.is_set():
+            return 0
 
         from functions_framework.aio import create_asgi_app
 
@@ -219,11 +229,6 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
                 ws_per_message_deflate=False,
             )  # fmt: skip
             servers.append((_Server(config), component))
-
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
 
         tasks: list[asyncio.Task[Any]] = []
         for server, component in servers:

@@ -160,3 +160,17 @@ async def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     lines = [line for line in out.decode().splitlines() if line.strip()]
     assert lines[-1] == f"flowlens: port {port} is already in use; set INGEST_PORT to a free port"
+
+
+async def test_ctrl_c_while_the_database_starts_stops_it_too(tmp_path: Path) -> None:
+    """Ctrl-C during the embedded server's start: no traceback, and the server is stopped
+    (before, it kept running until the next `make dev` found it)."""
+    from flowlens.devdb import EmbeddedPostgres
+
+    env = _env(tmp_path / "home", free_port(), free_port())
+    proc = await _start(env)
+    await _read_until(proc, "starting embedded PostgreSQL")
+    out = await _stop(proc)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "embedded PostgreSQL stopped" in out, out
+    assert not EmbeddedPostgres(tmp_path / "home" / "pgdata").running_here()
