@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_sync)
 
     p = sub.add_parser("events", help="inspect stored deliveries; list and requeue failed events")
-    ev = p.add_subparsers(dest="events_command", required=True)
+    ev = p.add_subparsers(dest="events_command", required=True, metavar="{failed,retry,payload}")
     failed = ev.add_parser("failed", help="list events that failed for good, with their errors")
     failed.add_argument("--limit", type=_count, default=100)
     payload = ev.add_parser("payload", help="print a stored delivery's JSON body")

@@ -22,6 +22,9 @@ class ConfigError(RuntimeError):
     """A deployable started without a setting it needs, or with a bad value."""
 
 
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 class Settings(BaseSettings):
     """Every setting FlowLens reads. Deployables narrow which ones are required."""
 
@@ -108,12 +111,25 @@ class Settings(BaseSettings):
             from psycopg.conninfo import conninfo_to_dict
 
             try:
-                conninfo_to_dict(database_url)
+                params = conninfo_to_dict(database_url)
             except Exception:  # psycopg.ProgrammingError, whose text may quote a password
                 raise ConfigError(
                     "invalid settings: DATABASE_URL is neither a postgresql:// URL nor "
                     "libpq key=value pairs"
                 ) from None
+            # libpq takes these only at connect time, and the pool would retry them for its
+            # whole timeout before saying "couldn't get a connection".
+            ports = str(params.get("port") or "").split(",")
+            if not all(p == "" or (p.isdigit() and 0 < int(p) <= 65535) for p in ports):
+                raise ConfigError(
+                    f"invalid settings: DATABASE_URL's port {params['port']!r} is not a port"
+                )
+            sslmode = params.get("sslmode")
+            if sslmode is not None and sslmode not in _SSLMODES:
+                raise ConfigError(
+                    f"invalid settings: DATABASE_URL's sslmode {sslmode!r} is not one of "
+                    + ", ".join(_SSLMODES)
+                )
         if settings.db_pool_min > settings.db_pool_max:
             raise ConfigError(
                 f"invalid settings: DB_POOL_MIN ({settings.db_pool_min}) is above "

@@ -43,6 +43,12 @@ def one_line(stderr: str, *expected: str) -> None:
         ({"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"}, ["migrate"], 1,
          ["database:", "Connection refused"]),
         ({"DATABASE_URL": "notaurl"}, ["events", "failed"], 2, ["DATABASE_URL is neither"]),
+        ({"DATABASE_URL": "postgresql://u:pw-9f2@h:abc/x"}, ["events", "failed"], 2,
+         ["DATABASE_URL's port 'abc' is not a port"]),
+        ({"DATABASE_URL": "postgresql://h:5432,h2:99999/x"}, ["migrate"], 2,
+         ["port '5432,99999' is not a port"]),
+        ({"DATABASE_URL": "postgresql://h/x?sslmode=bogus"}, ["migrate"], 2,
+         ["sslmode 'bogus' is not one of disable"]),
         ({"DATABASE_URL": "postgresql://h/x", "LOG_LEVEL": "LOUD"}, ["migrate"], 2,
          ["LOG_LEVEL"]),
         ({"DATABASE_URL": "postgresql://h/x", "DB_POOL_MIN": "20", "DB_POOL_MAX": "5"},
@@ -51,6 +57,7 @@ def one_line(stderr: str, *expected: str) -> None:
         ({}, ["sync", "--since", "1000000", "octo/app"], 2, ["at most 3650"]),
         ({"DATABASE_URL": "postgresql://h/x"}, ["sync", "notarepo"], 2, ["notarepo"]),
         ({}, ["events", "failed", "--limit", "-1"], 2, ["must be 1 or more"]),
+        ({}, ["events"], 2, ["required: {failed,retry,payload}"]),
         ({"INGEST_PORT": "18791", "API_PORT": "18791"}, ["dev"], 1,
          ["INGEST_PORT and API_PORT are both 18791"]),
     ],
@@ -65,6 +72,7 @@ async def test_bad_input_is_one_line_and_the_documented_exit_code(
             err.splitlines()[-1]
             .replace("flowlens sync: error:", "flowlens:")
             .replace("flowlens events failed: error:", "flowlens:")
+            .replace("flowlens events: error:", "flowlens:")
         )
     one_line(err, *expected)
 
