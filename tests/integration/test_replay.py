@@ -104,3 +104,6 @@ def test_demo_story_is_a_full_pipeline() -> None:
     ]
     assert stamps == sorted(stamps)
     assert steps[-1][2]["pull_request"]["merged"] is True
+    # One PR: created when the story starts, in every step (the API's createdAt).
+    created = {p["pull_request"]["created_at"] for _, _, p in steps if "pull_request" in p}
+    assert created == {stamps[0]}

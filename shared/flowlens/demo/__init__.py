@@ -19,8 +19,7 @@ def story(now: datetime | None = None) -> list[tuple[str, str, dict[str, Any]]]:
         pr = payload.get("pull_request")
         if pr is not None:
             pr["updated_at"] = at
-            if i == 0:
-                pr["created_at"] = at
+            pr["created_at"] = start.strftime("%Y-%m-%dT%H:%M:%SZ")  # every step: one PR
             if pr.get("state") == "closed":
                 pr["closed_at"] = at
                 pr["merged_at"] = at if pr.get("merged") else None
