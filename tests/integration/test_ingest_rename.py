@@ -99,3 +99,86 @@ async def test_a_change_that_waited_for_the_rename_goes_out_under_the_new_name(
     last = json.loads(rows[-1][2])["data"]
     assert last["repository"] == NEW and last["pull_request"]["repositoryName"] == NEW
     assert last["title"] == "edited"
+
+
+def other_repository(at: str) -> dict[str, Any]:
+    """Derived: another GitHub repository (id 999) under the fixture repository's name, as
+    when a deleted repository is created again."""
+    return variant(opened()["repository"], id=999, node_id="R_999", updated_at=at)
+
+
+async def names(db: Database) -> dict[int | None, str]:
+    async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+        cur = await conn.execute("SELECT github_id, full_name FROM repositories")
+        return {row[0]: row[1] for row in await cur.fetchall()}
+
+
+async def titles(db: Database) -> dict[tuple[str, int], str]:
+    async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT r.full_name, p.number, p.title FROM pull_requests p"
+            " JOIN repositories r ON r.id = p.repository_id"
+        )
+        return {(row[0], row[1]): row[2] for row in await cur.fetchall()}
+
+
+async def test_a_repository_created_again_under_a_name_gets_its_own_rows(db: Database) -> None:
+    """A new GitHub repository under a stored repository's name (the old one was deleted):
+    the old one's rows keep their PRs under a name that frees this one, announced there; the
+    new one's PR #2 is a PR of its own. A late delivery of the old repository, older than the
+    new one's claim, does not take the name back (two names flipping on every late delivery,
+    each flip announcing every PR)."""
+    await deliver(db, "pull_request", opened())  # PR #2 of GitHub repository 186853002
+    old_title = (await titles(db))[("Codertocat/Hello-World", 2)]
+    new = variant(
+        opened("2030-01-01T00:05:00Z"),
+        repository=other_repository("2030-01-01T00:00:00Z"),
+        **{"pull_request.id": 999002, "pull_request.title": "new"},
+    )
+    assert await deliver(db, "pull_request", new) == Outcome.ACCEPTED
+    stored = await names(db)
+    assert stored[999] == "Codertocat/Hello-World"
+    previous = stored[186853002]
+    assert previous != "Codertocat/Hello-World" and previous.startswith("Codertocat/Hello-World")
+    assert await titles(db) == {(previous, 2): old_title, ("Codertocat/Hello-World", 2): "new"}
+    async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+        cur = await conn.execute("SELECT count(*) FROM change_feed WHERE repository = %s",
+                                 (previous,))  # fmt: skip
+        assert (await cur.fetchone()) == (1,)  # the old PR, announced under its new name
+        cur = await conn.execute("SELECT count(*) FROM change_feed")
+        feed_rows = (await cur.fetchone())[0]
+    late = pr_action("edited", "2019-05-15T15:30:00Z", title="late")  # the old repository's
+    assert await deliver(db, "pull_request", late) == Outcome.ACCEPTED
+    assert await names(db) == stored
+    assert await titles(db) == {(previous, 2): "late", ("Codertocat/Hello-World", 2): "new"}
+    async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+        cur = await conn.execute("SELECT count(*) FROM change_feed")
+        assert (await cur.fetchone())[0] == feed_rows + 1  # its own edit, nothing else
+
+
+async def test_a_rename_onto_a_name_another_repository_held(db: Database) -> None:
+    """Repository 999 renamed onto the name of a stored one (deleted on GitHub since): both
+    repositories' PRs are announced under their new names, each PR once."""
+    await deliver(db, "pull_request", opened())
+    other = variant(other_repository("2020-01-01T00:00:00Z"), name="Other",
+                    full_name="Codertocat/Other")  # fmt: skip
+    await deliver(db, "pull_request", variant(opened(), repository=other,
+                                              **{"pull_request.id": 999002}))  # fmt: skip
+    moved = variant(other, name="Hello-World", full_name="Codertocat/Hello-World",
+                    updated_at="2030-01-01T00:00:00Z")  # fmt: skip
+    rename = variant(renamed(), repository=moved,
+                     changes={"repository": {"name": {"from": "Other"}}})  # fmt: skip
+    assert await deliver(db, "repository", rename) == Outcome.ACCEPTED
+    stored = await names(db)
+    assert stored[999] == "Codertocat/Hello-World"
+    previous = stored[186853002]
+    assert previous.startswith("Codertocat/Hello-World (previous")
+    async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT f.repository, r.github_id FROM change_feed f"
+            " JOIN pull_requests p ON p.id = f.pull_request_id"
+            " JOIN repositories r ON r.id = p.repository_id"
+            " WHERE f.version = p.version ORDER BY f.id"
+        )
+        latest = await cur.fetchall()
+    assert sorted(latest) == sorted([(previous, 186853002), ("Codertocat/Hello-World", 999)])

@@ -258,14 +258,18 @@ class Session:
         self._repos_by_name[row["full_name"]] = row
 
     async def repository(self, github_id: int | None, full_name: str) -> dict[str, Any] | None:
-        """The row a GitHub id (preferred) or full name refers to, or None."""
+        """The row a GitHub id (preferred) or full name refers to, or None. A row under the
+        name with another GitHub id is another repository (one deleted and created again)."""
         await self._read_pending_repos()
         if (github_id, full_name) not in self._looked_up:
             await self.look_up_repositories([(github_id, full_name)])
             await self._read_pending_repos()
         if github_id is not None and github_id in self._repos_by_gid:
             return self._repos_by_gid[github_id]
-        return self._repos_by_name.get(full_name)
+        row = self._repos_by_name.get(full_name)
+        if row is not None and None not in (github_id, row["github_id"]):
+            return None
+        return row
 
     def touch(self, repo: dict[str, Any]) -> None:
         """Mark activity on a repository row read in this transaction (written at flush, once
@@ -480,9 +484,12 @@ async def upsert_repository(
     tx = session.tx
     row = await session.repository(repo.github_id, repo.full_name)
     if row is None and renamed_from:
-        row = await session.repository(None, renamed_from)
+        row = await session.repository(repo.github_id, renamed_from)
     params = {c: getattr(repo, c) for c in _REPO_COLUMNS}
     if row is None:
+        if await _free_name(session, repo, None, source=source, delivery_id=delivery_id) == "held":
+            # Another GitHub repository claimed the name later than this payload shows it.
+            params["full_name"] = f"{repo.full_name} (previous, GitHub id {repo.github_id})"
         inserted = await tx.one("insert_repository", source_updated_at=repo.updated_at, **params)
         assert inserted is not None
         session.wrote_repository()
@@ -494,15 +501,22 @@ async def upsert_repository(
             for c in _REPO_COLUMNS
         }
         if any(want[c] != row.get(c) for c in _REPO_COLUMNS):
-            repo_id, full_name = int(row["id"]), str(want["full_name"])
-            renamed = full_name != row["full_name"]
+            repo_id = int(row["id"])
+            renamed = want["full_name"] != row["full_name"]
             merged = False
             if renamed:
                 await session.write_prs()  # a merge moves PR rows in SQL
                 # Its PRs before the repository row, the order every delivery takes them in
                 # (PR locks, then the row's activity or a new row's key check): no deadlock.
                 await tx.all("lock_repository_prs", repository_id=repo_id)
-                merged = await _free_name(tx, full_name, repo_id)
+                freed = await _free_name(
+                    session, repo, repo_id, source=source, delivery_id=delivery_id
+                )
+                if freed == "held":  # a late payload of a name another repository took since
+                    want.update((c, row.get(c)) for c in ("full_name", "name", "owner"))
+                    renamed = False
+                merged = freed == "merged"
+            full_name = str(want["full_name"])
             await tx.one(
                 "update_repository", id=row["id"], source_updated_at=repo.updated_at, **want
             )
@@ -517,20 +531,35 @@ async def upsert_repository(
     return int(row["id"]), str(row["full_name"])
 
 
-async def _free_name(tx: Tx, full_name: str, repo_id: int) -> bool:
-    """Make `full_name` free for repository repo_id (a rename or transfer onto it).
-
-    True when a placeholder was merged into repo_id (its PRs moved).
-    """
-    holder = await tx.one("repository_holding_name", full_name=full_name, id=repo_id)
+async def _free_name(
+    session: Session, repo: RepoFacts, repo_id: int | None, *, source: str,
+    delivery_id: str | None,
+) -> str:  # fmt: skip
+    """Make repo's name free for it (repository repo_id, or a new one): "free" (nobody held
+    it, or another GitHub repository did, whose rows keep their PRs under a name that frees
+    it, announced there), "merged" (a placeholder's rows joined repo_id) or "held" (another
+    GitHub repository took the name later than this payload shows it: the newer claim wins,
+    so late deliveries cannot flip two names back and forth)."""
+    tx = session.tx
+    holder = await tx.one("repository_holding_name", full_name=repo.full_name, id=repo_id)
     if holder is None:
-        return False
+        return "free"
     if holder["github_id"] is None:
+        if repo_id is None:  # a new repository: insert_repository adopts the placeholder
+            return "free"
         await tx.execute("merge_repository", into=repo_id, **{"from": holder["id"]})
         await tx.execute("delete_repository", id=holder["id"])
-        return True
-    await tx.execute("rename_repository_away", id=holder["id"])
-    return False
+        return "merged"
+    claimed = holder["source_updated_at"]
+    if claimed is not None and (repo.updated_at is None or repo.updated_at <= claimed):
+        return "held"
+    await tx.all("lock_repository_prs", repository_id=holder["id"])  # PRs first, as above
+    moved = await tx.one("rename_repository_away", id=holder["id"])
+    assert moved is not None
+    session.wrote_repository()
+    await session.announce_repository(int(holder["id"]), str(moved["full_name"]),
+                                      source=source, delivery_id=delivery_id)  # fmt: skip
+    return "free"
 
 
 def _only(numbers: list[int] | None) -> int | None:

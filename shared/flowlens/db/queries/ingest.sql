@@ -244,7 +244,8 @@ ON CONFLICT (pull_request_id, review_id) DO UPDATE SET
     state = CASE WHEN reviews.state = 'dismissed' THEN 'dismissed' ELSE EXCLUDED.state END;
 
 -- name: repository_holding_name
-SELECT id, github_id FROM repositories WHERE full_name = %(full_name)s AND id <> %(id)s;
+SELECT id, github_id, source_updated_at FROM repositories
+WHERE full_name = %(full_name)s AND id IS DISTINCT FROM %(id)s::bigint;
 
 -- name: merge_repository
 -- A placeholder (made by the CI path, no GitHub id) joins the real repository renamed onto
@@ -275,4 +276,5 @@ DELETE FROM repositories WHERE id = %(id)s;
 -- Another GitHub repository held this name before (deleted or renamed since): keep its rows,
 -- under a name that frees this one.
 UPDATE repositories SET full_name = full_name || ' (previous, id ' || id::text || ')'
-WHERE id = %(id)s;
+WHERE id = %(id)s
+RETURNING full_name;
