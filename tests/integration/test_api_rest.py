@@ -260,3 +260,27 @@ async def test_database_down_is_503(dsn: str) -> None:
         assert "database" in error_of(await client.get("/healthz"), 503)
         error_of(await client.get("/api/metrics/summary"), 503)
     await dead.close()
+
+
+async def test_a_pr_known_only_from_a_build_lists_by_the_builds_time(
+    dsn: str, db: Database
+) -> None:
+    """A run names PR #7 before its pull_request delivery (a hook added to a busy
+    repository): the row lists by the run's time among the others, not after all of them
+    with an updatedAt that said otherwise; its own delivery then sets GitHub's times."""
+    await deliver(db, "pull_request", opened(2, at="2019-05-15T15:20:33Z"))
+    sha = "c" * 40
+    run = variant(workflow_run("in_progress", None, "2019-05-15T16:00:00Z", run_id=7),
+                  **{"workflow_run.pull_requests.0.number": 7, "workflow_run.head_sha": sha,
+                     "workflow_run.pull_requests.0.head.sha": sha})  # fmt: skip
+    await deliver(db, "workflow_run", run)
+    async with asgi_api(dsn) as (_, client):
+        items = (await client.get("/api/prs", params={"limit": 1})).json()
+        assert [(p["number"], p["title"], p["status"]) for p in items] == [(7, "", "building")]
+        assert items[0]["updatedAt"] == "2019-05-15T16:00:00+00:00"
+        await deliver(db, "pull_request", opened(7, at="2019-05-15T15:50:00Z", sha=sha))
+        items = (await client.get("/api/prs")).json()
+        assert [(p["number"], p["updatedAt"]) for p in items] == [
+            (7, "2019-05-15T15:50:00+00:00"), (2, "2019-05-15T15:20:33+00:00"),
+        ]  # fmt: skip
+        assert items[0]["title"] and items[0]["status"] == "building"

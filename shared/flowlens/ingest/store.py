@@ -645,6 +645,12 @@ async def update_pr(
     """Lock one PR, apply facts, re-derive its state, and announce a visible change."""
     row = await session.locked_pr(repo_id, number)
     new = pipeline.apply_pr_facts(row, pr_facts) if pr_facts is not None else dict(row)
+    if facts is not None and new.get("source_updated_at") is None:
+        # Known only from builds so far (no pull_request payload): its activity is theirs,
+        # so it lists by it among the others (updatedAt) instead of after all of them.
+        seen = [b.updated_at for b in facts.builds if b.updated_at is not None]
+        if seen and (new.get("gh_updated_at") is None or max(seen) > new["gh_updated_at"]):
+            new["gh_updated_at"] = max(seen)
     if facts is not None and facts.review is not None and facts.review.pr_number == number:
         review = facts.review
         await session.tx.send(
