@@ -147,8 +147,18 @@ async def test_a_repository_created_again_under_a_name_gets_its_own_rows(db: Dat
         assert (await cur.fetchone()) == (1,)  # the old PR, announced under its new name
         cur = await conn.execute("SELECT count(*) FROM change_feed")
         feed_rows = (await cur.fetchone())[0]
+
+    async def old_row_written() -> Any:
+        async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+            cur = await conn.execute(
+                "SELECT updated_at FROM repositories WHERE github_id = 186853002"
+            )
+            return await cur.fetchone()
+
+    written = await old_row_written()
     late = pr_action("edited", "2019-05-15T15:30:00Z", title="late")  # the old repository's
     assert await deliver(db, "pull_request", late) == Outcome.ACCEPTED
+    assert await old_row_written() == written  # its name kept without a write (or PR locks)
     assert await names(db) == stored
     assert await titles(db) == {(previous, 2): "late", ("Codertocat/Hello-World", 2): "new"}
     async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
@@ -182,3 +192,79 @@ async def test_a_rename_onto_a_name_another_repository_held(db: Database) -> Non
         )
         latest = await cur.fetchall()
     assert sorted(latest) == sorted([(previous, 186853002), ("Codertocat/Hello-World", 999)])
+
+
+async def test_two_first_deliveries_of_a_repository_created_again_move_the_old_one_once(
+    db: Database,
+) -> None:
+    """Both read the old repository as the name's holder (its row held by another session
+    meanwhile, as two instances' timing can): only one moves it, once."""
+    await deliver(db, "pull_request", opened())
+    first = variant(opened("2030-01-01T00:05:00Z"), repository=other_repository(
+        "2030-01-01T00:00:00Z"), **{"pull_request.id": 999002})  # fmt: skip
+    second = variant(first, **{"pull_request.number": 3, "pull_request.id": 999003})
+    async with await psycopg.AsyncConnection.connect(db.dsn) as blocker:
+        await blocker.execute("SELECT 1 FROM repositories WHERE github_id = 186853002 FOR UPDATE")
+        tasks = [asyncio.create_task(deliver(db, "pull_request", p)) for p in (first, second)]
+        await asyncio.sleep(1.0)
+        await blocker.rollback()
+        assert await asyncio.gather(*tasks) == [Outcome.ACCEPTED, Outcome.ACCEPTED]
+    stored = await names(db)
+    assert stored[186853002].count("(previous") == 1, stored
+    assert set((await titles(db)).keys()) == {
+        (stored[186853002], 2), ("Codertocat/Hello-World", 2), ("Codertocat/Hello-World", 3),
+    }  # fmt: skip
+
+
+async def test_a_late_first_delivery_is_kept_apart_and_analysed_as_itself(
+    dsn: str, db: Database
+) -> None:
+    """Repository 999's payload is older than the stored holder's claim on the name: it is
+    stored under a name of its own, which the API takes as `repo`, and the poller analyses
+    its PR #2, not the holder's PR #2 that the payload's name now points at."""
+    from tests.integration.test_api_support import analyse, asgi_api
+
+    holder = variant(opened(), **{"repository.updated_at": "2030-01-01T00:00:00Z"})
+    await deliver(db, "pull_request", holder)
+    late = variant(opened("2020-01-01T00:05:00Z", sha="b" * 40),
+                   repository=other_repository("2020-01-01T00:00:00Z"),
+                   **{"pull_request.id": 999002, "pull_request.title": "late"})  # fmt: skip
+    assert await deliver(db, "pull_request", late) == Outcome.ACCEPTED
+    kept = (await names(db))[999]
+    assert kept == "Codertocat/Hello-World (previous, GitHub id 999)"
+    assert await analyse(db) == 2
+    async with asgi_api(dsn) as (_, client):
+        holder_sha = holder["pull_request"]["head"]["sha"]
+        for repo, sha in ((kept, "b" * 40), ("Codertocat/Hello-World", holder_sha)):
+            resp = await client.get("/api/insights/2", params={"repo": repo})
+            assert resp.status_code == 200, resp.text
+            assert [(i["repositoryName"], i["commitSha"]) for i in resp.json()] == [(repo, sha)]
+
+
+async def test_an_event_stored_before_a_rename_is_analysed_after_it(db: Database) -> None:
+    """The poller finds the PR by the repository's GitHub id: the name the event carried is
+    gone after the rename (before, the event was dropped as if its PR did not exist)."""
+    from tests.integration.test_api_support import analyse
+
+    await deliver(db, "pull_request", opened())
+    await deliver(db, "repository", renamed())
+    assert await analyse(db) == 1
+    async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT r.full_name FROM insights i JOIN repositories r ON r.id = i.repository_id"
+        )
+        assert await cur.fetchall() == [(NEW,)]
+
+
+async def test_a_holder_in_another_letter_case_is_moved_too(db: Database) -> None:
+    """GitHub's names ignore case: a repository created again as codertocat/hello-world takes
+    the name from the old Codertocat/Hello-World rather than living beside it."""
+    await deliver(db, "pull_request", opened())
+    lower = variant(other_repository("2030-01-01T00:00:00Z"), name="hello-world",
+                    full_name="codertocat/hello-world")  # fmt: skip
+    new = variant(opened("2030-01-01T00:05:00Z"), repository=lower,
+                  **{"pull_request.id": 999002})  # fmt: skip
+    assert await deliver(db, "pull_request", new) == Outcome.ACCEPTED
+    stored = await names(db)
+    assert stored[999] == "codertocat/hello-world"
+    assert stored[186853002].startswith("Codertocat/Hello-World (previous")

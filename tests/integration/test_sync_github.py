@@ -385,3 +385,34 @@ async def test_cli_sync_without_a_repository_explains(dsn: str) -> None:
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 2 and b"SYNC_REPOSITORIES" in err
+
+
+async def test_the_sync_compares_with_its_own_repository_not_the_names_holder(
+    db: Database, github: FakeGitHubSync
+) -> None:
+    """Another GitHub repository (id 555) holds the name with a newer claim (ingest keeps the
+    synced one apart, under a name of its own): the synced PR #2 is compared with nothing
+    stored of its own repository, so it is `opened`, not a `synchronize` of the other
+    repository's PR #2."""
+    from flowlens.ingest.store import record_delivery
+    from tests.conftest import load_fixture
+    from tests.helpers import variant
+
+    other = variant(load_fixture("pull_request/opened.payload.json"),
+                    **{"repository.id": 555, "repository.updated_at": "2099-01-01T00:00:00Z",
+                       "pull_request.head.sha": "f" * 40})  # fmt: skip
+    await record_delivery(db, "other-555", "pull_request", other, "{}")
+    client = client_for(github)
+    try:
+        result = await sync_once(db, client, REPO, since_days=1)
+    finally:
+        await client.aclose()
+    assert result.complete and result.error is None
+    async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT r.github_id, p.status_pr, p.head_sha FROM pull_requests p"
+            " JOIN repositories r ON r.id = p.repository_id WHERE p.number = 2"
+            " ORDER BY r.github_id"
+        )
+        rows = await cur.fetchall()
+    assert rows == [(555, "opened", "f" * 40), (186853002, "opened", "2" * 40)]

@@ -27,7 +27,9 @@ from flowlens.api.schemas import (
 from flowlens.db import Database, Tx
 from flowlens.settings import ApiSettings
 
-REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+# GitHub's owner/name, or the name a repository keeps once another took its name
+# (ingest.store._free_name: "owner/name (previous, id 12)", "… (previous, GitHub id 34)").
+REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+( \(previous, (GitHub )?id [0-9]+\))*")
 HEALTH_TIMEOUT_SECONDS = 2.0
 # How long a new socket waits for the feed reader's first pass (a database slow or down at
 # start-up) before it is closed with 1013 (reconnect).

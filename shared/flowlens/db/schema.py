@@ -113,6 +113,7 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "pr_number": "integer",
         "head_sha": "text",
         "payload": "bytea",
+        "repository_github_id": "bigint",
         "needs_analysis": "boolean",
         "processed": "boolean",
         "failed": "boolean",

@@ -28,6 +28,8 @@ _PR_COLUMNS = (
     "latest_insight", "source_updated_at", "gh_created_at", "gh_updated_at", "merged_at",
     "closed_at",
 )  # fmt: skip
+# Columns that follow the name: kept together when a payload's new name is not taken.
+_NAME_COLUMNS = ("full_name", "name", "owner", "html_url")
 _REPO_COLUMNS = (
     "github_id", "full_name", "name", "owner", "owner_avatar", "description", "is_private",
     "default_branch", "language", "stars", "forks", "html_url",
@@ -173,6 +175,7 @@ async def _record(session: Session, items: list[Item]) -> list[Outcome]:
         head_shas=[it.facts.pr.head_sha if it.facts.pr else None for it in fresh],
         payloads=[pack_payload(it.raw_json) for it in fresh],
         needs_analysis=[it.facts.needs_analysis for it in fresh],
+        repository_github_ids=[it.facts.repo.github_id if it.facts.repo else None for it in fresh],
     )
     inserted = {row["delivery_id"] for row in rows}
     if rows:
@@ -500,8 +503,12 @@ async def upsert_repository(
             c: params[c] if params[c] is not None or c in repo.cleared else row.get(c)
             for c in _REPO_COLUMNS
         }
+        repo_id = int(row["id"])
+        if want["full_name"] != row["full_name"] and _claims(
+            await tx.one("repository_holding_name", full_name=repo.full_name, id=repo_id), repo
+        ):  # a late payload of a name another repository took since: keep the stored one
+            want.update((c, row.get(c)) for c in _NAME_COLUMNS)
         if any(want[c] != row.get(c) for c in _REPO_COLUMNS):
-            repo_id = int(row["id"])
             renamed = want["full_name"] != row["full_name"]
             merged = False
             if renamed:
@@ -512,8 +519,8 @@ async def upsert_repository(
                 freed = await _free_name(
                     session, repo, repo_id, source=source, delivery_id=delivery_id
                 )
-                if freed == "held":  # a late payload of a name another repository took since
-                    want.update((c, row.get(c)) for c in ("full_name", "name", "owner"))
+                if freed == "held":  # claimed meanwhile by another transaction
+                    want.update((c, row.get(c)) for c in _NAME_COLUMNS)
                     renamed = False
                 merged = freed == "merged"
             full_name = str(want["full_name"])
@@ -531,35 +538,48 @@ async def upsert_repository(
     return int(row["id"]), str(row["full_name"])
 
 
+def _claims(holder: dict[str, Any] | None, repo: RepoFacts) -> bool:
+    """Whether another GitHub repository's claim on the name is at least as new as repo's
+    payload (GitHub's names are unique at any one time: the newer claim is the live one)."""
+    if holder is None or holder["github_id"] is None:
+        return False
+    claimed = holder["source_updated_at"]
+    return claimed is not None and (repo.updated_at is None or repo.updated_at <= claimed)
+
+
 async def _free_name(
     session: Session, repo: RepoFacts, repo_id: int | None, *, source: str,
     delivery_id: str | None,
 ) -> str:  # fmt: skip
     """Make repo's name free for it (repository repo_id, or a new one): "free" (nobody held
-    it, or another GitHub repository did, whose rows keep their PRs under a name that frees
-    it, announced there), "merged" (a placeholder's rows joined repo_id) or "held" (another
-    GitHub repository took the name later than this payload shows it: the newer claim wins,
-    so late deliveries cannot flip two names back and forth)."""
+    it, in any letter case, or another GitHub repository did, whose rows keep their PRs
+    under a name that frees it, announced there), "merged" (a placeholder's rows joined
+    repo_id) or "held" (another repository's claim is newer, `_claims`)."""
     tx = session.tx
-    holder = await tx.one("repository_holding_name", full_name=repo.full_name, id=repo_id)
-    if holder is None:
-        return "free"
-    if holder["github_id"] is None:
-        if repo_id is None:  # a new repository: insert_repository adopts the placeholder
+    for _ in range(3):
+        holder = await tx.one("repository_holding_name", full_name=repo.full_name, id=repo_id)
+        if holder is None:
             return "free"
-        await tx.execute("merge_repository", into=repo_id, **{"from": holder["id"]})
-        await tx.execute("delete_repository", id=holder["id"])
-        return "merged"
-    claimed = holder["source_updated_at"]
-    if claimed is not None and (repo.updated_at is None or repo.updated_at <= claimed):
-        return "held"
-    await tx.all("lock_repository_prs", repository_id=holder["id"])  # PRs first, as above
-    moved = await tx.one("rename_repository_away", id=holder["id"])
-    assert moved is not None
-    session.wrote_repository()
-    await session.announce_repository(int(holder["id"]), str(moved["full_name"]),
-                                      source=source, delivery_id=delivery_id)  # fmt: skip
-    return "free"
+        if holder["github_id"] is None:
+            if repo_id is None:  # a new repository: insert_repository adopts the placeholder
+                return "free"
+            await tx.execute("merge_repository", into=repo_id, **{"from": holder["id"]})
+            await tx.execute("delete_repository", id=holder["id"])
+            return "merged"
+        if _claims(holder, repo):
+            return "held"
+        await tx.all("lock_repository_prs", repository_id=holder["id"])  # PRs first, as above
+        # Only under the name read: a transaction that moved it meanwhile must not move it
+        # twice (two first deliveries of a repository created again, at two instances).
+        moved = await tx.one(
+            "rename_repository_away", id=holder["id"], full_name=holder["full_name"]
+        )
+        session.wrote_repository()
+        if moved is not None:
+            await session.announce_repository(int(holder["id"]), str(moved["full_name"]),
+                                              source=source, delivery_id=delivery_id)  # fmt: skip
+            return "free"
+    return "held"  # the name kept changing hands: keep what is stored this time
 
 
 def _only(numbers: list[int] | None) -> int | None:

@@ -101,10 +101,14 @@ class Poller:
         if not claimed:
             return summary
         plain: list[int] = []
-        groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+        # One group per PR: by the repository's GitHub id where known (its events may carry
+        # the names before and after a rename), else by name.
+        groups: dict[tuple[int | None, str, int], list[dict[str, Any]]] = defaultdict(list)
         for event in claimed:
             if event["needs_analysis"] and event["repository"] and event["pr_number"]:
-                groups[(event["repository"], event["pr_number"])].append(event)
+                gid = event["repository_github_id"]
+                name = "" if gid is not None else event["repository"]
+                groups[(gid, name, event["pr_number"])].append(event)
             else:
                 plain.append(event["id"])
         if plain:
@@ -113,8 +117,8 @@ class Poller:
         # Every group is waited for, also when one fails: none may run on past its scan.
         results = await asyncio.gather(
             *(
-                self._analyse_group(repo, number, events)
-                for (repo, number), events in groups.items()
+                self._analyse_group(gid, events[0]["repository"], number, events)
+                for (gid, _, number), events in groups.items()
             ),
             return_exceptions=True,
         )
@@ -138,14 +142,16 @@ class Poller:
             )  # fmt: skip
 
     async def _analyse_group(
-        self, repository: str, number: int, events: list[dict[str, Any]]
+        self, github_id: int | None, repository: str, number: int, events: list[dict[str, Any]]
     ) -> Summary:
         """Many events of one PR cost one analysis: of its newest head sha."""
         summary = Summary()
         ids = [e["id"] for e in events]
         with logs.bind(repository=repository, pr=number):
             async with self.db.transaction() as tx:
-                pr = await tx.one("pr_for_analysis", repository=repository, number=number)
+                pr = await tx.one(
+                    "pr_for_analysis", github_id=github_id, repository=repository, number=number
+                )
                 if pr is None or pr["state"] != "open" or not pr["head_sha"]:
                     await tx.execute("mark_processed", ids=ids, owner=self.owner)
                     summary.skipped += len(ids)

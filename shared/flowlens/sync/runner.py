@@ -204,8 +204,9 @@ class RepositorySync:
         async with self.db.transaction() as tx:
             seen = await tx.value("sync_delivery_seen", delivery_id=payloads.pr_delivery_id(item))
             stored = await tx.one(
-                "sync_pr_state", repository=self._repo["full_name"], number=number
-            )
+                "sync_pr_state", github_id=self._repo.get("id"),
+                repository=self._repo["full_name"], number=number,
+            )  # fmt: skip
         stored_at = stored.get("source_updated_at") if stored else None
         if seen or (stored_at is not None and stored_at > updated):
             return

@@ -4,10 +4,11 @@
 -- other transaction's commit, then inserts nothing. Payloads (compressed bytes, see
 -- ingest.store.pack_payload) go in binary format: as a text array literal each would be escaped.
 INSERT INTO raw_events (delivery_id, event, action, repository, pr_number, head_sha, payload,
-                        needs_analysis)
+                        needs_analysis, repository_github_id)
 SELECT * FROM unnest(%(delivery_ids)b::text[], %(events)b::text[], %(actions)b::text[],
                      %(repositories)b::text[], %(pr_numbers)b::int[], %(head_shas)b::text[],
-                     %(payloads)b::bytea[], %(needs_analysis)b::boolean[])
+                     %(payloads)b::bytea[], %(needs_analysis)b::boolean[],
+                     %(repository_github_ids)b::bigint[])
 ON CONFLICT (delivery_id) DO NOTHING
 RETURNING delivery_id, received_at;
 
@@ -244,8 +245,11 @@ ON CONFLICT (pull_request_id, review_id) DO UPDATE SET
     state = CASE WHEN reviews.state = 'dismissed' THEN 'dismissed' ELSE EXCLUDED.state END;
 
 -- name: repository_holding_name
-SELECT id, github_id, source_updated_at FROM repositories
-WHERE full_name = %(full_name)s AND id IS DISTINCT FROM %(id)s::bigint;
+-- In any letter case, as GitHub's names are unique.
+SELECT id, github_id, full_name, source_updated_at FROM repositories
+WHERE lower(full_name) = lower(%(full_name)s) AND id IS DISTINCT FROM %(id)s::bigint
+ORDER BY id
+LIMIT 1;
 
 -- name: merge_repository
 -- A placeholder (made by the CI path, no GitHub id) joins the real repository renamed onto
@@ -276,5 +280,5 @@ DELETE FROM repositories WHERE id = %(id)s;
 -- Another GitHub repository held this name before (deleted or renamed since): keep its rows,
 -- under a name that frees this one.
 UPDATE repositories SET full_name = full_name || ' (previous, id ' || id::text || ')'
-WHERE id = %(id)s
+WHERE id = %(id)s AND full_name = %(full_name)s
 RETURNING full_name;

@@ -13,7 +13,7 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id, delivery_id, event, action, repository, pr_number, head_sha, needs_analysis,
-          attempts;
+          attempts, repository_github_id;
 
 -- name: mark_processed
 UPDATE raw_events SET processed = TRUE, processed_at = now(), leased_until = NULL,
@@ -33,9 +33,15 @@ UPDATE raw_events SET failed = TRUE, leased_until = NULL, last_error = %(error)s
 WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
 
 -- name: pr_for_analysis
+-- The repository by the delivery's GitHub id when it has one (the name it carried may belong
+-- to another repository since), else by that name.
 SELECT p.*, r.full_name AS repository FROM pull_requests p
 JOIN repositories r ON r.id = p.repository_id
-WHERE r.full_name = %(repository)s AND p.number = %(number)s;
+WHERE p.number = %(number)s
+  AND r.id = COALESCE(
+      (SELECT id FROM repositories WHERE github_id = %(github_id)s::bigint),
+      (SELECT id FROM repositories
+       WHERE %(github_id)s::bigint IS NULL AND full_name = %(repository)s));
 
 -- name: lease_pr_analysis
 UPDATE pull_requests SET analysis_owner = %(owner)s,

@@ -5,11 +5,16 @@
 SELECT 1 AS seen FROM raw_events WHERE delivery_id = %(delivery_id)s;
 
 -- name: sync_pr_state
--- The stored pull request the sync compares a fresh REST object with (to name the action).
+-- The stored pull request the sync compares a fresh REST object with (to name the action): of
+-- the repository with this GitHub id (the name may be another repository's, ingest's
+-- repository identity), else by name.
 SELECT p.head_sha, p.title, p.body, p.base_ref, p.is_draft, p.state, p.source_updated_at
 FROM pull_requests p
-JOIN repositories r ON r.id = p.repository_id
-WHERE r.full_name = %(repository)s AND p.number = %(number)s;
+WHERE p.number = %(number)s
+  AND p.repository_id = COALESCE(
+      (SELECT id FROM repositories WHERE github_id = %(github_id)s::bigint),
+      (SELECT id FROM repositories
+       WHERE %(github_id)s::bigint IS NULL AND full_name = %(repository)s));
 
 -- name: sync_state_ensure
 INSERT INTO sync_state (repository) VALUES (%(repository)s)
