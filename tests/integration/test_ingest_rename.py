@@ -268,3 +268,63 @@ async def test_a_holder_in_another_letter_case_is_moved_too(db: Database) -> Non
     stored = await names(db)
     assert stored[999] == "codertocat/hello-world"
     assert stored[186853002].startswith("Codertocat/Hello-World (previous")
+
+
+def ci_report(repository: str, number: int) -> Any:
+    from flowlens.ingest.ci import CiBuild
+
+    return CiBuild.model_validate(
+        {"repository": repository, "runId": "1", "status": "queued", "prNumber": number}
+    )
+
+
+@pytest.mark.parametrize("with_time", [True, False])
+async def test_a_ci_report_in_another_letter_case_is_for_that_repository(
+    db: Database, with_time: bool
+) -> None:
+    """A report without a GitHub id never claims the name from a GitHub repository: before,
+    it started a rival row or, against a row without a time, moved the real one away."""
+    from flowlens.ingest.ci import record_ci_build
+
+    payload = opened()
+    if not with_time:
+        del payload["repository"]["updated_at"]
+    await deliver(db, "pull_request", payload)
+    await record_ci_build(db, ci_report("codertocat/hello-world", 2))
+    assert await names(db) == {186853002: "Codertocat/Hello-World"}
+    async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+        cur = await conn.execute("SELECT pr_number, repository_id FROM builds")
+        rows = await cur.fetchall()
+    assert [r[0] for r in rows] == [2] and len(await titles(db)) == 1
+
+
+async def test_a_placeholder_in_another_letter_case_does_not_hide_the_holder(
+    db: Database,
+) -> None:
+    """A CI placeholder for codertocat/hello-world, made before the real repository was seen:
+    a repository created again under the name still gets its own row (the placeholder was
+    taken for the holder, and the new one took over the old one's row), and one renamed onto
+    the name is stored (it failed on the unique name for ever)."""
+    from flowlens.ingest.ci import record_ci_build
+
+    await record_ci_build(db, ci_report("codertocat/hello-world", 7))
+    await deliver(db, "pull_request", opened())
+    again = variant(opened("2030-01-01T00:05:00Z"),
+                    repository=other_repository("2030-01-01T00:00:00Z"),
+                    **{"pull_request.id": 999002, "pull_request.title": "new"})  # fmt: skip
+    assert await deliver(db, "pull_request", again) == Outcome.ACCEPTED
+    stored = await names(db)
+    assert stored[999] == "Codertocat/Hello-World"
+    assert stored[186853002].startswith("Codertocat/Hello-World (previous")
+    assert (await titles(db))[("Codertocat/Hello-World", 2)] == "new"
+
+    other = variant(other_repository("2031-01-01T00:00:00Z"), id=555, name="Other",
+                    full_name="Codertocat/Other")  # fmt: skip
+    await deliver(db, "pull_request", variant(opened(), repository=other,
+                                              **{"pull_request.id": 555002}))  # fmt: skip
+    moved = variant(other, name="Hello-World", full_name="Codertocat/Hello-World",
+                    updated_at="2032-01-01T00:00:00Z")  # fmt: skip
+    rename = variant(renamed(), repository=moved,
+                     changes={"repository": {"name": {"from": "Other"}}})  # fmt: skip
+    assert await deliver(db, "repository", rename) == Outcome.ACCEPTED
+    assert (await names(db))[555] == "Codertocat/Hello-World"

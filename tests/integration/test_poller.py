@@ -585,3 +585,21 @@ async def test_leases_are_kept_alive_during_a_long_analysis(db: Database, dsn: s
     assert second.events == 0 and sum(fast.calls.values()) == 0
     assert done.insights == 1 and sum(slow.calls.values()) == 1
     assert await pending(db) == 0
+
+
+async def test_events_from_before_and_after_migration_008_cost_one_analysis(
+    db: Database,
+) -> None:
+    """An event stored before raw events kept the repository's GitHub id, and a newer one of
+    the same PR and head: one group, one analysis (two groups ran at once and paid twice)."""
+    import psycopg
+
+    sha = "a" * 40
+    await deliver(db, "pull_request", pr_delivery(2, sha, "opened", 1), "before-008")
+    async with await psycopg.AsyncConnection.connect(db.dsn, autocommit=True) as conn:
+        await conn.execute("UPDATE raw_events SET repository_github_id = NULL")
+    await deliver(db, "pull_request", pr_delivery(2, sha, "edited", 2), "after-008")
+    analyser = CountingAnalyser(delay=0.3)
+    summary = await Poller(db, settings(), analyser).scan_once()
+    assert sum(analyser.calls.values()) == 1, (summary, dict(analyser.calls))
+    assert (summary.ai_calls, summary.insights, summary.events) == (1, 1, 2)

@@ -489,6 +489,13 @@ async def upsert_repository(
     if row is None and renamed_from:
         row = await session.repository(repo.github_id, renamed_from)
     params = {c: getattr(repo, c) for c in _REPO_COLUMNS}
+    if row is None and repo.github_id is None:
+        # A report without a GitHub id (the CI path) naming a stored repository in another
+        # letter case means that repository: GitHub's names ignore case.
+        holder = await tx.one("repository_holding_name", full_name=repo.full_name, id=None)
+        if holder is not None:
+            session.touch(holder)
+            return int(holder["id"]), str(holder["full_name"])
     if row is None:
         if await _free_name(session, repo, None, source=source, delivery_id=delivery_id) == "held":
             # Another GitHub repository claimed the name later than this payload shows it.
@@ -556,16 +563,18 @@ async def _free_name(
     under a name that frees it, announced there), "merged" (a placeholder's rows joined
     repo_id) or "held" (another repository's claim is newer, `_claims`)."""
     tx = session.tx
-    for _ in range(3):
+    merged = False
+    for _ in range(4):
         holder = await tx.one("repository_holding_name", full_name=repo.full_name, id=repo_id)
         if holder is None:
-            return "free"
+            break
         if holder["github_id"] is None:
             if repo_id is None:  # a new repository: insert_repository adopts the placeholder
-                return "free"
+                break
             await tx.execute("merge_repository", into=repo_id, **{"from": holder["id"]})
             await tx.execute("delete_repository", id=holder["id"])
-            return "merged"
+            merged = True
+            continue
         if _claims(holder, repo):
             return "held"
         await tx.all("lock_repository_prs", repository_id=holder["id"])  # PRs first, as above
@@ -578,8 +587,9 @@ async def _free_name(
         if moved is not None:
             await session.announce_repository(int(holder["id"]), str(moved["full_name"]),
                                               source=source, delivery_id=delivery_id)  # fmt: skip
-            return "free"
-    return "held"  # the name kept changing hands: keep what is stored this time
+    else:
+        return "held"  # the name kept changing hands: keep what is stored this time
+    return "merged" if merged else "free"
 
 
 def _only(numbers: list[int] | None) -> int | None:

@@ -101,16 +101,25 @@ class Poller:
         if not claimed:
             return summary
         plain: list[int] = []
-        # One group per PR: by the repository's GitHub id where known (its events may carry
-        # the names before and after a rename), else by name.
         groups: dict[tuple[int | None, str, int], list[dict[str, Any]]] = defaultdict(list)
+        unnamed: list[dict[str, Any]] = []
         for event in claimed:
             if event["needs_analysis"] and event["repository"] and event["pr_number"]:
+                # One group per PR: by the repository's GitHub id (its events may carry the
+                # names before and after a rename), else by name.
                 gid = event["repository_github_id"]
-                name = "" if gid is not None else event["repository"]
-                groups[(gid, name, event["pr_number"])].append(event)
+                if gid is None:
+                    unnamed.append(event)
+                else:
+                    groups[(gid, "", event["pr_number"])].append(event)
             else:
                 plain.append(event["id"])
+        # Events stored before the id was kept (migration 008) join their PR's group when one
+        # of its events has the id: two groups of one PR would each analyse it.
+        known = {(e["repository"], key[2]): key for key, events in groups.items() for e in events}
+        for event in unnamed:
+            name, number = event["repository"], event["pr_number"]
+            groups[known.get((name, number), (None, name, number))].append(event)
         if plain:
             # Reviews, builds, pings...: their PR changes reached the feed in ingest's transaction.
             await self._mark(plain)

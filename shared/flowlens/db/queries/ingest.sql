@@ -245,10 +245,11 @@ ON CONFLICT (pull_request_id, review_id) DO UPDATE SET
     state = CASE WHEN reviews.state = 'dismissed' THEN 'dismissed' ELSE EXCLUDED.state END;
 
 -- name: repository_holding_name
--- In any letter case, as GitHub's names are unique.
+-- In any letter case, as GitHub's names are unique: the exact spelling first (the row an
+-- insert or update of the name would collide with), then GitHub repositories, then placeholders.
 SELECT id, github_id, full_name, source_updated_at FROM repositories
 WHERE lower(full_name) = lower(%(full_name)s) AND id IS DISTINCT FROM %(id)s::bigint
-ORDER BY id
+ORDER BY full_name = %(full_name)s DESC, github_id IS NULL, id
 LIMIT 1;
 
 -- name: merge_repository
