@@ -166,19 +166,24 @@ async def test_a_repository_created_again_under_a_name_gets_its_own_rows(db: Dat
         assert (await cur.fetchone())[0] == feed_rows + 1  # its own edit, nothing else
 
 
+async def rename_other_onto_the_name(db: Database, github_id: int, seen: str, at: str) -> None:
+    """Derived: repository github_id, stored as Codertocat/Other with a PR #2 (as of `seen`),
+    renamed onto the fixture repository's name at `at`."""
+    other = variant(other_repository(seen), id=github_id, name="Other",
+                    full_name="Codertocat/Other")  # fmt: skip
+    pr = variant(opened(), repository=other, **{"pull_request.id": github_id * 1000 + 2})
+    await deliver(db, "pull_request", pr)
+    moved = variant(other, name="Hello-World", full_name="Codertocat/Hello-World", updated_at=at)
+    rename = variant(renamed(), repository=moved,
+                     changes={"repository": {"name": {"from": "Other"}}})  # fmt: skip
+    assert await deliver(db, "repository", rename) == Outcome.ACCEPTED
+
+
 async def test_a_rename_onto_a_name_another_repository_held(db: Database) -> None:
     """Repository 999 renamed onto the name of a stored one (deleted on GitHub since): both
     repositories' PRs are announced under their new names, each PR once."""
     await deliver(db, "pull_request", opened())
-    other = variant(other_repository("2020-01-01T00:00:00Z"), name="Other",
-                    full_name="Codertocat/Other")  # fmt: skip
-    await deliver(db, "pull_request", variant(opened(), repository=other,
-                                              **{"pull_request.id": 999002}))  # fmt: skip
-    moved = variant(other, name="Hello-World", full_name="Codertocat/Hello-World",
-                    updated_at="2030-01-01T00:00:00Z")  # fmt: skip
-    rename = variant(renamed(), repository=moved,
-                     changes={"repository": {"name": {"from": "Other"}}})  # fmt: skip
-    assert await deliver(db, "repository", rename) == Outcome.ACCEPTED
+    await rename_other_onto_the_name(db, 999, "2020-01-01T00:00:00Z", "2030-01-01T00:00:00Z")
     stored = await names(db)
     assert stored[999] == "Codertocat/Hello-World"
     previous = stored[186853002]
@@ -318,13 +323,5 @@ async def test_a_placeholder_in_another_letter_case_does_not_hide_the_holder(
     assert stored[186853002].startswith("Codertocat/Hello-World (previous")
     assert (await titles(db))[("Codertocat/Hello-World", 2)] == "new"
 
-    other = variant(other_repository("2031-01-01T00:00:00Z"), id=555, name="Other",
-                    full_name="Codertocat/Other")  # fmt: skip
-    await deliver(db, "pull_request", variant(opened(), repository=other,
-                                              **{"pull_request.id": 555002}))  # fmt: skip
-    moved = variant(other, name="Hello-World", full_name="Codertocat/Hello-World",
-                    updated_at="2032-01-01T00:00:00Z")  # fmt: skip
-    rename = variant(renamed(), repository=moved,
-                     changes={"repository": {"name": {"from": "Other"}}})  # fmt: skip
-    assert await deliver(db, "repository", rename) == Outcome.ACCEPTED
+    await rename_other_onto_the_name(db, 555, "2031-01-01T00:00:00Z", "2032-01-01T00:00:00Z")
     assert (await names(db))[555] == "Codertocat/Hello-World"
