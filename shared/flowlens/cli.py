@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from flowlens import logs
-from flowlens.settings import ConfigError, Settings
+from flowlens.settings import MAX_SINCE_DAYS, ConfigError, Settings
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -219,9 +219,6 @@ def _sync(args: argparse.Namespace) -> int:
     except SyncError as exc:
         print(f"flowlens: {exc}", file=sys.stderr)
         return 2
-
-
-MAX_SINCE_DAYS = 3650
 
 
 def _positive_days(value: str) -> float:

@@ -23,6 +23,8 @@ class ConfigError(RuntimeError):
 
 
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# The longest sync window (SYNC_SINCE_DAYS, `flowlens sync --since`): ten years.
+MAX_SINCE_DAYS = 3650
 
 
 class Settings(BaseSettings):
@@ -92,7 +94,7 @@ class Settings(BaseSettings):
     # GitHub sync (docs/SYNC.md): `flowlens sync`, and on a schedule when repositories are listed.
     sync_repositories: str = ""
     sync_interval_seconds: float = Field(default=60.0, gt=0)
-    sync_since_days: float = Field(default=7.0, gt=0, le=3650)
+    sync_since_days: float = Field(default=7.0, gt=0, le=MAX_SINCE_DAYS)
     sync_max_wait_seconds: float = Field(default=300.0, ge=0)
 
     @classmethod

@@ -449,7 +449,7 @@ function onMessage(msg) {
   const buildAfter = next.pipelineStatus?.statusBuild ?? "pending";
   state.prs.set(key, next);
 
-  if (!state.repos.some((r) => (r.fullName ?? r.name) === repo)) {
+  if (!state.repos.some((r) => repoName(r) === repo)) {
     state.repos = [...state.repos, { fullName: repo }];
     renderRepoOptions();
     // A new name may be a rename or a transfer: the list then drops the old name's rows.

@@ -12,6 +12,7 @@ def story(now: datetime | None = None) -> list[tuple[str, str, dict[str, Any]]]:
     """(event, title, payload) steps, stamped from `now` so each replay is newer than the last."""
     data = json.loads(resources.files("flowlens.demo").joinpath("story.json").read_text("utf-8"))
     start = now or datetime.now(UTC)
+    created = start.strftime("%Y-%m-%dT%H:%M:%SZ")  # every step's: one PR
     steps = []
     for i, step in enumerate(data["steps"]):
         at = (start + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -19,7 +20,7 @@ def story(now: datetime | None = None) -> list[tuple[str, str, dict[str, Any]]]:
         pr = payload.get("pull_request")
         if pr is not None:
             pr["updated_at"] = at
-            pr["created_at"] = start.strftime("%Y-%m-%dT%H:%M:%SZ")  # every step: one PR
+            pr["created_at"] = created
             if pr.get("state") == "closed":
                 pr["closed_at"] = at
                 pr["merged_at"] = at if pr.get("merged") else None

@@ -384,17 +384,26 @@ class Session:
             self._changes.append(_Change(dict(saved), source, delivery_id, repository, kind))
         return visible
 
-    async def announce_repository(
-        self, repo_id: int, repository: str, *, source: str, delivery_id: str | None
-    ) -> None:
-        """A repository renamed or moved: each of its PRs is announced under the new name, so
-        connected clients replace their rows without reloading."""
-        await self.write_prs()  # the rows read below are then what this session holds
-        for row in await self.tx.all("lock_repository_prs", repository_id=repo_id):
+    async def lock_repository_prs(self, repo_id: int) -> list[dict[str, Any]]:
+        """Every PR of a repository, locked in number order (before its repository row is
+        written: the order every delivery takes them in, so no deadlock)."""
+        await self.write_prs()  # the rows read are then what this session holds
+        rows = await self.tx.all("lock_repository_prs", repository_id=repo_id)
+        for row in rows:
             self._prs[(repo_id, row["number"])] = row
             self._stored[int(row["id"])] = row
+        return rows
+
+    async def announce_repository(
+        self, rows: list[dict[str, Any]], repository: str, *, source: str,
+        delivery_id: str | None,
+    ) -> None:  # fmt: skip
+        """A repository renamed or moved: each of its PRs (locked by lock_repository_prs) is
+        announced under the new name, so connected clients replace their rows."""
+        for row in rows:
+            held = self._prs.get((row["repository_id"], row["number"]), row)
             await self.save_pr(
-                row, row, repository, source=source, delivery_id=delivery_id, announce=True
+                held, held, repository, source=source, delivery_id=delivery_id, announce=True
             )
 
     async def write_prs(self) -> None:
@@ -518,11 +527,11 @@ async def upsert_repository(
         if any(want[c] != row.get(c) for c in _REPO_COLUMNS):
             renamed = want["full_name"] != row["full_name"]
             merged = False
+            locked: list[dict[str, Any]] = []
             if renamed:
-                await session.write_prs()  # a merge moves PR rows in SQL
-                # Its PRs before the repository row, the order every delivery takes them in
-                # (PR locks, then the row's activity or a new row's key check): no deadlock.
-                await tx.all("lock_repository_prs", repository_id=repo_id)
+                # Its PRs before the repository row (and pending PR rows written first: a
+                # merge moves PR rows in SQL).
+                locked = await session.lock_repository_prs(repo_id)
                 freed = await _free_name(
                     session, repo, repo_id, source=source, delivery_id=delivery_id
                 )
@@ -536,8 +545,10 @@ async def upsert_repository(
             )
             session.wrote_repository(moved_prs=merged)
             if renamed:
+                if merged:  # the placeholder's PRs are this repository's now too
+                    locked = await session.lock_repository_prs(repo_id)
                 await session.announce_repository(
-                    repo_id, full_name, source=source, delivery_id=delivery_id
+                    locked, full_name, source=source, delivery_id=delivery_id
                 )
             return repo_id, full_name
     session.touch(row)
@@ -577,7 +588,7 @@ async def _free_name(
             continue
         if _claims(holder, repo):
             return "held"
-        await tx.all("lock_repository_prs", repository_id=holder["id"])  # PRs first, as above
+        locked = await session.lock_repository_prs(int(holder["id"]))  # PRs first, as above
         # Only under the name read: a transaction that moved it meanwhile must not move it
         # twice (two first deliveries of a repository created again, at two instances).
         moved = await tx.one(
@@ -585,7 +596,7 @@ async def _free_name(
         )
         session.wrote_repository()
         if moved is not None:
-            await session.announce_repository(int(holder["id"]), str(moved["full_name"]),
+            await session.announce_repository(locked, str(moved["full_name"]),
                                               source=source, delivery_id=delivery_id)  # fmt: skip
     else:
         return "held"  # the name kept changing hands: keep what is stored this time
