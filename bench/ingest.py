@@ -10,6 +10,9 @@ each in its own process group and exactly as Cloud Run functions would run them
 * ingest   -- functions/ingest/main.py, target `ingest`: the real function.
 * ceiling  -- this file, target `ceiling`: a bare functions-framework aio function that only
               reads the body and answers 202; the most any function could do here.
+* floor    -- this file, target `floor`: the ceiling plus the signature check and one durable
+              raw-event insert (group-committed), nothing else: the least any function that
+              answers 2xx only for a stored delivery could do here.
 * loadgen  -- a raw asyncio responder with no framework: the load generator's own ceiling,
               so you can see it is not what limits the two rows above.
 * baseline -- with --baseline REV only: the ingest function as of git commit REV.
@@ -71,7 +74,7 @@ BASE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
 HOT_CYCLE = ("synchronize", "labeled", "edited", "converted_to_draft", "ready_for_review",
              "synchronize", "closed", "reopened")  # fmt: skip
 REQUEST_TIMEOUT = 10.0  # GitHub gives up after 10 s
-WRITERS = ("ingest", "baseline")  # the targets that store deliveries
+WRITERS = ("ingest", "baseline", "floor")  # the targets that store deliveries
 
 
 # --------------------------------------------------------------------------- the ceiling
@@ -85,6 +88,90 @@ async def ceiling(request: Request) -> JSONResponse:
     """A function that only reads the body: the framework's own cost, nothing else."""
     body = await request.body()
     return JSONResponse({"status": "accepted", "bytes": len(body)}, status_code=202)
+
+
+# --------------------------------------------------------------------------- the floor
+
+# The least any function can do that keeps DESIGN.md's promise "a 2xx means the delivery is
+# durable": verify the signature, then insert the raw event (the body as ingest stores it, an
+# LZ4 frame) and answer after its commit, deliveries that arrive meanwhile sharing the next
+# transaction, as ingest's group commit shares them. No parse, no state, no log line: what it
+# costs above the ceiling is the durable write itself, which no implementation can skip.
+FLOOR_SQL = """
+INSERT INTO raw_events (delivery_id, event, payload)
+SELECT * FROM unnest(%(ids)b::text[], %(events)b::text[], %(payloads)b::bytea[])
+ON CONFLICT (delivery_id) DO NOTHING
+RETURNING delivery_id
+"""
+FLOOR_BATCH = 64
+
+
+class _Floor:
+    """Group commit of raw events through one autocommit connection per worker."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[str, str, bytes, asyncio.Future[bool]]] = []
+        self.conn: Any = None
+        self.running = False
+
+    async def store(self, delivery: str, event: str, payload: bytes) -> bool:
+        """True once the raw event committed (False: the delivery id was stored before)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.queue.append((delivery, event, payload, future))
+        if not self.running:
+            self.running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        import psycopg
+
+        batch: list[tuple[str, str, bytes, asyncio.Future[bool]]] = []
+        try:
+            if self.conn is None:
+                self.conn = await psycopg.AsyncConnection.connect(
+                    os.environ["DATABASE_URL"], autocommit=True
+                )
+            while self.queue:
+                batch, self.queue = self.queue[:FLOOR_BATCH], self.queue[FLOOR_BATCH:]
+                cur = await self.conn.execute(FLOOR_SQL, {
+                    "ids": [b[0] for b in batch], "events": [b[1] for b in batch],
+                    "payloads": [b[2] for b in batch],
+                })  # fmt: skip
+                inserted = {row[0] for row in await cur.fetchall()}
+                for delivery, _, _, future in batch:
+                    future.set_result(delivery in inserted)
+                batch = []
+        except Exception as exc:
+            for *_, future in batch + self.queue:
+                if not future.done():
+                    future.set_exception(exc)
+            self.queue = []
+        finally:
+            self.running = False
+
+
+_floor = _Floor()
+
+
+@functions_framework.aio.http
+async def floor(request: Request) -> JSONResponse:
+    """Verify, then store the raw event durably: the ceiling plus the one write DESIGN.md
+    requires of every delivery."""
+    import lz4.frame
+
+    body = await request.body()
+    given = request.headers.get("x-hub-signature-256", "").encode()
+    expected = b"sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest().encode()
+    if not hmac.compare_digest(expected, given):
+        return JSONResponse({"error": "bad signature"}, status_code=401)
+    delivery = request.headers.get("x-github-delivery", "")
+    event = request.headers.get("x-github-event", "")
+    new = await _floor.store(delivery, event, lz4.frame.compress(body, content_checksum=True))
+    return JSONResponse(
+        {"status": "accepted" if new else "duplicate", "delivery": delivery, "event": event},
+        status_code=202 if new else 200,
+    )
 
 
 # --------------------------------------------------------------------------- deliveries
@@ -521,6 +608,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "ceiling", [*ff, "--port", str(port), "--target", "ceiling",
                             "--source", "bench/ingest.py"], env, port, logdir,
             )  # fmt: skip
+            if not args.no_floor:
+                port = _free_port()
+                servers["floor"] = Server(
+                    "floor", [*ff, "--port", str(port), "--target", "floor",
+                              "--source", "bench/ingest.py"], env, port, logdir,
+                )  # fmt: skip
             if not args.no_loadgen_ceiling:
                 port = _free_port()
                 servers["loadgen"] = Server(
@@ -553,7 +646,7 @@ def _runs(
     args: argparse.Namespace, dsn: str, pg_pid: int | None, servers: dict[str, Server]
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
-    order = [t for t in ("ceiling", "baseline", "ingest", "loadgen") if t in servers]
+    order = [t for t in ("ceiling", "floor", "baseline", "ingest", "loadgen") if t in servers]
     for run in range(1, args.runs + 1):
         for target in order:
             trees = {"server": servers[target].proc.pid, "postgres": pg_pid}
@@ -629,7 +722,13 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], crash: dict[
     ratios: dict[str, list[float]] = {}
     for run in sorted({r["run"] for r in results}):
         pair = {r["target"]: r for r in results if r["run"] == run}
-        for num, den in (("ingest", "ceiling"), ("baseline", "ceiling"), ("ingest", "baseline")):
+        for num, den in (
+            ("ingest", "ceiling"),
+            ("floor", "ceiling"),
+            ("ingest", "floor"),
+            ("baseline", "ceiling"),
+            ("ingest", "baseline"),
+        ):
             if num in pair and den in pair and pair[den]["rate"]:
                 ratios.setdefault(f"{num} / {den}", []).append(
                     pair[num]["rate"] / pair[den]["rate"]
@@ -684,6 +783,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the function")
     parser.add_argument("--no-loadgen-ceiling", action="store_true",
                         help="skip the raw-responder row")  # fmt: skip
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the floor row (verify + durable raw event only)")  # fmt: skip
     parser.add_argument("--baseline", metavar="REV",
                         help="also run ingest as of this git commit, side by side")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
