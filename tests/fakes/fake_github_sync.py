@@ -257,6 +257,9 @@ class FakeGitHubSync:
         runs = sorted(
             self.runs.get(repository, []), key=lambda r: (r["created_at"], r["id"]), reverse=True
         )
+        sha = request.query_params.get("head_sha")
+        if sha is not None:  # GitHub's filter: only the runs of that head commit
+            runs = [r for r in runs if r["head_sha"] == sha]
         chunk, link = self._page(request, runs)
         return {"total_count": len(runs), "workflow_runs": chunk}, link
 

@@ -105,13 +105,18 @@ async def test_second_run_is_conditional_and_writes_nothing(
     try:
         await sync_once(db, client, REPO, since_days=1)
         before = await counts(db)
+        # The second run lists PR 2's failed head by sha (for re-runs), for the first time.
+        second = await sync_once(db, client, REPO, since_days=1)
+        assert second.heads_rechecked == 1 and second.requests == 1 + 3 + 3 + 1
+        assert (second.accepted, second.duplicates, second.not_modified) == (0, RUNS + 1, 7)
         github.requests.clear()
         remaining = github.remaining
         again = await sync_once(db, client, REPO, since_days=1)
     finally:
         await client.aclose()
-    # The repository and every list page answer 304 from the kept ETags; no PR needs a fetch.
-    assert again.complete and again.requests == 1 + 3 + 3
+    # The repository, every list page and the head's runs answer 304 from the kept ETags; no
+    # PR needs a fetch.
+    assert again.complete and again.requests == 1 + 3 + 3 + 1
     assert again.not_modified == again.requests
     assert {r.status for r in github.requests} == {304}
     assert all("if-none-match" in r.headers for r in github.requests)
@@ -157,8 +162,9 @@ async def test_a_502_that_outlasts_the_retries_fails_the_run_and_the_next_one_re
         result = await sync_once(db, client, REPO, since_days=1)
     finally:
         await client.aclose()
-    # What the first run wrote was skipped (PRs) or deduplicated (runs), never written twice.
-    assert result.complete and result.duplicates == RUNS
+    # What the first run wrote was skipped (PRs) or deduplicated (runs, and PR 2's failed head's
+    # run listed again by sha), never written twice.
+    assert result.complete and result.duplicates == RUNS + 1 and result.heads_rechecked == 1
     assert result.pull_requests_synced == PRS - 2
     ids = await deliveries(db)
     assert len(ids) == len(set(ids)) == PRS + PRS + RUNS

@@ -242,6 +242,63 @@ async def test_unfinished_runs_are_listed_again_until_they_finish(
     )
 
 
+async def build_state(db: Database, number: int) -> str:
+    async with db.transaction() as tx:
+        pr = await tx.one("pull_request_by_number", repository=REPO, number=number)
+    assert pr is not None
+    return str(pr["status_build"])
+
+
+async def test_a_re_run_behind_the_runs_cursor_reaches_its_failed_pull_request(
+    db: Database, github: FakeGitHubSync
+) -> None:
+    """GitHub keeps a re-run's id and creation time: once a newer run moved the cursor past it,
+    the walk by creation time stops before it. An open PR's failed head is listed by sha."""
+    world = GitHubWorld(github, start=datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4))
+    failing, passing = "a" * 40, "b" * 40
+    world.open_pr(1, sha=failing)
+    world.run(201, sha=failing, status="completed", conclusion="failure", number=1)
+    world.tick(30)
+    world.open_pr(2, sha=passing)
+    world.run(202, sha=passing, status="completed", conclusion="success", number=2)
+    schedule = scheduler(db, github)
+    try:
+        assert (await schedule.run_due()).complete == 1
+        assert await build_state(db, 1) == "buildFailed"
+        cursor = (await state(db))["runs_cursor"]
+        assert cursor == datetime.fromisoformat(github.runs[REPO][-1]["created_at"])
+
+        # "Re-run failed jobs": the same run, its creation time 30 minutes behind the cursor.
+        world.run(201, sha=failing, status="in_progress")
+        async with db.transaction() as tx:
+            await tx.execute("sync_make_due", repository=REPO)
+        github.requests.clear()
+        assert (await schedule.run_due()).accepted == 1
+        assert await build_state(db, 1) == "building"
+        # Only the failed head is listed by sha; the passing one is not asked about.
+        assert [r.query.get("head_sha") for r in github.requests if "head_sha" in r.query] == [
+            failing
+        ]
+
+        world.run(201, sha=failing, status="completed", conclusion="success")
+        async with db.transaction() as tx:
+            await tx.execute("sync_make_due", repository=REPO)
+        assert (await schedule.run_due()).accepted == 1
+    finally:
+        await schedule.aclose()
+    assert await build_state(db, 1) == "buildPassed"
+    # A passed head is no longer listed: the next sync asks about no head at all.
+    async with db.transaction() as tx:
+        await tx.execute("sync_make_due", repository=REPO)
+    github.requests.clear()
+    again = scheduler(db, github)
+    try:
+        assert (await again.run_due()).complete == 1
+    finally:
+        await again.aclose()
+    assert not [r for r in github.requests if "head_sha" in r.query]
+
+
 async def test_rate_limited_schedule_waits_for_the_reset(
     db: Database, github: FakeGitHubSync
 ) -> None:

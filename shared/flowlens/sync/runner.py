@@ -22,6 +22,11 @@ REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 PER_PAGE = 100
 # What GitHub answers for a list the token may not read (404 for a private repository's).
 FORBIDDEN = (403, 404)
+# Heads of open pull requests whose build failed or is running: their runs are listed again by
+# sha each sync (for re-runs), the most recently updated first: one request each, most of them
+# 304s, which cost no rate limit.
+RERUN_HEADS = 20
+SHA = re.compile(r"^[0-9a-f]{40}$")
 
 Progress = Callable[[str], None]
 
@@ -36,6 +41,7 @@ class SyncResult:
     pull_requests_synced: int = 0  # fetched and written (the rest were already stored)
     reviews: int = 0
     runs: int = 0
+    heads_rechecked: int = 0  # failed or running heads whose runs were listed by sha
     accepted: int = 0
     duplicates: int = 0
     pages: int = 0
@@ -57,10 +63,11 @@ class SyncResult:
         state = "done" if self.complete else f"incomplete: {self.error}"
         if self.runs_skipped:
             state += f" (workflow runs skipped: {self.runs_skipped})"
+        heads = f" + {self.heads_rechecked} head(s) rechecked" if self.heads_rechecked else ""
         return (
             f"{self.repository}: {state}; {self.pull_requests} pull request(s) in window, "
-            f"{self.pull_requests_synced} synced, {self.reviews} review(s), {self.runs} run(s); "
-            f"{self.accepted} new delivery(ies), {self.duplicates} already stored; "
+            f"{self.pull_requests_synced} synced, {self.reviews} review(s), {self.runs} run(s)"
+            f"{heads}; {self.accepted} new delivery(ies), {self.duplicates} already stored; "
             f"{self.requests} request(s), {self.not_modified} not modified"
         )
 
@@ -101,10 +108,18 @@ class RepositorySync:
             if not isinstance(repo, dict) or not repo.get("full_name"):
                 raise SyncError(f"github: no repository object for {self.repository}")
             self._repo = repo
+            # Read before the walk: heads that failed or ran before it are the ones a re-run
+            # may have changed without the walk seeing it.
+            async with self.db.transaction() as tx:
+                recheck = await tx.all(
+                    "sync_heads_to_recheck", github_id=repo.get("id"),
+                    repository=repo["full_name"], limit=RERUN_HEADS,
+                )  # fmt: skip
             # Runs first: a pull request written afterwards derives its build state from every
             # build of its head, whatever order GitHub would have delivered them in.
             try:
                 await self._runs(runs_since)
+                await self._reruns([row["head_sha"] for row in recheck])
             except SyncError as exc:
                 # GitHub answers a rate limit with 403 too: that one waits for its reset.
                 if exc.status not in FORBIDDEN or isinstance(exc, RateLimited):
@@ -152,8 +167,7 @@ class RepositorySync:
                     oldest_unfinished is None or created < oldest_unfinished
                 ):
                     oldest_unfinished = created
-                payload = payloads.workflow_run_payload(run, self._repo)
-                taken.append((payloads.run_delivery_id(run), "workflow_run", payload))
+                taken.append(self._run_delivery(run))
             # A page in one transaction: a first backfill of thousands of runs has to fit in
             # one poller invocation's budget before the pull requests get their turn.
             if taken:
@@ -170,6 +184,32 @@ class RepositorySync:
         self.result.runs_cursor = (
             min(oldest_unfinished, newest) if oldest_unfinished and newest else newest
         )
+
+    def _run_delivery(self, run: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        return (
+            payloads.run_delivery_id(run),
+            "workflow_run",
+            payloads.workflow_run_payload(run, self._repo),
+        )
+
+    async def _reruns(self, heads: list[str]) -> None:
+        """Every run of each head, listed by sha: a re-run keeps its run's id and creation
+        time, so the walk by creation time does not reach it once the cursor passed."""
+        for sha in dict.fromkeys(h for h in heads if SHA.match(h)):
+            url = self.client.url(
+                f"/repos/{self.repository}/actions/runs?head_sha={sha}&per_page={PER_PAGE}"
+            )
+            taken: list[tuple[str, str, dict[str, Any]]] = []
+            async for page in self.client.pages(url, items_key="workflow_runs"):
+                self.result.pages += 1
+                taken.extend(
+                    self._run_delivery(run)
+                    for run in page.items
+                    if isinstance(run, dict) and run.get("head_sha") == sha
+                )
+            if taken:  # versions already stored are duplicates: nothing changes
+                await self._record(*taken)
+            self.result.heads_rechecked += 1
 
     async def _pulls(self, since: datetime) -> None:
         url = self.client.url(

@@ -16,6 +16,22 @@ WHERE p.number = %(number)s
       (SELECT id FROM repositories
        WHERE %(github_id)s::bigint IS NULL AND full_name = %(repository)s));
 
+-- name: sync_heads_to_recheck
+-- Head commits of the repository's open pull requests whose build failed or is running, most
+-- recently updated first. A re-run keeps its run's id and creation time, so the walk of runs by
+-- creation time stops before it once the cursor has passed (and does not see it running, or
+-- finish); the sync lists these heads' runs by sha.
+SELECT p.head_sha
+FROM pull_requests p
+WHERE p.repository_id = COALESCE(
+      (SELECT id FROM repositories WHERE github_id = %(github_id)s::bigint),
+      (SELECT id FROM repositories
+       WHERE %(github_id)s::bigint IS NULL AND full_name = %(repository)s))
+  AND p.state = 'open' AND p.status_build IN ('buildFailed', 'building')
+  AND p.head_sha IS NOT NULL
+ORDER BY p.updated_at DESC, p.id
+LIMIT %(limit)s;
+
 -- name: sync_state_ensure
 INSERT INTO sync_state (repository) VALUES (%(repository)s)
 ON CONFLICT (repository) DO NOTHING;
