@@ -337,6 +337,63 @@ async def test_a_rate_limit_on_the_runs_is_not_taken_for_missing_access(
         await client.aclose()
 
 
+async def test_a_failing_head_listing_does_not_fail_the_sync(
+    db: Database, github: FakeGitHubSync
+) -> None:
+    """The runs of a failed head (listed by sha, for re-runs) are refused or fail: the sync
+    still completes, with its cursors and pull requests; the heads are asked about next time."""
+    client = client_for(github)
+    lines: list[str] = []
+    try:
+        await sync_once(db, client, REPO, since_days=1)
+        github.fail(403, times=100, when=lambda r: "head_sha" in r.query)
+        result = await sync_once(db, client, REPO, since_days=1, progress=lines.append)
+        assert result.complete and result.error is None and result.runs_skipped is None
+        assert result.heads_rechecked == 0 and result.runs == RUNS
+        assert any("re-runs not checked" in line and "403" in line for line in lines)
+        async with db.transaction() as tx:
+            state = await tx.one("sync_state_get", repository=REPO)
+        assert state is not None and state["last_error"] is None
+        assert state["runs_cursor"] is not None
+
+        github._failures.clear()
+        again = await sync_once(db, client, REPO, since_days=1)
+    finally:
+        await client.aclose()
+    assert again.heads_rechecked == 1
+
+
+async def test_failed_heads_are_rechecked_in_turn(
+    db: Database, github: FakeGitHubSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More failed heads than a sync rechecks: each sync takes the next ones, so all are seen
+    within a few syncs; a closed PR's failed head is not asked about."""
+    from flowlens.sync import runner
+
+    world = GitHubWorld(github)
+    for n in (6, 7, 8):
+        world.open_pr(n, sha=f"{n:x}" * 40)
+        world.run(100 + n, sha=f"{n:x}" * 40, status="completed", conclusion="failure", number=n)
+    world.close(8)
+    failing = {"2" * 40, "6" * 40, "7" * 40}  # open, build failed (PR 2 from populate)
+    monkeypatch.setattr(runner, "RERUN_HEADS", 2)
+    client = client_for(github)
+    asked: list[list[str]] = []
+    try:
+        await sync_once(db, client, REPO, since_days=1)
+        for _ in range(3):
+            github.requests.clear()
+            result = await sync_once(db, client, REPO, since_days=1)
+            asked.append([r.query["head_sha"] for r in github.requests if "head_sha" in r.query])
+            assert result.heads_rechecked == 2
+    finally:
+        await client.aclose()
+    assert all(len(set(heads)) == 2 and set(heads) <= failing for heads in asked)
+    # Two syncs in a row cover all three, whichever two the first took.
+    assert set(asked[0]) | set(asked[1]) == failing
+    assert set(asked[1]) | set(asked[2]) == failing
+
+
 async def test_unknown_repository_and_bad_name(db: Database, github: FakeGitHubSync) -> None:
     client = client_for(github)
     try:

@@ -275,6 +275,7 @@ async def test_a_re_run_behind_the_runs_cursor_reaches_its_failed_pull_request(
         github.requests.clear()
         assert (await schedule.run_due()).accepted == 1
         assert await build_state(db, 1) == "building"
+        assert (await state(db))["runs_cursor"] == cursor  # the walk itself never saw it
         # Only the failed head is listed by sha; the passing one is not asked about.
         assert [r.query.get("head_sha") for r in github.requests if "head_sha" in r.query] == [
             failing

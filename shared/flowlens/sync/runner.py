@@ -22,9 +22,9 @@ REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 PER_PAGE = 100
 # What GitHub answers for a list the token may not read (404 for a private repository's).
 FORBIDDEN = (403, 404)
-# Heads of open pull requests whose build failed or is running: their runs are listed again by
-# sha each sync (for re-runs), the most recently updated first: one request each, most of them
-# 304s, which cost no rate limit.
+# Heads of open pull requests whose build failed or is running whose runs a sync lists again by
+# sha (for re-runs), taken in turn when there are more: a request each (a first page of up to
+# 100 runs), a 304 when a warm process asks again and nothing changed.
 RERUN_HEADS = 20
 SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -113,13 +113,12 @@ class RepositorySync:
             async with self.db.transaction() as tx:
                 recheck = await tx.all(
                     "sync_heads_to_recheck", github_id=repo.get("id"),
-                    repository=repo["full_name"], limit=RERUN_HEADS,
+                    repository=repo["full_name"], sync_name=self.repository, limit=RERUN_HEADS,
                 )  # fmt: skip
             # Runs first: a pull request written afterwards derives its build state from every
             # build of its head, whatever order GitHub would have delivered them in.
             try:
                 await self._runs(runs_since)
-                await self._reruns([row["head_sha"] for row in recheck])
             except SyncError as exc:
                 # GitHub answers a rate limit with 403 too: that one waits for its reset.
                 if exc.status not in FORBIDDEN or isinstance(exc, RateLimited):
@@ -130,6 +129,8 @@ class RepositorySync:
                 log.warning("%s: workflow runs not synced: %s", self.repository, exc)
                 self.progress(f"{self.repository}: workflow runs skipped: {exc}")
             await self._pulls(prs_since)
+            if not self.result.runs_skipped:
+                await self._reruns([row["head_sha"] for row in recheck])
             self.result.complete = True
         except SyncError as exc:
             self.result.error = str(exc)
@@ -193,20 +194,30 @@ class RepositorySync:
         )
 
     async def _reruns(self, heads: list[str]) -> None:
-        """Every run of each head, listed by sha: a re-run keeps its run's id and creation
-        time, so the walk by creation time does not reach it once the cursor passed."""
+        """Each head's latest runs, listed by sha: a re-run keeps its run's id and creation
+        time, so the walk by creation time does not reach it once the cursor passed.
+
+        After the walks, and never failing the sync: the cursors and the pull requests are
+        what a run is for, and the heads are asked about again next time.
+        """
         for sha in dict.fromkeys(h for h in heads if SHA.match(h)):
             url = self.client.url(
                 f"/repos/{self.repository}/actions/runs?head_sha={sha}&per_page={PER_PAGE}"
             )
             taken: list[tuple[str, str, dict[str, Any]]] = []
-            async for page in self.client.pages(url, items_key="workflow_runs"):
-                self.result.pages += 1
-                taken.extend(
-                    self._run_delivery(run)
-                    for run in page.items
-                    if isinstance(run, dict) and run.get("head_sha") == sha
-                )
+            try:
+                # The first page (newest runs first) holds any re-run that matters.
+                async for page in self.client.pages(url, items_key="workflow_runs", max_pages=1):
+                    self.result.pages += 1
+                    taken = [
+                        self._run_delivery(run)
+                        for run in page.items
+                        if isinstance(run, dict) and run.get("head_sha") == sha
+                    ]
+            except SyncError as exc:  # out of time, rate limited, refused, failing
+                log.warning("%s: re-runs not checked: %s", self.repository, exc)
+                self.progress(f"{self.repository}: re-runs not checked: {exc}")
+                return
             if taken:  # versions already stored are duplicates: nothing changes
                 await self._record(*taken)
             self.result.heads_rechecked += 1

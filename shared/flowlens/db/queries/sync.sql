@@ -17,19 +17,27 @@ WHERE p.number = %(number)s
        WHERE %(github_id)s::bigint IS NULL AND full_name = %(repository)s));
 
 -- name: sync_heads_to_recheck
--- Head commits of the repository's open pull requests whose build failed or is running, most
--- recently updated first. A re-run keeps its run's id and creation time, so the walk of runs by
--- creation time stops before it once the cursor has passed (and does not see it running, or
--- finish); the sync lists these heads' runs by sha.
-SELECT p.head_sha
-FROM pull_requests p
-WHERE p.repository_id = COALESCE(
-      (SELECT id FROM repositories WHERE github_id = %(github_id)s::bigint),
-      (SELECT id FROM repositories
-       WHERE %(github_id)s::bigint IS NULL AND full_name = %(repository)s))
-  AND p.state = 'open' AND p.status_build IN ('buildFailed', 'building')
-  AND p.head_sha IS NOT NULL
-ORDER BY p.updated_at DESC, p.id
+-- Head commits of the repository's open pull requests whose build failed or is running. A
+-- re-run keeps its run's id and creation time, so the walk of runs by creation time stops
+-- before it once the cursor has passed (and does not see it running, or finish); the sync lists
+-- these heads' runs by sha. At most `limit` a sync, taken in turn: each sync of the repository
+-- (sync_state.runs counts them) starts `limit` further along the list, so every head is
+-- rechecked within ceil(count / limit) syncs, however many there are.
+WITH heads AS (
+    SELECT p.head_sha, row_number() OVER (ORDER BY p.id) - 1 AS i, count(*) OVER () AS n
+    FROM pull_requests p
+    WHERE p.repository_id = COALESCE(
+          (SELECT id FROM repositories WHERE github_id = %(github_id)s::bigint),
+          (SELECT id FROM repositories
+           WHERE %(github_id)s::bigint IS NULL AND full_name = %(repository)s))
+      AND p.state = 'open' AND p.status_build IN ('buildFailed', 'building')
+      AND p.head_sha IS NOT NULL
+), turn AS (
+    SELECT COALESCE((SELECT runs FROM sync_state WHERE repository = %(sync_name)s), 0)::bigint
+           * %(limit)s::bigint AS start
+)
+SELECT heads.head_sha FROM heads, turn
+ORDER BY (heads.i - turn.start %% heads.n + heads.n) %% heads.n
 LIMIT %(limit)s;
 
 -- name: sync_state_ensure
