@@ -22,9 +22,9 @@ REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 PER_PAGE = 100
 # What GitHub answers for a list the token may not read (404 for a private repository's).
 FORBIDDEN = (403, 404)
-# Heads of open pull requests whose build failed or is running whose runs a sync lists again by
-# sha (for re-runs), taken in turn when there are more: a request each (a first page of up to
-# 100 runs), a 304 when a warm process asks again and nothing changed.
+# How many heads of open pull requests with a failed or running build a sync lists the runs of
+# by sha (for re-runs), taken in turn when there are more: a request each (a first page of up
+# to 100 runs), a 304 when a warm process asks again and nothing changed.
 RERUN_HEADS = 20
 SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -206,7 +206,7 @@ class RepositorySync:
             )
             taken: list[tuple[str, str, dict[str, Any]]] = []
             try:
-                # The first page (newest runs first) holds any re-run that matters.
+                # The first page: the sha's newest 100 runs (a head rarely has more).
                 async for page in self.client.pages(url, items_key="workflow_runs", max_pages=1):
                     self.result.pages += 1
                     taken = [

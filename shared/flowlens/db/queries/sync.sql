@@ -37,7 +37,7 @@ WITH heads AS (
            * %(limit)s::bigint AS start
 )
 SELECT heads.head_sha FROM heads, turn
-ORDER BY (heads.i - turn.start %% heads.n + heads.n) %% heads.n
+ORDER BY mod(heads.i - mod(turn.start, heads.n) + heads.n, heads.n)
 LIMIT %(limit)s;
 
 -- name: sync_state_ensure
