@@ -22,7 +22,7 @@ WHERE p.number = %(number)s
 -- before it once the cursor has passed (and does not see it running, or finish); the sync lists
 -- these heads' runs by sha. At most `limit` a sync, taken in turn: each sync of the repository
 -- (sync_state.runs counts them) starts `limit` further along the list, so every head is
--- rechecked within ceil(count / limit) syncs, however many there are.
+-- rechecked within ceil(count / limit) syncs while the set stays the same, however large.
 WITH heads AS (
     SELECT p.head_sha, row_number() OVER (ORDER BY p.id) - 1 AS i, count(*) OVER () AS n
     FROM pull_requests p
