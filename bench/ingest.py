@@ -11,8 +11,8 @@ each in its own process group and exactly as Cloud Run functions would run them
 * ceiling  -- this file, target `ceiling`: a bare functions-framework aio function that only
               reads the body and answers 202; the most any function could do here.
 * floor    -- this file, target `floor`: the ceiling plus the signature check, a parse of the
-              body and one durable raw-event insert (group-committed), nothing else: the
-              least a function that keeps DESIGN.md's ingest contract could do here.
+              body and one durable raw-event insert (group-committed), nothing else: less
+              than any function that keeps DESIGN.md's ingest contract must do here.
 * loadgen  -- a raw asyncio responder with no framework: the load generator's own ceiling,
               so you can see it is not what limits the rows above.
 * baseline -- with --baseline REV only: the ingest function as of git commit REV.
