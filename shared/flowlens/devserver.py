@@ -248,6 +248,8 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
             f"  CI build path  {ingest_url}api/webhook/github-actions {ci_path}\n"
             f"  API            http://localhost:{base.api_port}/api/prs\n"
             f"  dashboard      http://localhost:{base.api_port}/\n"
+            f"  Flutter app    http://localhost:{base.api_port}/flutter"
+            f"  (socket ws://localhost:{base.api_port}/flutter/ws)\n"
             f"  analyser       {analyser}"
             + (" (set GEMINI_API_KEY for Gemini)" if analyser == "heuristic" else "")
             + (

@@ -83,6 +83,7 @@ async def test_dev_runs_everything_and_keeps_data(tmp_path: Path) -> None:
     assert f"http://localhost:{ingest}/" in banner and f"http://localhost:{api}/" in banner
     assert "webhook secret" in banner and "analyser       heuristic" in banner
     assert "github-actions (off: set CI_WRITE_KEY to use it)" in banner  # it would answer 403
+    assert f"Flutter app    http://localhost:{api}/flutter" in banner
     secret = (tmp_path / "home" / "webhook-secret").read_text().strip()
     assert secret in banner
     with httpx.Client() as client:
@@ -91,6 +92,9 @@ async def test_dev_runs_everything_and_keeps_data(tmp_path: Path) -> None:
         assert resp.status_code == 202
     prs = await wait_for_insight(f"http://127.0.0.1:{api}")
     assert prs[0]["number"] == 2 and prs[0]["riskLevel"]
+    with httpx.Client(base_url=f"http://127.0.0.1:{api}/flutter") as app:
+        assert app.get("/").json()["status"] == "online"
+        assert [p["pr_number"] for p in app.get("/api/pull-requests").json()] == [2]
     pg_port = int((tmp_path / "home" / "pg-port").read_text())
 
     # The banner's DATABASE_URL is what other commands need, pasted as it is.

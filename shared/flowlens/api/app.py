@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flowlens.api import flutter
 from flowlens.api.feed import FeedTailer
 from flowlens.api.hub import Hub
 from flowlens.api.routes import ApiError, Services, health_router, router, websocket_endpoint
@@ -136,4 +137,7 @@ def create_app(settings: ApiSettings | None = None, *, database: Database | None
     app.include_router(router)
     app.include_router(health_router)
     app.add_api_websocket_route("/ws", websocket_endpoint)
+    app.include_router(flutter.router)
+    app.include_router(flutter.status_router)
+    app.add_api_websocket_route(f"{flutter.PREFIX}/ws", flutter.websocket_endpoint)
     return app

@@ -44,6 +44,8 @@ class Change:
     version: int
     repository: str
     text: str
+    # The PR's repository id (the /flutter socket's repo_id); None once the PR is deleted.
+    repository_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -165,7 +167,9 @@ class FeedTailer:
             if version <= self._last(pr):
                 continue
             self._mark(pr, version, row["created_at"])
-            self.deliver(Change(pr, version, row["repository"], row["payload"]))
+            self.deliver(
+                Change(pr, version, row["repository"], row["payload"], row["repository_id"])
+            )
             count += 1
         # The next read starts where this window ends, however long until it happens.
         self._cutoff = now - timedelta(seconds=self.window_seconds)

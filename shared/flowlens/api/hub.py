@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from flowlens import flutter
 from flowlens.api.feed import Change
 
 log = logging.getLogger("flowlens.api.ws")
@@ -26,11 +27,13 @@ CLOSE_WAIT_SECONDS = 5.0
 
 
 class Client:
-    """One connected socket: its repository filter and its bounded outbox."""
+    """One connected socket: its repository filter, its message shape and its bounded outbox."""
 
-    def __init__(self, repos: Iterable[str], queue_size: int) -> None:
+    def __init__(self, repos: Iterable[str], queue_size: int, *, app: bool = False) -> None:
         # Lower case: GitHub's names are case-insensitive, so octo/app follows Octo/App.
         self.repos = frozenset(r.lower() for r in repos)
+        # The shipped Flutter app's {repo_id, pr_number, state} instead of pr_update.
+        self.app = app
         self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self.overflowed = asyncio.Event()
 
@@ -51,9 +54,9 @@ class Hub:
         """Connected clients."""
         return len(self._clients)
 
-    def add(self, repos: Iterable[str]) -> Client:
+    def add(self, repos: Iterable[str], *, app: bool = False) -> Client:
         """Register a client; it receives every change published from now on."""
-        client = Client(repos, self.queue_size)
+        client = Client(repos, self.queue_size, app=app)
         self._clients.add(client)
         if not client.repos:
             self._everything.add(client)
@@ -77,17 +80,25 @@ class Hub:
         self.published += 1
         targets = list(self._everything)
         targets.extend(self._by_repo.get(change.repository.lower(), ()))
+        app_text: str | None = None
         for client in targets:
+            text: str | None = change.text
+            if client.app:
+                # Mapped once per change, and only when an app client wants it.
+                app_text = app_text or flutter.socket_message(change.text, change.repository_id)
+                text = app_text
+            if text is None:
+                continue
             try:
-                client.queue.put_nowait(change.text)
+                client.queue.put_nowait(text)
             except asyncio.QueueFull:
                 self.remove(client)
                 self.dropped += 1
                 client.overflowed.set()
 
-    async def serve(self, websocket: WebSocket, repos: Iterable[str]) -> None:
+    async def serve(self, websocket: WebSocket, repos: Iterable[str], *, app: bool = False) -> None:
         """Run one accepted socket until it disconnects or falls behind."""
-        client = self.add(repos)
+        client = self.add(repos, app=app)
         sender = asyncio.create_task(_send_loop(websocket, client.queue))
         receiver = asyncio.create_task(_receive_loop(websocket))
         overflow = asyncio.create_task(client.overflowed.wait())

@@ -120,18 +120,19 @@ async def list_prs(
     """Pull requests, most recently updated (updatedAt) first."""
     async with services(request).db.transaction() as tx:
         rid = await repository_id(tx, repo)
-        wanted = None if state == "all" else state
-        if rid is None:
-            rows = await tx.all("api_list_prs", state=wanted, limit=limit, offset=offset)
-        else:
-            rows = await tx.all(
-                "api_list_repository_prs",
-                repository_id=rid,
-                state=wanted,
-                limit=limit,
-                offset=offset,
-            )
+        rows = await pr_rows(tx, rid, None if state == "all" else state, limit, offset)
     return ok([serialize.pr_item(row, row["repository"]) for row in rows])
+
+
+async def pr_rows(
+    tx: Tx, rid: int | None, state: str | None, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    """A page of PR rows (with `repository`), most recently updated first."""
+    if rid is None:
+        return await tx.all("api_list_prs", state=state, limit=limit, offset=offset)
+    return await tx.all(
+        "api_list_repository_prs", repository_id=rid, state=state, limit=limit, offset=offset
+    )
 
 
 @router.get("/insights/{pr_number}", response_model=list[Insight], summary="AI insights of a PR")
@@ -143,11 +144,17 @@ async def list_insights(
     """A PR's insights, newest first; without `repo`, that PR number in every repository."""
     async with services(request).db.transaction() as tx:
         rid = await repository_id(tx, repo)
-        rows = await tx.all("api_insights_for_pr", number=pr_number, repository_id=rid)
-        if not rows and await tx.one("api_pr_exists", number=pr_number, repository_id=rid) is None:
-            where = f" in {repo}" if repo else ""
-            raise ApiError(404, f"no pull request #{pr_number}{where}")
+        rows = await insight_rows(tx, pr_number, rid, f" in {repo}" if repo else "")
     return ok([serialize.insight_item(row, row["repository"]) for row in rows])
+
+
+async def insight_rows(tx: Tx, number: int, rid: int | None, where: str) -> list[dict[str, Any]]:
+    """A PR's insight rows, newest first; 404 when no such PR exists (`where` names the
+    repository in the message)."""
+    rows = await tx.all("api_insights_for_pr", number=number, repository_id=rid)
+    if not rows and await tx.one("api_pr_exists", number=number, repository_id=rid) is None:
+        raise ApiError(404, f"no pull request #{number}{where}")
+    return rows
 
 
 @router.get("/repository", response_model=Repository, summary="One repository")
@@ -251,19 +258,27 @@ health_router = APIRouter()
 )
 async def healthz(request: Request) -> Response:
     """200 when the database answers, 503 otherwise (never needs a token)."""
-    svc = services(request)
+    if not await database_up(request):
+        return JSONResponse({"error": "database unavailable"}, status_code=503)
+    return ok({"status": "ok", "clients": services(request).hub.client_count})
+
+
+async def database_up(request: Request) -> bool:
+    """Whether the database answers within HEALTH_TIMEOUT_SECONDS."""
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-            up = await svc.db.ping()
+            return await services(request).db.ping()
     except TimeoutError:
-        up = False
-    if not up:
-        return JSONResponse({"error": "database unavailable"}, status_code=503)
-    return ok({"status": "ok", "clients": svc.hub.client_count})
+        return False
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     """/ws[?repo=owner/name...][&token=...]: pr_update messages from now on."""
+    await serve_socket(websocket, app=False)
+
+
+async def serve_socket(websocket: WebSocket, *, app: bool) -> None:
+    """Check and serve one socket: pr_update messages, or the Flutter app's (`app`)."""
     svc: Services = websocket.app.state.flowlens
     # Not accepted before the feed reader's first pass: a client loads REST once its socket
     # opens, and that pass takes everything already in the feed as history, so a change
@@ -289,4 +304,4 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     if bad:
         await close_quietly(websocket, CLOSE_POLICY, f"repo must be owner/name: {bad[0][:100]}")
         return
-    await svc.hub.serve(websocket, repos)
+    await svc.hub.serve(websocket, repos, app=app)

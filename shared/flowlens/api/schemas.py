@@ -17,6 +17,10 @@ PrStatus = Literal["pending", "building", "buildPassed", "buildFailed", "approve
 PrState = Literal["open", "closed", "merged"]
 Risk = Literal["low", "medium", "high"]
 BuildStatus = Literal["queued", "running", "success", "failed"]
+StatusPr = Literal["opened", "updated", "closed"]
+StatusBuild = Literal["pending", "building", "buildPassed", "buildFailed"]
+StatusApproval = Literal["pending", "approved", "changes_requested"]
+StatusMerge = Literal["pending", "merged", "closed"]
 
 
 class Strict(BaseModel):
@@ -26,10 +30,10 @@ class Strict(BaseModel):
 
 
 class PipelineStatus(Strict):
-    statusPr: Literal["opened", "updated", "closed"]
-    statusBuild: Literal["pending", "building", "buildPassed", "buildFailed"]
-    statusApproval: Literal["pending", "approved", "changes_requested"]
-    statusMerge: Literal["pending", "merged", "closed"]
+    statusPr: StatusPr
+    statusBuild: StatusBuild
+    statusApproval: StatusApproval
+    statusMerge: StatusMerge
 
 
 class PullRequest(Strict):
@@ -144,10 +148,10 @@ class AiInsight(Strict):
 
 
 class WsPipelineStatus(Strict):
-    status_pr: Literal["opened", "updated", "closed"]
-    status_build: Literal["pending", "building", "buildPassed", "buildFailed"]
-    status_approval: Literal["pending", "approved", "changes_requested"]
-    status_merge: Literal["pending", "merged", "closed"]
+    status_pr: StatusPr
+    status_build: StatusBuild
+    status_approval: StatusApproval
+    status_merge: StatusMerge
 
 
 class PrUpdateData(Strict):
@@ -166,3 +170,110 @@ class PrUpdate(Strict):
 
     event: Literal["pr_update"]
     data: PrUpdateData
+
+
+# The shipped Flutter app's contract (/flutter): snake_case, ids as strings, status words as
+# the app maps them. Its fromApiJson factories read these fields; extra ones are an error here
+# so that the tests notice a change.
+AppState = Literal["opened", "building", "buildPassed", "buildFailed", "approved", "merged",
+                   "closed"]  # fmt: skip
+
+
+class FlutterStatus(Strict):
+    """GET /flutter/: the app's health check reads status == "online"."""
+
+    status: Literal["online"]
+    service: str
+
+
+class FlutterRepository(Strict):
+    """One /flutter/api/repositories item (Repository.fromApiJson)."""
+
+    id: str
+    name: str
+    full_name: str
+    description: str
+    owner: str
+    owner_avatar: str
+    is_private: bool
+    default_branch: str
+    open_prs: int
+    total_prs: int
+    merged_prs: int
+    closed_prs: int
+    draft_prs: int
+    last_activity: datetime
+    language: str | None
+    stars: int
+    forks: int
+    html_url: str
+
+
+class FlutterPullRequest(Strict):
+    """One /flutter/api/pull-requests item (PullRequest.fromApiJson)."""
+
+    id: str
+    repo_id: str
+    pr_number: int
+    title: str
+    description: str
+    author: str
+    author_avatar: str
+    commit_sha: str
+    repository_name: str
+    created_at: datetime
+    updated_at: datetime
+    status: AppState
+    merged: bool
+    changed_files: int
+    additions: int
+    deletions: int
+    branch_name: str
+    is_draft: bool
+
+
+class FlutterInsight(Strict):
+    """One /flutter/api/insights item (AIInsight.fromApiJson; keyChanges is camelCase there)."""
+
+    id: str
+    repo_id: str
+    pr_number: int
+    commit_sha: str
+    author: str
+    avatar_url: str
+    risk_level: Risk
+    summary: str
+    recommendation: str
+    created_at: datetime
+    keyChanges: list[str] = Field(max_length=5)
+    confidence_score: float = Field(ge=0, le=1)
+    model: str
+
+
+class FlutterPipeline(Strict):
+    """One /flutter/api/pipelines item (PipelineRun.fromApiJson). `history` is a JSON string
+    of [{at, field, value, meta}], which the app decodes itself."""
+
+    id: str
+    repo_id: str
+    pr_number: int
+    commit_sha: str
+    author: str
+    avatar_url: str
+    title: str
+    status_pr: StatusPr
+    status_build: StatusBuild
+    status_approval: StatusApproval
+    status_merge: StatusMerge
+    history: str
+    processed: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class FlutterStateUpdate(Strict):
+    """One /flutter/ws message (WebSocketService._onMessage)."""
+
+    repo_id: str
+    pr_number: int
+    state: AppState

@@ -18,7 +18,7 @@ from flowlens.db import Database, DatabaseUnavailable, first_line
 from flowlens.github.parse import PayloadError, load_payload, parse
 from flowlens.github.signature import verify
 from flowlens.ingest.batch import Batcher
-from flowlens.ingest.ci import CiBuild, record_ci_build
+from flowlens.ingest.ci import BadCiBody, CiBuild, actions_event, record_ci_build
 from flowlens.ingest.store import Item, Outcome
 from flowlens.settings import IngestSettings
 
@@ -174,17 +174,26 @@ class IngestHandler:
             return error(403, "wrong CI write key")
         try:
             body = await read_body(request, limit=1024 * 1024)
-            report = CiBuild.model_validate_json(body)
+            payload = load_payload(body)
+            # A GitHub Actions event forwarded by a workflow step, or else a flat report.
+            facts = actions_event(payload, request.headers.get("x-github-event"))
+            report = CiBuild.model_validate(payload) if facts is None else None
         except BodyTooLarge:
             return error(413, "body over 1 MiB")
+        except BadCiBody as exc:
+            return error(400, f"invalid GitHub Actions event: {exc}")
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
             )
             return error(400, f"invalid build report: {problems}")
-        with logs.bind(repository=report.repository):
+        except ValueError as exc:
+            return error(400, f"body is not a JSON object: {str(exc)[:200]}")
+        build = report.facts() if report is not None else facts
+        assert build is not None and build.repo is not None
+        with logs.bind(repository=build.repo.full_name):
             try:
-                await record_ci_build(self.db, report, notify=self.settings.feed_notify)
+                build_id = await record_ci_build(self.db, build, notify=self.settings.feed_notify)
             except DatabaseUnavailable as exc:
                 log.error("database unavailable: %s", exc)
                 return error(503, "database unavailable; retry")
@@ -193,7 +202,13 @@ class IngestHandler:
                     raise
                 log.warning("build report refused by the database: %s", exc)
                 return error(400, f"invalid build report: {first_line(exc)[:300]}")
-        return JSONResponse({"status": "accepted", "build": f"ci:{report.run_id}"}, 202)
+        if report is None:
+            return JSONResponse(
+                {"message": "Webhook processed successfully", "build_id": build_id}, 200
+            )
+        return JSONResponse(
+            {"status": "accepted", "build": f"ci:{report.run_id}", "build_id": build_id}, 202
+        )
 
 
 async def close_all() -> None:

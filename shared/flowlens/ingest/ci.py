@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,10 +13,12 @@ from flowlens.db import Database
 from flowlens.github.parse import (
     BuildFacts,
     Delivery,
+    PayloadError,
     PrFacts,
     RepoFacts,
     in_range,
     map_build_status,
+    parse,
 )
 from flowlens.ingest.store import Session, apply_facts, retrying
 
@@ -106,14 +110,90 @@ class CiBuild(BaseModel):
         return Delivery(event="ci_build", action=None, repo=repo, builds=[build])
 
 
-async def record_ci_build(db: Database, report: CiBuild, *, notify: bool = True) -> None:
-    """Write a CI report to the builds table (and the PR it belongs to) in one transaction."""
-    facts = report.facts()
+# The GitHub Actions events a workflow step can forward (the file at $GITHUB_EVENT_PATH).
+ACTIONS_EVENTS = ("workflow_run", "workflow_job")
+_FULL_NAME = re.compile(r"[\w.-]+/[\w.-]+")
 
-    async def run() -> None:
+
+class BadCiBody(ValueError):
+    """A forwarded GitHub Actions event that lacks what FlowLens needs; the message names the
+    field."""
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def actions_event(payload: Any, event: str | None = None) -> Delivery | None:
+    """The facts of a forwarded GitHub Actions event (`event`: its X-GitHub-Event header, if
+    sent), or None when the body is a flat report.
+
+    Mapped by the webhook parser, then keyed as the CI path keys a run (`ci:<run id>`), so a
+    flat report and the event of one run are one build.
+    """
+    if not isinstance(payload, dict):
+        raise BadCiBody("body: a JSON object is required")
+    if event not in ACTIONS_EVENTS:
+        event = next((name for name in ACTIONS_EVENTS if name in payload), None)
+        if event is None:
+            return None
+    item = payload.get(event)
+    if not isinstance(item, dict):
+        raise BadCiBody(f"{event}: an object is required")
+    if not _integer(item.get("id")):
+        raise BadCiBody(f"{event}.id: an integer is required")
+    if event == "workflow_job" and not _integer(item.get("run_id")):
+        raise BadCiBody("workflow_job.run_id: an integer is required")
+    if not isinstance(item.get("status"), str):
+        raise BadCiBody(f"{event}.status: a string is required")
+    repo = payload.get("repository")
+    if isinstance(repo, str):  # a step may send the name alone (github.repository)
+        repo = {"full_name": repo}
+    if not isinstance(repo, dict) or not _FULL_NAME.fullmatch(str(repo.get("full_name") or "")):
+        raise BadCiBody("repository: an object whose full_name is owner/name is required")
+    try:
+        facts = parse(event, {**payload, "repository": repo})
+    except PayloadError as exc:
+        raise BadCiBody(str(exc)) from None
+    if event == "workflow_run":
+        key, rerun = f"ci:{item['id']}", None
+    else:  # a job of a run; a re-run of the job (new id) replaces it, as on the webhook path
+        key = f"ci:{item['run_id']}/job:{item['id']}"
+        rerun = f"job:{facts.builds[0].workflow_name}"
+    facts.builds = [
+        replace(build, provider="ci", external_id=key, rerun_key=build.rerun_key or rerun)
+        for build in facts.builds
+    ]
+    assert facts.repo is not None
+    # What the step sends is the team's copy of GitHub's payload: it names the repository
+    # (and its GitHub id) but never overwrites the metadata GitHub's own deliveries keep.
+    facts.repo = replace(facts.repo, complete=False)
+    facts.event = "ci_build"
+    return facts
+
+
+async def record_ci_build(
+    db: Database, report: CiBuild | Delivery, *, notify: bool = True
+) -> int | None:
+    """Write a CI build to the builds table (and the PR it belongs to) in one transaction;
+    returns the build's id."""
+    facts = report.facts() if isinstance(report, CiBuild) else report
+
+    async def run() -> int | None:
         async with db.transaction() as tx:
             session = Session(tx, notify=notify)
             await apply_facts(session, facts, source="ci_build", delivery_id=None)
             await session.flush()
+            for (repo_id, provider, external_id), build_id in session.builds.items():
+                if build_id is None:  # an older report: the stored build stays as it is
+                    build_id = await tx.value(
+                        "build_id",
+                        repository_id=repo_id,
+                        provider=provider,
+                        external_id=external_id,
+                    )
+                return int(build_id)
+        return None
 
-    await retrying(run)
+    result: int | None = await retrying(run)
+    return result

@@ -232,6 +232,9 @@ class Session:
         # now() in this transaction (what updated_at = now() writes), once known.
         self.now: datetime | None = None
         self._changes: list[_Change] = []
+        # (repository id, provider, external id) -> build id, of the builds this session wrote;
+        # None where an older report left the stored build alone.
+        self.builds: dict[tuple[int, str, str], int | None] = {}
 
     # -- repositories
 
@@ -613,7 +616,7 @@ async def upsert_build(
     """Insert or advance a build row (never backwards). Its PR is the first it names, else the
     one PR whose head is its commit (`linked`), so /api/builds shows a fork's run, a job or a
     commit status with its PR too."""
-    await session.tx.one(
+    row = await session.tx.one(
         "upsert_build",
         repository_id=repository_id,
         provider=build.provider,
@@ -632,6 +635,7 @@ async def upsert_build(
         source_updated_at=build.updated_at,
         rerun_key=build.rerun_key,
     )
+    session.builds[(repository_id, build.provider, build.external_id)] = row["id"] if row else None
     session.wrote_checks()
 
 

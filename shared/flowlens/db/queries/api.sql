@@ -15,10 +15,11 @@ LIMIT 1;
 SELECT p.*, r.full_name AS repository
 FROM repositories r
 CROSS JOIN LATERAL (
-    SELECT p.id, p.number, p.title, p.body, p.author, p.author_avatar, p.head_sha, p.head_ref,
-           p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed, p.additions,
-           p.deletions, p.status_pr, p.status_build, p.status_approval, p.status_merge,
-           p.status, p.risk_level, p.gh_created_at, p.gh_updated_at, p.created_at, p.updated_at
+    SELECT p.id, p.repository_id, p.number, p.title, p.body, p.author, p.author_avatar,
+           p.head_sha, p.head_ref, p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed,
+           p.additions, p.deletions, p.status_pr, p.status_build, p.status_approval,
+           p.status_merge, p.status, p.risk_level, p.latest_insight ->> 'commit_sha' AS analysed_sha,
+           p.gh_created_at, p.gh_updated_at, p.created_at, p.updated_at
     FROM pull_requests p
     WHERE p.repository_id = r.id
       AND (%(state)s::text IS NULL OR p.state = %(state)s::text)
@@ -30,10 +31,11 @@ LIMIT %(limit)s::int OFFSET %(offset)s::int;
 
 -- name: api_list_repository_prs
 -- One repository's page, in the order of pull_requests_repo_updated_idx.
-SELECT p.id, p.number, p.title, p.body, p.author, p.author_avatar, p.head_sha, p.head_ref,
-       p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed, p.additions, p.deletions,
-       p.status_pr, p.status_build, p.status_approval, p.status_merge, p.status, p.risk_level,
-       p.gh_created_at, p.gh_updated_at, p.created_at, p.updated_at,
+SELECT p.id, p.repository_id, p.number, p.title, p.body, p.author, p.author_avatar, p.head_sha,
+       p.head_ref, p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed, p.additions,
+       p.deletions, p.status_pr, p.status_build, p.status_approval, p.status_merge, p.status,
+       p.risk_level, p.latest_insight ->> 'commit_sha' AS analysed_sha, p.gh_created_at,
+       p.gh_updated_at, p.created_at, p.updated_at,
        r.full_name AS repository
 FROM pull_requests p
 JOIN repositories r ON r.id = p.repository_id
@@ -43,12 +45,50 @@ ORDER BY p.gh_updated_at DESC NULLS LAST, p.id DESC
 LIMIT %(limit)s::int OFFSET %(offset)s::int;
 
 -- name: api_insights_for_pr
-SELECT i.*, r.full_name AS repository
+-- With the PR's author (the /flutter insight rows show it).
+SELECT i.*, r.full_name AS repository, p.author, p.author_avatar
 FROM insights i
 JOIN repositories r ON r.id = i.repository_id
+LEFT JOIN pull_requests p ON p.repository_id = i.repository_id AND p.number = i.pr_number
 WHERE i.pr_number = %(number)s::int
   AND (%(repository_id)s::bigint IS NULL OR i.repository_id = %(repository_id)s::bigint)
 ORDER BY i.created_at DESC, i.id DESC;
+
+-- name: api_latest_insights
+-- The newest insight of each of the `limit` most recently updated PRs that have one (one
+-- repository's, or every repository's), newest first.
+SELECT i.*, r.full_name AS repository, p.author, p.author_avatar
+FROM (
+    SELECT id, repository_id, number, author, author_avatar FROM pull_requests
+    WHERE latest_insight IS NOT NULL
+      AND (%(repository_id)s::bigint IS NULL OR repository_id = %(repository_id)s::bigint)
+    ORDER BY gh_updated_at DESC NULLS LAST, id DESC
+    LIMIT %(limit)s::int
+) p
+JOIN repositories r ON r.id = p.repository_id
+CROSS JOIN LATERAL (
+    SELECT * FROM insights i
+    WHERE i.repository_id = p.repository_id AND i.pr_number = p.number
+    ORDER BY i.created_at DESC, i.id DESC
+    LIMIT 1
+) i
+ORDER BY i.created_at DESC, i.id DESC;
+
+-- name: api_pr_history
+-- The last `per_pr` history rows of each PR, oldest first per PR.
+SELECT h.pull_request_id, h.version, h.status_pr, h.status_build, h.status_approval,
+       h.status_merge, h.status, h.source_event, h.at
+FROM unnest(%(pr_ids)s::bigint[]) AS k (id)
+CROSS JOIN LATERAL (
+    SELECT * FROM pr_history
+    WHERE pull_request_id = k.id
+    ORDER BY version DESC
+    LIMIT %(per_pr)s::int
+) h
+ORDER BY h.pull_request_id, h.version;
+
+-- name: api_repository_known
+SELECT 1 AS found FROM repositories WHERE id = %(repository_id)s::bigint;
 
 -- name: api_pr_exists
 SELECT 1 AS found FROM pull_requests
@@ -58,10 +98,13 @@ LIMIT 1;
 
 -- name: api_repositories
 -- Most recently active first; counts per repository through its (repository_id, ...) index.
-SELECT r.*, c.open_prs, c.total_prs
+SELECT r.*, c.open_prs, c.total_prs, c.merged_prs, c.closed_prs, c.draft_prs
 FROM repositories r
 CROSS JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE p.state = 'open') AS open_prs, count(*) AS total_prs
+    SELECT count(*) FILTER (WHERE p.state = 'open') AS open_prs, count(*) AS total_prs,
+           count(*) FILTER (WHERE p.state = 'merged') AS merged_prs,
+           count(*) FILTER (WHERE p.state = 'closed') AS closed_prs,
+           count(*) FILTER (WHERE p.state = 'open' AND p.is_draft) AS draft_prs
     FROM pull_requests p WHERE p.repository_id = r.id
 ) c
 WHERE (%(repository_id)s::bigint IS NULL OR r.id = %(repository_id)s::bigint)
@@ -114,10 +157,13 @@ LEFT JOIN change_feed f
                               n.now - make_interval(secs => %(window)s::float8));
 
 -- name: feed_payloads
-SELECT f.pull_request_id, f.version, f.repository, f.created_at, f.payload::text AS payload
+-- With the PR's repository id (the /flutter socket's repo_id).
+SELECT f.pull_request_id, f.version, f.repository, f.created_at, f.payload::text AS payload,
+       p.repository_id
 FROM change_feed f
 JOIN unnest(%(pr_ids)s::bigint[], %(versions)s::bigint[]) AS k (pull_request_id, version)
-  ON f.pull_request_id = k.pull_request_id AND f.version = k.version;
+  ON f.pull_request_id = k.pull_request_id AND f.version = k.version
+LEFT JOIN pull_requests p ON p.id = f.pull_request_id;
 
 -- name: feed_listen
 LISTEN flowlens_feed;

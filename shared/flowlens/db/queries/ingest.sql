@@ -236,6 +236,11 @@ WHERE EXCLUDED.source_updated_at > builds.source_updated_at
            >= (CASE builds.status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END))
 RETURNING id;
 
+-- name: build_id
+SELECT id FROM builds
+WHERE repository_id = %(repository_id)s AND provider = %(provider)s
+  AND external_id = %(external_id)s;
+
 -- name: upsert_review
 INSERT INTO reviews (pull_request_id, review_id, reviewer, state, commit_sha, submitted_at)
 VALUES (%(pull_request_id)s, %(review_id)s, %(reviewer)s, %(state)s, %(commit_sha)s,
