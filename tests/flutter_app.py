@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -79,26 +79,30 @@ _DART_DATE = re.compile(
 
 
 def date_time_parse(text: Any) -> datetime:
-    """DateTime.parse(String): FormatException unless Dart's grammar matches."""
+    """DateTime.parse(String): FormatException unless Dart's grammar matches. Out-of-range
+    parts roll over as in Dart (month 13 is January of the next year). A time without an offset
+    is local time in the app: it comes back naive, so it never equals a time FlowLens meant."""
     text = cast(text, "String")
-    match = _DART_DATE.match(text)
+    match = _DART_DATE.fullmatch(text)
     if match is None:
         raise DartFormatError(f"Invalid date format {text}")
     year, month, day, hour, minute, second, fraction, zone, sign, zh, zm = match.groups()
     micro = int((fraction or "0")[:6].ljust(6, "0"))
-    base = datetime(int(year), int(month), int(day), tzinfo=UTC)
+    months = int(year) * 12 + int(month) - 1
+    try:
+        base = datetime(months // 12, months % 12 + 1, 1)
+    except ValueError:
+        raise DartFormatError(f"Time out of range {text}") from None
     moment = base + timedelta(
-        hours=int(hour or 0), minutes=int(minute or 0), seconds=int(second or 0),
-        microseconds=micro,
+        days=int(day) - 1, hours=int(hour or 0), minutes=int(minute or 0),
+        seconds=int(second or 0), microseconds=micro,
     )  # fmt: skip
     if zone is None:
-        # A local time in the app; the tests only send times with an offset.
-        raise DartFormatError(f"no offset in {text} (the app would read it as local time)")
+        return moment
+    moment = moment.replace(tzinfo=UTC)
     if sign is not None:
         offset = timedelta(hours=int(zh), minutes=int(zm or 0))
-        moment = (moment.replace(tzinfo=timezone(offset if sign == "+" else -offset))).astimezone(
-            UTC
-        )
+        moment -= offset if sign == "+" else -offset
     return moment
 
 
@@ -109,6 +113,28 @@ def date_time_try_parse(text: Any) -> datetime | None:
         return date_time_parse(text)
     except DartFormatError:
         return None
+
+
+_DART_INT = re.compile(r"[+-]?(?:[0-9]+|0[xX][0-9a-fA-F]+)")
+
+
+def int_try_parse(text: str) -> int | None:
+    """int.tryParse(String): decimal or 0x hex with an optional sign, whitespace trimmed."""
+    text = text.strip()
+    if not _DART_INT.fullmatch(text):
+        return None
+    return int(text, 16 if "x" in text.lower() else 10)
+
+
+def dart_to_string(value: Any) -> str | None:
+    """`value?.toString()` for a decoded JSON value."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:.1f}"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def downcast(value: Any, dart_type: str) -> Any:
@@ -408,10 +434,7 @@ def pipeline_from_api_json(j: dict[str, Any], *, now: datetime) -> PipelineRun:
     if isinstance(raw_number, int) and not isinstance(raw_number, bool):
         number = raw_number
     else:
-        try:
-            number = int(str(raw_number) if raw_number is not None else "0")
-        except ValueError:
-            number = 0
+        number = coalesce(int_try_parse(dart_to_string(raw_number) or "0"), 0)
     return PipelineRun(
         id=downcast(coalesce(j.get("id"), ""), "String"),
         repo_id=downcast(coalesce(j.get("repo_id"), ""), "String"),

@@ -17,6 +17,9 @@ from flowlens.serialize import iso
 # The app's PullRequest.convertStateValue and PRProvider.convertState read "opened" for a PR
 # with nothing further to show (our "pending"); the other statuses are the same words.
 _APP_STATE = {"pending": "opened"}
+# PipelineRun's words for a review that asks for changes (_isBackwardsProgression,
+# displayValue, eventDescription) are "rejected".
+_APP_APPROVAL = {"changes_requested": "rejected"}
 # The app's Repository.defaultBranch is a non-nullable String; a repository known only from a
 # CI report has no default branch yet.
 DEFAULT_BRANCH = "main"
@@ -73,7 +76,8 @@ def _pr_identity(row: dict[str, Any]) -> dict[str, Any]:
 
 def pull_request(row: dict[str, Any]) -> dict[str, Any]:
     """One /flutter/api/pull-requests item (PullRequest.fromApiJson), from a PR list row."""
-    files = list(row.get("files_changed") or [])
+    # GitHub's count; the paths are known only once the head is analysed.
+    changed = max(int(row.get("changed_files") or 0), len(row.get("files_changed") or []))
     return {
         **_pr_identity(row),
         "title": row.get("title") or "",
@@ -85,7 +89,7 @@ def pull_request(row: dict[str, Any]) -> dict[str, Any]:
         "status": app_state(row.get("status")),
         "merged": row.get("state") == "merged",
         # The app makes placeholder names from the count; the paths are in /api/prs.
-        "changed_files": len(files),
+        "changed_files": changed,
         "additions": int(row.get("additions") or 0),
         "deletions": int(row.get("deletions") or 0),
         "branch_name": row.get("head_ref") or "",
@@ -125,11 +129,14 @@ def history_events(
         previous = before if before is not None else _HISTORY_START
         for field in PIPELINE_FIELDS:
             if row[field] != previous[field]:
+                value = row[field]
+                if field == "status_approval":
+                    value = _APP_APPROVAL.get(value, value)
                 events.append(
                     {
                         "at": iso(row["at"]),
                         "field": field,
-                        "value": row[field],
+                        "value": value,
                         "meta": {"source_event": row["source_event"], "version": row["version"]},
                     }
                 )
@@ -148,6 +155,7 @@ def pipeline(row: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, An
     if len(history) > HISTORY_ROWS:
         before, history = history[-HISTORY_ROWS - 1], history[-HISTORY_ROWS:]
     head = row.get("head_sha") or ""
+    approval = row.get("status_approval") or "pending"
     return {
         **_pr_identity(row),
         "commit_sha": head,
@@ -156,7 +164,7 @@ def pipeline(row: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, An
         "title": row.get("title") or "",
         "status_pr": row.get("status_pr") or "opened",
         "status_build": row.get("status_build") or "pending",
-        "status_approval": row.get("status_approval") or "pending",
+        "status_approval": _APP_APPROVAL.get(approval, approval),
         "status_merge": row.get("status_merge") or "pending",
         "history": json.dumps(history_events(history, before), separators=(",", ":")),
         # Whether the current head has its risk read.

@@ -147,7 +147,23 @@ async def test_the_event_moves_its_pr(
         ({"repository": "o/r", "runId": 1, "status": "success"},
          {"X-GitHub-Event": "workflow_run"}, "workflow_run"),
         ({"workflow_run": {"id": 12, "status": "completed", "updated_at": 1e20},
-          "repository": "o/r"}, {}, "timestamp"),
+          "repository": "o/r"}, {}, "workflow_run.updated_at"),
+        ({"workflow_run": {"id": 12, "status": "completed", "conclusion": 5},
+          "repository": "o/r"}, {}, "workflow_run.conclusion"),
+        ({"workflow_run": {"id": 12, "status": "completed", "head_branch": {"a": 1}},
+          "repository": "o/r"}, {}, "workflow_run.head_branch"),
+        ({"workflow_run": {"id": 12, "status": "completed", "name": "CI\u0000"},
+          "repository": "o/r"}, {}, "workflow_run.name"),
+        ({"workflow_run": {"id": True, "status": "completed"}, "repository": "o/r"}, {},
+         "workflow_run.id"),
+        ({"workflow_run": {"id": 12, "status": "completed", "pull_requests": [{"number": True}]},
+          "repository": "o/r"}, {}, "workflow_run.pull_requests.0.number"),
+        ({"workflow_run": {"id": 12, "status": "completed", "actor": {"login": ["x"]}},
+          "repository": "o/r"}, {}, "workflow_run.actor.login"),
+        ({"workflow_run": {"id": 12, "status": "completed"}, "repository": {"full_name": 7}},
+         {}, "repository"),
+        ({"workflow_run": {"id": 12, "status": "completed"}, "repository": "no-slash"}, {},
+         "repository"),
         ([1, 2], {}, "body"),
     ],
 )  # fmt: skip
@@ -158,6 +174,34 @@ async def test_a_bad_event_is_400_naming_the_field(
     assert resp.status_code == 400, resp.text
     assert named in resp.json()["error"]
     assert (await counts())["builds"] == 0
+
+
+async def test_the_event_never_takes_a_repositorys_name_or_metadata(
+    ingest_client: httpx.AsyncClient, sender: Sender, db: Database
+) -> None:
+    """A key holder's body names the repository; it cannot claim it for another GitHub id or
+    overwrite what GitHub's own deliveries keep."""
+    assert (await sender.send("pull_request", opened())).status_code == 202
+    pr = load_fixture("pull_request/opened.payload.json")
+    forged = {**pr["repository"], "id": 999, "updated_at": "2100-01-01T00:00:00Z",
+              "description": "forged", "default_branch": "forged"}  # fmt: skip
+    assert (await post(ingest_client, run_event(repository=forged))).status_code == 200
+    async with db.transaction() as tx:
+        row = await tx.one("api_repository_id", full_name="Codertocat/Hello-World")
+        assert row is not None
+        repos = await tx.all("api_repositories", repository_id=None, limit=10)
+    assert [(r["id"], r["full_name"]) for r in repos] == [(row["id"], "Codertocat/Hello-World")]
+    assert repos[0]["description"] != "forged" and repos[0]["default_branch"] != "forged"
+    assert repos[0]["github_id"] == pr["repository"]["id"]
+    assert (await pr_row(db))["title"]  # its PR is still its own
+    assert [b["external_id"] for b in await builds(db, "Codertocat/Hello-World")] == [
+        f"ci:{RUN_ID}"
+    ]
+    # GitHub's next delivery is still taken.
+    later = variant(opened(), **{"pull_request.title": "later", "pull_request.updated_at":
+                                 "2019-05-15T16:00:00Z"})  # fmt: skip
+    assert (await sender.send("pull_request", later)).status_code == 202
+    assert (await pr_row(db))["title"] == "later"
 
 
 async def test_not_json_is_400(ingest_client: httpx.AsyncClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -233,23 +234,32 @@ async def test_status_answers_online_without_a_token(dsn: str) -> None:
 
 
 async def test_tokens_guard_flutter_as_the_rest(dsn: str, db: Database) -> None:
+    await seed(db)
     async with asgi_api(dsn, api_tokens="t1,t2") as (_, client):
         for path in ("/flutter/api/repositories", "/flutter/api/pull-requests",
                      "/flutter/api/insights", "/flutter/api/insights/2",
                      "/flutter/api/pipelines"):  # fmt: skip
             resp = await client.get(path)
             assert resp.status_code == 401 and set(resp.json()) == {"error"}, path
-            ok = await client.get(path, headers={"Authorization": "Bearer t2"})
-            assert ok.status_code in (200, 404), path
+            ok = await client.get(
+                path, params={"repository_id": "1"}, headers={"Authorization": "Bearer t2"}
+            )
+            assert ok.status_code == 200 and ok.json(), path
     async with served_api(dsn, api_tokens="t1") as (_, base):
         url = base.replace("http://", "ws://") + "/flutter/ws"
         async with socket(url) as ws:
             with pytest.raises(ConnectionClosed) as info:
                 await ws.recv()
             assert info.value.rcvd is not None and info.value.rcvd.code == 1008
-        async with socket(url, additional_headers={"Authorization": "Bearer t1"}) as ws:
-            await deliver(db, "pull_request", opened(2))
-            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["state"] == "opened"
+        async with (
+            socket(url, additional_headers={"Authorization": "Bearer t1"}) as by_header,
+            # What the app's WebSocketChannel.connect can send: the token in its URL.
+            socket(f"{url}?token=t1") as by_query,
+        ):
+            await deliver(db, "pull_request", opened(5))
+            for ws in (by_header, by_query):
+                message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert (message["pr_number"], message["state"]) == (5, "opened")
 
 
 async def test_cors_applies_to_flutter(dsn: str) -> None:
@@ -298,9 +308,17 @@ def test_the_emulation_follows_darts_rules() -> None:
     assert app.date_time_parse("2019-05-15T17:20:33.1234567+02:00") == datetime(
         2019, 5, 15, 15, 20, 33, 123456, tzinfo=UTC
     )
-    for bad in ("yesterday", "2019-05-15T15:20:33+0000Z", "", "15/05/2019"):
+    for bad in ("yesterday", "2019-05-15T15:20:33+0000Z", "", "15/05/2019",
+                "2019-05-15T15:20:33Z\n"):  # fmt: skip
         with pytest.raises(app.DartFormatError):
             app.date_time_parse(bad)
+    # Dart rolls over out-of-range parts, and reads a time without an offset as local time.
+    assert app.date_time_parse("2019-13-01T00:00:00Z") == datetime(2020, 1, 1, tzinfo=UTC)
+    assert app.date_time_parse("2019-05-15T15:20:33").tzinfo is None
+    assert app.date_time_try_parse("2019-05-15 15:20:33") != datetime(
+        2019, 5, 15, 15, 20, 33, tzinfo=UTC
+    )
+    assert app.int_try_parse("1_000") is None and app.int_try_parse(" -0x1f ") == -31
     with pytest.raises(app.DartTypeError):
         app.cast(True, "int")
     with pytest.raises(app.DartTypeError):
@@ -345,3 +363,64 @@ async def test_database_down_is_503_and_not_online(dsn: str) -> None:
         resp = await client.get("/flutter/api/pull-requests")
         assert resp.status_code == 503 and "database" in resp.json()["error"]
     await dead.close()
+
+
+async def test_counts_language_links_and_files_as_the_app_reads_them(
+    dsn: str, db: Database
+) -> None:
+    # Derived: the fixture's PR opened as a draft, one merged and one closed unmerged, in a
+    # repository with a language.
+    for payload in (
+        opened(2, draft=True, changed_files=4),
+        opened(3, state="closed", merged=True, merged_at="2019-05-15T16:00:00Z"),
+        opened(4, state="closed", merged=False),
+    ):
+        payload["repository"]["language"] = "Ruby"
+        await deliver(db, "pull_request", payload)
+    async with asgi_api(dsn) as (_, client):
+        (repo,) = map(app.repository_from_api_json, await get(client, "/flutter/api/repositories"))
+        counts = (repo.open_prs, repo.draft_prs, repo.merged_prs, repo.closed_prs, repo.total_prs)
+        assert counts == (1, 1, 1, 1, 3)
+        assert repo.languages == ["Ruby"]
+        assert repo.html_url == "https://github.com/Codertocat/Hello-World"
+        items = await get(client, "/flutter/api/pull-requests")
+        prs = {p.number: p for p in map(app.pull_request_from_api_json, items)}
+        assert prs[2].files_changed == ["File 1", "File 2", "File 3", "File 4"]
+        assert prs[2].is_draft and prs[2].status == "pending"
+        assert prs[3].status == "merged" and prs[4].status == "closed"
+
+
+async def test_changes_requested_is_the_apps_rejected(dsn: str, db: Database) -> None:
+    from tests.integration.test_ingest_state import review
+
+    await deliver(db, "pull_request", opened(2))
+    await deliver(db, "pull_request_review", review("changes_requested", "2019-05-15T15:25:00Z"))
+    async with asgi_api(dsn) as (_, client):
+        (item,) = await get(client, "/flutter/api/pipelines")
+        FlutterPipeline.model_validate(item)
+        run = app.pipeline_from_api_json(item, now=NOW)
+        assert run.status_approval == "rejected"
+        assert [(e.field, e.value) for e in run.history][-1] == ("status_approval", "rejected")
+
+
+async def test_a_long_history_is_its_last_rows(dsn: str, db: Database) -> None:
+    """More history than a pipeline item carries: the last rows, each compared with the row
+    before it (the query reads one more), never with an invented start."""
+    from flowlens.flutter import HISTORY_ROWS
+    from tests.integration.test_api_support import workflow_run
+
+    await deliver(db, "pull_request", opened(2))
+    for i in range(HISTORY_ROWS + 5):
+        status, conclusion = ("in_progress", None) if i % 2 == 0 else ("completed", "failure")
+        at = f"2019-05-15T16:{i // 60:02d}:{i % 60:02d}Z"
+        await deliver(db, "workflow_run", workflow_run(status, conclusion, at, run_id=1000 + i))
+    async with asgi_api(dsn) as (_, client):
+        (item,) = await get(client, "/flutter/api/pipelines")
+    run = app.pipeline_from_api_json(item, now=NOW)
+    assert len(run.history) == HISTORY_ROWS
+    assert {e.field for e in run.history} == {"status_build"}
+    values = [e.value for e in run.history]
+    assert all(a != b for a, b in itertools.pairwise(values))
+    assert [e.meta["version"] for e in run.history] == sorted(
+        e.meta["version"] for e in run.history
+    )

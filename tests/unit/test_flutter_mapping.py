@@ -60,3 +60,21 @@ def test_the_socket_message_names_the_repository_id() -> None:
     update = app.on_message(flutter.socket_message(text, 12))
     assert update == app.PRStateUpdate("12", 7, "buildFailed")
     assert flutter.socket_message(text, None) is None
+
+
+def test_a_change_the_app_cannot_be_told_still_reaches_the_others() -> None:
+    from flowlens.api.feed import Change
+    from flowlens.api.hub import Hub
+
+    hub = Hub(queue_size=4)
+    main = hub.add([])
+    flutter_client = hub.add([], app=True)
+    hub.publish(Change(1, 1, "o/r", "not json", 3))
+    assert main.queue.get_nowait() == "not json"
+    assert flutter_client.queue.empty()
+    good = json.dumps({"event": "pr_update", "data": {"pr_number": 7,
+                       "pull_request": {"status": "merged"}}})  # fmt: skip
+    hub.publish(Change(1, 2, "o/r", good, 3))
+    assert json.loads(flutter_client.queue.get_nowait()) == {
+        "repo_id": "3", "pr_number": 7, "state": "merged",
+    }  # fmt: skip

@@ -80,12 +80,13 @@ class Hub:
         self.published += 1
         targets = list(self._everything)
         targets.extend(self._by_repo.get(change.repository.lower(), ()))
-        app_text: str | None = None
+        app_text: str | _Unmapped | None = UNMAPPED
         for client in targets:
             text: str | None = change.text
             if client.app:
                 # Mapped once per change, and only when an app client wants it.
-                app_text = app_text or flutter.socket_message(change.text, change.repository_id)
+                if isinstance(app_text, _Unmapped):
+                    app_text = _app_message(change)
                 text = app_text
             if text is None:
                 continue
@@ -112,6 +113,23 @@ class Hub:
         if client.overflowed.is_set():
             log.warning("dropping a WebSocket client that fell %d messages behind", self.queue_size)
             await close_quietly(websocket, CLOSE_SLOW, "client too slow; reconnect and reload")
+
+
+class _Unmapped:
+    """Not mapped yet (None is a mapping's answer: nothing for the app)."""
+
+
+UNMAPPED = _Unmapped()
+
+
+def _app_message(change: Change) -> str | None:
+    """The Flutter app's message for a change; None (logged) where it cannot be made, so that
+    the other clients still get theirs."""
+    try:
+        return flutter.socket_message(change.text, change.repository_id)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.error("no app message for PR %s v%s: %r", change.pull_request_id, change.version, exc)
+        return None
 
 
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:

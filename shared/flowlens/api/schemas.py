@@ -263,7 +263,7 @@ class FlutterPipeline(Strict):
     title: str
     status_pr: StatusPr
     status_build: StatusBuild
-    status_approval: StatusApproval
+    status_approval: Literal["pending", "approved", "rejected"]  # the app's word for changes
     status_merge: StatusMerge
     history: str
     processed: bool

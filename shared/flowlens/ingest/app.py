@@ -173,22 +173,24 @@ class IngestHandler:
         if not key or not hmac.compare_digest(auth[7:].strip().encode(), key.encode()):
             return error(403, "wrong CI write key")
         try:
-            body = await read_body(request, limit=1024 * 1024)
-            payload = load_payload(body)
-            # A GitHub Actions event forwarded by a workflow step, or else a flat report.
-            facts = actions_event(payload, request.headers.get("x-github-event"))
-            report = CiBuild.model_validate(payload) if facts is None else None
+            payload = load_payload(await read_body(request, limit=1024 * 1024))
         except BodyTooLarge:
             return error(413, "body over 1 MiB")
+        except ValueError as exc:
+            return error(400, f"body is not a JSON object: {str(exc)[:200]}")
+        # A GitHub Actions event forwarded by a workflow step, or else a flat report.
+        report: CiBuild | None = None
+        try:
+            facts = actions_event(payload, request.headers.get("x-github-event"))
         except BadCiBody as exc:
             return error(400, f"invalid GitHub Actions event: {exc}")
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-            )
-            return error(400, f"invalid build report: {problems}")
-        except ValueError as exc:
-            return error(400, f"body is not a JSON object: {str(exc)[:200]}")
+            return error(400, f"invalid GitHub Actions event: {_problems(exc)}")
+        if facts is None:
+            try:
+                report = CiBuild.model_validate(payload)
+            except ValidationError as exc:
+                return error(400, f"invalid build report: {_problems(exc)}")
         build = report.facts() if report is not None else facts
         assert build is not None and build.repo is not None
         with logs.bind(repository=build.repo.full_name):
@@ -209,6 +211,13 @@ class IngestHandler:
         return JSONResponse(
             {"status": "accepted", "build": f"ci:{report.run_id}", "build_id": build_id}, 202
         )
+
+
+def _problems(exc: ValidationError) -> str:
+    """Each invalid field of a body, by its path: `workflow_run.id: Input should be…`."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+    )
 
 
 async def close_all() -> None:

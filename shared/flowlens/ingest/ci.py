@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
 from flowlens.db import Database
 from flowlens.github.parse import (
@@ -112,7 +119,7 @@ class CiBuild(BaseModel):
 
 # The GitHub Actions events a workflow step can forward (the file at $GITHUB_EVENT_PATH).
 ACTIONS_EVENTS = ("workflow_run", "workflow_job")
-_FULL_NAME = re.compile(r"[\w.-]+/[\w.-]+")
+_ID = 2**63 - 1
 
 
 class BadCiBody(ValueError):
@@ -120,41 +127,124 @@ class BadCiBody(ValueError):
     field."""
 
 
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000)")
+    return value
+
+
+# A JSON string or null, without NUL (PostgreSQL text cannot hold it).
+_Text = Annotated[StrictStr | None, AfterValidator(_no_nul)]
+
+
+class _Loose(BaseModel):
+    """The fields FlowLens reads, type-checked; everything else in GitHub's payload is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Actor(_Loose):
+    login: _Text = Field(default=None, max_length=100)
+
+
+class _RepoRef(_Loose):
+    id: StrictInt | None = Field(default=None, ge=0, le=_ID)
+
+
+class _BranchRef(_Loose):
+    sha: _Text = Field(default=None, max_length=64)
+    ref: _Text = Field(default=None, max_length=255)
+    repo: _RepoRef | None = None
+
+
+class _PrRef(_Loose):
+    number: StrictInt = Field(ge=1, le=2**31 - 1)
+    id: StrictInt | None = Field(default=None, ge=0, le=_ID)
+    head: _BranchRef | None = None
+    base: _BranchRef | None = None
+
+
+class _Run(_Loose):
+    id: StrictInt = Field(ge=1, le=_ID)
+    status: StrictStr = Field(max_length=50)
+    conclusion: _Text = Field(default=None, max_length=50)
+    name: _Text = Field(default=None, max_length=300)
+    head_branch: _Text = Field(default=None, max_length=255)
+    head_sha: _Text = Field(default=None, max_length=64)
+    html_url: _Text = Field(default=None, max_length=2000)
+    event: _Text = Field(default=None, max_length=100)
+    workflow_id: StrictInt | None = Field(default=None, ge=0, le=_ID)
+    run_started_at: _Text = Field(default=None, max_length=40)
+    created_at: _Text = Field(default=None, max_length=40)
+    updated_at: _Text = Field(default=None, max_length=40)
+    actor: _Actor | None = None
+    triggering_actor: _Actor | None = None
+    pull_requests: list[_PrRef] | None = Field(default=None, max_length=100)
+
+
+class _Job(_Loose):
+    id: StrictInt = Field(ge=1, le=_ID)
+    run_id: StrictInt = Field(ge=1, le=_ID)
+    status: StrictStr = Field(max_length=50)
+    conclusion: _Text = Field(default=None, max_length=50)
+    name: _Text = Field(default=None, max_length=300)
+    workflow_name: _Text = Field(default=None, max_length=300)
+    head_branch: _Text = Field(default=None, max_length=255)
+    head_sha: _Text = Field(default=None, max_length=64)
+    html_url: _Text = Field(default=None, max_length=2000)
+    started_at: _Text = Field(default=None, max_length=40)
+    completed_at: _Text = Field(default=None, max_length=40)
+    created_at: _Text = Field(default=None, max_length=40)
+
+
+class _Repository(_Loose):
+    full_name: StrictStr = Field(pattern=r"^[\w.-]+/[\w.-]+$", max_length=200)
+    id: StrictInt | None = Field(default=None, ge=0, le=_ID)
+
+
+class _Named(_Loose):
+    name: _Text = Field(default=None, max_length=300)
+
+
+class ActionsEvent(_Loose):
+    """A workflow_run or workflow_job event as a step forwards it: what FlowLens reads of it."""
+
+    workflow_run: _Run | None = None
+    workflow_job: _Job | None = None
+    repository: _Repository | Annotated[StrictStr, Field(pattern=r"^[\w.-]+/[\w.-]+$")]
+    workflow: _Named | None = None
+    sender: _Actor | None = None
 
 
 def actions_event(payload: Any, event: str | None = None) -> Delivery | None:
     """The facts of a forwarded GitHub Actions event (`event`: its X-GitHub-Event header, if
-    sent), or None when the body is a flat report.
+    sent), or None when the body is a flat report. ValidationError names a field that is
+    missing or of the wrong type.
 
     Mapped by the webhook parser, then keyed as the CI path keys a run (`ci:<run id>`), so a
     flat report and the event of one run are one build.
     """
     if not isinstance(payload, dict):
-        raise BadCiBody("body: a JSON object is required")
+        return None  # the flat report's validation says what is wrong
     if event not in ACTIONS_EVENTS:
         event = next((name for name in ACTIONS_EVENTS if name in payload), None)
         if event is None:
             return None
-    item = payload.get(event)
-    if not isinstance(item, dict):
+    checked = ActionsEvent.model_validate(payload)
+    if getattr(checked, event) is None:
         raise BadCiBody(f"{event}: an object is required")
-    if not _integer(item.get("id")):
-        raise BadCiBody(f"{event}.id: an integer is required")
-    if event == "workflow_job" and not _integer(item.get("run_id")):
-        raise BadCiBody("workflow_job.run_id: an integer is required")
-    if not isinstance(item.get("status"), str):
-        raise BadCiBody(f"{event}.status: a string is required")
-    repo = payload.get("repository")
-    if isinstance(repo, str):  # a step may send the name alone (github.repository)
-        repo = {"full_name": repo}
-    if not isinstance(repo, dict) or not _FULL_NAME.fullmatch(str(repo.get("full_name") or "")):
-        raise BadCiBody("repository: an object whose full_name is owner/name is required")
+    repo = checked.repository
+    full_name = repo if isinstance(repo, str) else repo.full_name
+    # Only what was checked reaches the parser (its repository id filters a fork's PRs).
+    body = checked.model_dump(exclude_none=True)
+    body["repository"] = {"full_name": full_name}
+    if not isinstance(repo, str) and repo.id is not None:
+        body["repository"]["id"] = repo.id
     try:
-        facts = parse(event, {**payload, "repository": repo})
+        facts = parse(event, body)
     except PayloadError as exc:
-        raise BadCiBody(str(exc)) from None
+        raise BadCiBody(f"{event}: {exc}") from None
+    item = body[event]
     if event == "workflow_run":
         key, rerun = f"ci:{item['id']}", None
     else:  # a job of a run; a re-run of the job (new id) replaces it, as on the webhook path
@@ -164,10 +254,10 @@ def actions_event(payload: Any, event: str | None = None) -> Delivery | None:
         replace(build, provider="ci", external_id=key, rerun_key=build.rerun_key or rerun)
         for build in facts.builds
     ]
-    assert facts.repo is not None
-    # What the step sends is the team's copy of GitHub's payload: it names the repository
-    # (and its GitHub id) but never overwrites the metadata GitHub's own deliveries keep.
-    facts.repo = replace(facts.repo, complete=False)
+    # The repository by its name alone, as a flat report names it: what a key holder sends
+    # never claims a GitHub id or overwrites what GitHub's own deliveries keep.
+    owner, name = full_name.split("/", 1)
+    facts.repo = RepoFacts(full_name=full_name, name=name, owner=owner, complete=False)
     facts.event = "ci_build"
     return facts
 

@@ -17,7 +17,7 @@ FROM repositories r
 CROSS JOIN LATERAL (
     SELECT p.id, p.repository_id, p.number, p.title, p.body, p.author, p.author_avatar,
            p.head_sha, p.head_ref, p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed,
-           p.additions, p.deletions, p.status_pr, p.status_build, p.status_approval,
+           p.changed_files, p.additions, p.deletions, p.status_pr, p.status_build, p.status_approval,
            p.status_merge, p.status, p.risk_level, p.latest_insight ->> 'commit_sha' AS analysed_sha,
            p.gh_created_at, p.gh_updated_at, p.created_at, p.updated_at
     FROM pull_requests p
@@ -32,8 +32,8 @@ LIMIT %(limit)s::int OFFSET %(offset)s::int;
 -- name: api_list_repository_prs
 -- One repository's page, in the order of pull_requests_repo_updated_idx.
 SELECT p.id, p.repository_id, p.number, p.title, p.body, p.author, p.author_avatar, p.head_sha,
-       p.head_ref, p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed, p.additions,
-       p.deletions, p.status_pr, p.status_build, p.status_approval, p.status_merge, p.status,
+       p.head_ref, p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed, p.changed_files,
+       p.additions, p.deletions, p.status_pr, p.status_build, p.status_approval, p.status_merge, p.status,
        p.risk_level, p.latest_insight ->> 'commit_sha' AS analysed_sha, p.gh_created_at,
        p.gh_updated_at, p.created_at, p.updated_at,
        r.full_name AS repository
@@ -56,13 +56,20 @@ ORDER BY i.created_at DESC, i.id DESC;
 
 -- name: api_latest_insights
 -- The newest insight of each of the `limit` most recently updated PRs that have one (one
--- repository's, or every repository's), newest first.
+-- repository's, or every repository's, read per repository in the order of
+-- pull_requests_repo_updated_idx as api_list_prs does), in that order.
 SELECT i.*, r.full_name AS repository, p.author, p.author_avatar
 FROM (
-    SELECT id, repository_id, number, author, author_avatar FROM pull_requests
-    WHERE latest_insight IS NOT NULL
-      AND (%(repository_id)s::bigint IS NULL OR repository_id = %(repository_id)s::bigint)
-    ORDER BY gh_updated_at DESC NULLS LAST, id DESC
+    SELECT p.* FROM repositories r
+    CROSS JOIN LATERAL (
+        SELECT p.id, p.repository_id, p.number, p.author, p.author_avatar, p.gh_updated_at
+        FROM pull_requests p
+        WHERE p.repository_id = r.id AND p.latest_insight IS NOT NULL
+        ORDER BY p.gh_updated_at DESC NULLS LAST, p.id DESC
+        LIMIT %(limit)s::int
+    ) p
+    WHERE (%(repository_id)s::bigint IS NULL OR r.id = %(repository_id)s::bigint)
+    ORDER BY p.gh_updated_at DESC NULLS LAST, p.id DESC
     LIMIT %(limit)s::int
 ) p
 JOIN repositories r ON r.id = p.repository_id
@@ -72,7 +79,7 @@ CROSS JOIN LATERAL (
     ORDER BY i.created_at DESC, i.id DESC
     LIMIT 1
 ) i
-ORDER BY i.created_at DESC, i.id DESC;
+ORDER BY p.gh_updated_at DESC NULLS LAST, p.id DESC;
 
 -- name: api_pr_history
 -- The last `per_pr` history rows of each PR, oldest first per PR.
