@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: image dev test check lint format bundle clean checkov tf-fmt
+.PHONY: image dev test fuzz check lint format bundle clean checkov tf-fmt
 
 # A .venv whose Python is missing, broken, older than 3.11 or without pip (made before the
 # right Python, or python3-venv, was installed) is made again rather than reused.
@@ -25,6 +25,12 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fuzz and fault tests with a long budget (a few minutes; `make test` runs them briefly).
+fuzz: $(STAMP)
+	FLOWLENS_FUZZ_EXAMPLES=$${FLOWLENS_FUZZ_EXAMPLES:-300} \
+	FLOWLENS_FAULT_DELIVERIES=$${FLOWLENS_FAULT_DELIVERIES:-3000} \
+	$(BIN)/python -m pytest -m fuzz --timeout 1800 tests/fuzz $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

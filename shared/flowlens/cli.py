@@ -59,8 +59,38 @@ def _events(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs.setup("events", settings.log_format, settings.log_level)
 
+    async def reapply() -> int:
+        from flowlens.ingest.store import reapply_unapplied
+
+        if args.all == (args.id is not None):
+            print("flowlens: give an event ID (from `events unapplied`) or --all", file=sys.stderr)
+            return 2
+        async with Database(settings.dsn, min_size=0, max_size=2) as db:
+            done = await reapply_unapplied(db, args.id, notify=settings.feed_notify)
+        for rid, reason in done.still:
+            print(f"{rid}\tstill unapplied\t{reason}")
+        print(
+            f"applied {len(done.applied)} event(s)" + (f": {done.applied}" if done.applied else "")
+        )
+        if args.id is not None and not done.applied and not done.still:
+            print(f"flowlens: event {args.id} is not an unapplied event", file=sys.stderr)
+            return 1
+        return 1 if done.still else 0
+
     async def run() -> int:
+        if args.events_command == "reapply":
+            return await reapply()
         async with Database(settings.dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
+            if args.events_command == "unapplied":
+                rows = await tx.all("list_unapplied_events", limit=args.limit)
+                if not rows:
+                    print("no unapplied events")
+                for unapplied in rows:
+                    print(
+                        f"{unapplied['id']}\t{unapplied['delivery_id']}\t{unapplied['event']}."
+                        f"{unapplied['action'] or '-'}\t{unapplied['unapplied_reason']}"
+                    )
+                return 0
             if args.events_command == "payload":
                 from flowlens.ingest.store import unpack_payload
 
@@ -269,8 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_sync)
 
-    p = sub.add_parser("events", help="inspect stored deliveries; list and requeue failed events")
-    ev = p.add_subparsers(dest="events_command", required=True, metavar="{failed,retry,payload}")
+    p = sub.add_parser(
+        "events", help="inspect stored deliveries; requeue failed ones, reapply unapplied ones"
+    )
+    ev = p.add_subparsers(
+        dest="events_command", required=True, metavar="{failed,retry,unapplied,reapply,payload}"
+    )
     failed = ev.add_parser("failed", help="list events that failed for good, with their errors")
     failed.add_argument("--limit", type=_count, default=100)
     payload = ev.add_parser("payload", help="print a stored delivery's JSON body")
@@ -278,6 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     retry = ev.add_parser("retry", help="put failed events back in the queue")
     retry.add_argument("id", nargs="?", type=int, help="event id (from `events failed`)")
     retry.add_argument("--all", action="store_true", help="every failed event")
+    unapplied = ev.add_parser(
+        "unapplied", help="list signed deliveries kept whole because a field did not fit"
+    )
+    unapplied.add_argument("--limit", type=_count, default=100)
+    reapply = ev.add_parser("reapply", help="apply unapplied deliveries with this version's code")
+    reapply.add_argument("id", nargs="?", type=int, help="event id (from `events unapplied`)")
+    reapply.add_argument("--all", action="store_true", help="every unapplied event")
     p.set_defaults(func=_events)
 
     from flowlens.cloud import add_cloud_commands

@@ -5,15 +5,50 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
+import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 log = logging.getLogger("flowlens.devdb")
+
+_HBA_TYPES = ("local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc")
+
+
+def kept_secret(path: Path, nbytes: int = 24) -> tuple[str, bool]:
+    """(secret, made now): the secret kept in `path`, else a new one written there, the file
+    0600 from its creation on (never readable by others, not even for a moment)."""
+    if path.exists():
+        if path.stat().st_mode & 0o077:  # written by an older FlowLens, or by hand
+            path.chmod(0o600)
+        value = path.read_text().strip()
+        if value:
+            return value, False
+        path.unlink()  # empty: a run stopped between creating and writing it
+    value = secrets.token_hex(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    return value, True
+
+
+def _scram_not_trust(line: str) -> str:
+    """A pg_hba.conf line with method `trust` made scram-sha-256 (other lines as they are)."""
+    words = list(re.finditer(r"\S+", line.split("#", 1)[0]))
+    if not words or words[0].group() not in _HBA_TYPES:
+        return line
+    # Options follow the method, and each is name=value.
+    method = [w for w in words if "=" not in w.group()][-1]
+    if method.group() != "trust":
+        return line
+    return line[: method.start()] + "scram-sha-256" + line[method.end() :]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -38,7 +73,13 @@ def _bin_dir() -> Path:
 
 
 class EmbeddedPostgres:
-    """Init, start, stop and restart a PostgreSQL cluster in a folder, listening on loopback TCP."""
+    """Init, start, stop and restart a PostgreSQL cluster in a folder, listening on loopback TCP.
+
+    Every connection needs the superuser's password (SCRAM), generated once and kept beside
+    the data folder in `<pgdata>.password` (0600). A cluster an older FlowLens made with trust
+    auth gets that password and scram-sha-256 in its pg_hba.conf at its next start; so does
+    one whose password file was deleted.
+    """
 
     SUPERUSER = "postgres"
 
@@ -54,6 +95,7 @@ class EmbeddedPostgres:
         self.port = port or free_port()
         self.fast = fast
         self.max_connections = max_connections
+        self.password_file = self.pgdata.with_name(self.pgdata.name + ".password")
         self.system_user: str | None = None
         if platform.system() != "Windows" and os.geteuid() == 0:
             # PostgreSQL refuses to run as root; the wheel's helper creates an unprivileged user.
@@ -63,38 +105,67 @@ class EmbeddedPostgres:
     def logfile(self) -> Path:
         return self.pgdata / "server.log"
 
-    def dsn(self, database: str = "postgres") -> str:
-        """libpq URL of a database on this server."""
-        return f"postgresql://{self.SUPERUSER}@127.0.0.1:{self.port}/{database}"
+    @property
+    def password(self) -> str:
+        """The superuser's password (the server must have been initialised)."""
+        return self.password_file.read_text().strip()
 
-    def _run(self, exe: str, args: list[str], timeout: float = 60) -> None:
+    def dsn(self, database: str = "postgres") -> str:
+        """libpq URL of a database on this server, password included."""
+        secret = quote(self.password, safe="")
+        return f"postgresql://{self.SUPERUSER}:{secret}@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, exe: str, args: list[str], timeout: float = 60, stdin: str | None = None) -> str:
         cmd = [str(_bin_dir() / exe), *args]
         kwargs: dict[str, object] = {}
         if self.system_user:
-            kwargs["user"] = self.system_user
+            # Its own group, not root's: the state folder lets that group through.
+            gid = self._let_system_user_in()
+            kwargs.update(user=self.system_user, group=gid, extra_groups=[])
         result = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
+            cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
         )  # type: ignore[call-overload]
         if result.returncode != 0:
             detail = result.stderr.strip() or result.stdout.strip()
             raise RuntimeError(f"{exe} failed ({result.returncode}): {detail}")
+        return str(result.stderr)
+
+    def _let_system_user_in(self) -> int:
+        """Let the server's user reach the data folder; returns that user's group id. The
+        folder holding it (FlowLens's 0700 state folder) lets that group through (0710), the
+        folders above it let anyone through without listing them (o+x); the wheel's own helper
+        would make them all 0755."""
+        entry = _embedded().utils.ensure_user_exists(self.system_user)
+        assert entry is not None
+        parent = self.pgdata.parent
+        if not parent.exists():
+            return int(entry.pw_gid)
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chown(parent, -1, entry.pw_gid)
+            parent.chmod(stat.S_IMODE(mode) | stat.S_IXGRP)
+        for folder in parent.parents:
+            mode = folder.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+        return int(entry.pw_gid)
 
     def _prepare_permissions(self) -> None:
         if not self.system_user:
             return
         utils = _embedded().utils
-        ensure_user_exists = utils.ensure_user_exists
         ensure_prefix_permissions = utils.ensure_prefix_permissions
         ensure_folder_permissions = utils.ensure_folder_permissions
-        entry = ensure_user_exists(self.system_user)
-        ensure_prefix_permissions(self.pgdata)
+        entry = utils.ensure_user_exists(self.system_user)
+        self._let_system_user_in()
         bin_dir = _bin_dir()
         ensure_prefix_permissions(bin_dir)
         ensure_folder_permissions(bin_dir, 0o055)
         ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
         ensure_folder_permissions(bin_dir.parent / "share", 0o044)
         assert entry is not None
-        for path in [self.pgdata, *self.pgdata.rglob("*")]:
+        # initdb, run as that user, reads the password file; it stays 0600.
+        for path in [self.pgdata, *self.pgdata.rglob("*"), self.password_file]:
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
     @property
@@ -102,9 +173,11 @@ class EmbeddedPostgres:
         return (self.pgdata / "PG_VERSION").exists()
 
     def init(self) -> None:
-        """initdb once; a folder that already holds a cluster is reused."""
+        """initdb once (password auth); a folder that already holds a cluster is reused, and
+        made to require the password if it did not."""
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self.pgdata.chmod(0o700)
+        password, made_now = kept_secret(self.password_file)
         self._prepare_permissions()
         if not self.initialized:
             log.info("initialising PostgreSQL cluster in %s", self.pgdata)
@@ -115,13 +188,43 @@ class EmbeddedPostgres:
                     str(self.pgdata),
                     "-U",
                     self.SUPERUSER,
-                    "--auth=trust",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={self.password_file}",
                     "-E",
                     "UTF8",
                     "--no-instructions",
+                    # Tests connect thousands of times; a random 192-bit password needs no key
+                    # stretching against guessing, and 4096 rounds cost ~4 ms per connection.
+                    *(["-c", "scram_iterations=1"] if self.fast else []),
                 ],
                 timeout=120,
             )
+            return
+        hba = self.pgdata / "pg_hba.conf"
+        lines = hba.read_text().splitlines(keepends=True)
+        scram = [_scram_not_trust(line) for line in lines]
+        if made_now or scram != lines:
+            log.info("setting the superuser's password of the cluster in %s", self.pgdata)
+            self._set_password(password)
+            # After the password: a run stopped in between finds trust and sets it again.
+            hba.write_text("".join(scram))
+
+    def _set_password(self, password: str) -> None:
+        """ALTER ROLE in single-user mode: no server listens, so no trust-auth window."""
+        literal = password.replace("'", "''")
+        try:
+            errors = self._run(
+                "postgres",
+                ["--single", "-D", str(self.pgdata), "postgres"],
+                stdin="SET password_encryption = 'scram-sha-256';\n"
+                f"ALTER ROLE {self.SUPERUSER} PASSWORD '{literal}';\n",
+            )
+        except RuntimeError as exc:  # its STATEMENT lines would show the password
+            raise RuntimeError(str(exc).replace(literal, "***")) from None
+        # Single-user mode exits 0 after a failed statement.
+        failed = [line for line in errors.splitlines() if "ERROR:" in line or "FATAL:" in line]
+        if failed:
+            raise RuntimeError("setting the PostgreSQL password failed: " + " ".join(failed))
 
     def is_running(self) -> bool:
         """True when something accepts connections on our port."""
@@ -183,8 +286,9 @@ class EmbeddedPostgres:
         self._run("pg_ctl", ["-D", str(self.pgdata), "-w", "-m", mode, "stop"], timeout=60)
 
     def destroy(self) -> None:
-        """Stop the server and delete its folder."""
+        """Stop the server and delete its folder and password file."""
         try:
             self.stop("immediate")
         finally:
             shutil.rmtree(self.pgdata, ignore_errors=True)
+            self.password_file.unlink(missing_ok=True)

@@ -7,13 +7,14 @@ import contextlib
 import errno
 import fcntl
 import importlib.util
+import ipaddress
 import logging
 import os
-import secrets
+import re
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,6 +22,7 @@ import uvicorn
 
 from flowlens import logs
 from flowlens.api.server import wait_started
+from flowlens.devdb import kept_secret
 from flowlens.settings import Settings
 
 log = logging.getLogger("flowlens.dev")
@@ -32,6 +34,10 @@ class PortInUse(SystemExit):
 
 class FolderInUse(SystemExit):
     """Another `flowlens dev` runs on the same state folder (and its database)."""
+
+
+class BadHost(SystemExit):
+    """DEV_HOST is not an address this machine can listen on."""
 
 
 def claim_folder(folder: Path) -> IO[str]:
@@ -66,9 +72,13 @@ def project_root() -> Path:
 
 
 def state_dir(root: Path) -> Path:
-    """.flowlens/ beside the checkout (or FLOWLENS_HOME): database files, generated secret."""
+    """.flowlens/ beside the checkout (or FLOWLENS_HOME): database files, generated secrets.
+    Made 0700, and an existing one tightened to it (as root, devdb then lets the database's
+    user through)."""
     path = Path(os.environ.get("FLOWLENS_HOME") or root / ".flowlens")
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
     return path
 
 
@@ -76,16 +86,14 @@ def webhook_secret(folder: Path) -> str:
     """GITHUB_WEBHOOK_SECRET, or one generated once and kept in .flowlens/webhook-secret."""
     if os.environ.get("GITHUB_WEBHOOK_SECRET"):
         return os.environ["GITHUB_WEBHOOK_SECRET"]
-    path = folder / "webhook-secret"
-    if not path.exists():
-        path.write_text(secrets.token_hex(20) + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return kept_secret(folder / "webhook-secret", 20)[0]
 
 
-def check_port(port: int, variable: str, host: str = "0.0.0.0") -> None:  # noqa: S104
-    """Fail with one line naming the port and the variable when the port is taken."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def check_port(port: int, variable: str, host: str = "127.0.0.1") -> None:
+    """Fail with one line naming the port and the variable when the port is taken (or
+    DEV_HOST when it is no address to listen on)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
@@ -94,7 +102,67 @@ def check_port(port: int, variable: str, host: str = "0.0.0.0") -> None:  # noqa
                 raise PortInUse(
                     f"flowlens: port {port} is already in use; set {variable} to a free port"
                 ) from None
+            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+                raise BadHost(
+                    f"flowlens: DEV_HOST {host!r} is not an address of this machine"
+                    " (127.0.0.1, ::1, 0.0.0.0 for all, or one of its addresses)"
+                ) from None
             raise
+
+
+def is_loopback(host: str) -> bool:
+    """True when listening on `host` reaches this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_host(host: str) -> str:
+    """The host of the banner's URLs when listening on `host`."""
+    if host in ("127.0.0.1", "localhost", "0.0.0.0", "::"):  # noqa: S104
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
+
+
+_REFUSED = (
+    b"flowlens dev answers only requests for localhost, 127.0.0.1 or [::1] (a guard against"
+    b" DNS rebinding): behind a tunnel, have it rewrite the Host header to localhost, or set"
+    b" DEV_HOST to listen beyond this machine\n"
+)
+_Scope = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class LocalHostsOnly:
+    """ASGI wrapper: 400 to HTTP and WebSocket requests whose Host is not localhost,
+    127.0.0.1, [::1] or `also` (any port). A page whose name an attacker's DNS points at
+    127.0.0.1 (DNS rebinding) reaches a loopback server, but under its own name."""
+
+    def __init__(self, app: Any, also: str | None = None) -> None:
+        self.app = app
+        names = ["localhost", r"127\.0\.0\.1", r"\[::1\]", *([re.escape(also)] if also else [])]
+        self.hosts = re.compile(rf"(?:{'|'.join(names)})(?::[0-9]*)?", re.IGNORECASE)
+
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            hosts = [value.decode("latin-1") for key, value in scope["headers"] if key == b"host"]
+            if len(hosts) != 1 or not self.hosts.fullmatch(hosts[0]):
+                await _refuse(scope, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _refuse(scope: _Scope, send: _Send) -> None:
+    # uvicorn's WebSocket protocols take an HTTP answer instead of the handshake.
+    prefix = "websocket." if scope["type"] == "websocket" else ""
+    headers = [(b"content-type", b"text/plain; charset=utf-8"),
+               (b"content-length", str(len(_REFUSED)).encode())]  # fmt: skip
+    await send({"type": f"{prefix}http.response.start", "status": 400, "headers": headers})
+    await send({"type": f"{prefix}http.response.body", "body": _REFUSED})
 
 
 class _Server(uvicorn.Server):
@@ -171,8 +239,9 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
     if base.ingest_port == base.api_port:
         raise PortInUse(f"flowlens: INGEST_PORT and API_PORT are both {base.api_port}; "
                         "give them different ports")  # fmt: skip
-    check_port(base.ingest_port, "INGEST_PORT")
-    check_port(base.api_port, "API_PORT")
+    host = base.dev_host
+    check_port(base.ingest_port, "INGEST_PORT", host)
+    check_port(base.api_port, "API_PORT", host)
     claim = claim_folder(folder)
 
     # From the start: Ctrl-C while the database starts must stop it too, without a traceback.
@@ -223,8 +292,10 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
             (ingest_app, base.ingest_port, "ingest"),
             (api_app, base.api_port, "api"),
         ):
+            # Opened beyond loopback (DEV_HOST), any name may reach it: no Host to insist on.
+            guarded = LocalHostsOnly(app, also=url_host(host)) if is_loopback(host) else app
             config = uvicorn.Config(
-                app, host="0.0.0.0", port=port, log_config=None, access_log=False,  # noqa: S104
+                guarded, host=host, port=port, log_config=None, access_log=False,
                 lifespan="on" if component == "api" else "off", ws="websockets-sansio",
                 ws_per_message_deflate=False,
             )  # fmt: skip
@@ -238,7 +309,9 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
         for (server, _), task in zip(servers, tasks, strict=True):
             await wait_started(server, task)
         analyser = getattr(poller.analyser, "name", "heuristic")
-        ingest_url = f"http://localhost:{base.ingest_port}/"
+        local = url_host(host)
+        ingest_url = f"http://{local}:{base.ingest_port}/"
+        api_url = f"http://{local}:{base.api_port}"
         ci_key = base.secret("ci_write_key")
         ci_path = "(Bearer CI_WRITE_KEY)" if ci_key else "(off: set CI_WRITE_KEY to use it)"
         print(
@@ -246,10 +319,10 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
             f"  webhook URL    {ingest_url}  (content type application/json)\n"
             f"  webhook secret {secret}\n"
             f"  CI build path  {ingest_url}api/webhook/github-actions {ci_path}\n"
-            f"  API            http://localhost:{base.api_port}/api/prs\n"
-            f"  dashboard      http://localhost:{base.api_port}/\n"
-            f"  Flutter app    http://localhost:{base.api_port}/flutter"
-            f"  (socket ws://localhost:{base.api_port}/flutter/ws)\n"
+            f"  API            {api_url}/api/prs\n"
+            f"  dashboard      {api_url}/\n"
+            f"  Flutter app    {api_url}/flutter"
+            f"  (socket ws://{local}:{base.api_port}/flutter/ws)\n"
             f"  analyser       {analyser}"
             + (" (set GEMINI_API_KEY for Gemini)" if analyser == "heuristic" else "")
             + (
@@ -257,6 +330,12 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
                 "  (for flowlens events, sync...)"
                 if embedded is not None
                 else ""
+            )
+            + (
+                ""
+                if is_loopback(host)
+                else f"\n  listening on   {host} (DEV_HOST): other machines reach ingest and the"
+                " API, under any host name"
             )
             + "\n  stop           Ctrl-C\n",
             flush=True,
@@ -289,6 +368,6 @@ def main(demo: bool = False) -> int:
     """Entry point of `flowlens dev`."""
     try:
         return asyncio.run(run_dev(demo=demo))
-    except (PortInUse, FolderInUse) as exc:
+    except (PortInUse, FolderInUse, BadHost) as exc:
         print(exc.code, file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from flowlens.serialize import iso
+from flowlens.serialize import iso, short_description
 
 # The app's PullRequest.convertStateValue and PRProvider.convertState read "opened" for a PR
 # with nothing further to show (our "pending"); the other statuses are the same words.
@@ -81,7 +81,7 @@ def pull_request(row: dict[str, Any]) -> dict[str, Any]:
     return {
         **_pr_identity(row),
         "title": row.get("title") or "",
-        "description": row.get("body") or "",
+        "description": short_description(row.get("body")),
         "author": row.get("author") or "",
         "author_avatar": row.get("author_avatar") or "",
         "commit_sha": row.get("head_sha") or "",

@@ -6,6 +6,7 @@ import contextvars
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -127,10 +128,47 @@ def use_json(fmt: str = "auto") -> bool:
     return bool(os.environ.get("K_SERVICE")) or not sys.stderr.isatty()
 
 
+# A credential in a URL's query string (a socket's ?token=, as the Flutter app sends it).
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:token|access_token|api_key|key)=)[^&\s\"'#]+")
+# uvicorn's own loggers: the access log, and the "WebSocket /ws?… [accepted]" lines.
+SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+def redact(text: str) -> str:
+    """`text` with every credential in a query string replaced."""
+    return _SECRET_QUERY.sub(r"\1[redacted]", text) if "=" in text else text
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces credentials in query strings, in a record's message and in its arguments (whose
+    shape stays: uvicorn's access formatter unpacks them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {
+                k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
+        return True
+
+
+def redact_server_logs() -> None:
+    """Redact credentials from uvicorn's loggers, whatever handlers their config gave them."""
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
+
+
 def setup(component: str, fmt: str = "auto", level: str = "INFO") -> None:
     """Configure the root logger once for a deployable."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if use_json(fmt) else TextFormatter())
+    handler.addFilter(RedactSecrets())
+    redact_server_logs()
     handler.set_name("flowlens")
     root = logging.getLogger()
     # Replace our own handler only; others (a test's capture, a platform agent) stay.

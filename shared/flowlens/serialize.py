@@ -11,12 +11,26 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def pr_item(row: dict[str, Any], repository: str) -> dict[str, Any]:
-    """One /api/prs item from a pull_requests row."""
+# A list item's (and a pr_update's) description is cut to this many characters, so a page of
+# PRs stays small whatever their authors wrote; GET /api/prs/{number} has the whole text.
+DESCRIPTION_MAX = 1000
+_MORE = "…"
+
+
+def short_description(body: str | None) -> str:
+    """`body` cut to DESCRIPTION_MAX characters, the last one "…" where text was left out."""
+    text = body or ""
+    if len(text) <= DESCRIPTION_MAX:
+        return text
+    return text[: DESCRIPTION_MAX - len(_MORE)] + _MORE
+
+
+def pr_item(row: dict[str, Any], repository: str, *, full: bool = False) -> dict[str, Any]:
+    """One /api/prs item from a pull_requests row (`full`: the whole description)."""
     return {
         "number": row["number"],
         "title": row.get("title") or "",
-        "description": row.get("body") or "",
+        "description": (row.get("body") or "") if full else short_description(row.get("body")),
         "author": row.get("author") or "",
         "authorAvatar": row.get("author_avatar"),
         "commitSha": row.get("head_sha"),

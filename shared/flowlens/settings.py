@@ -49,17 +49,28 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     ingest_port: int = Field(default=8081, ge=1, le=65535)
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # Where `flowlens dev` listens: loopback unless opened (docs/SETTINGS.md).
+    dev_host: str = Field(default="127.0.0.1", min_length=1)
 
     # Operational knobs with safe defaults.
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=10, ge=1)
-    lease_seconds: float = Field(default=120.0, gt=0)
+    # Renewed every third of itself while the work runs, so a poller killed mid-run leaves its
+    # events to the next scan within LEASE_SECONDS + POLL_INTERVAL_SECONDS (32 s; under 45).
+    lease_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=5, ge=1)
     poll_batch_size: int = Field(default=200, ge=1)
     feed_notify: bool = True
     feed_window_seconds: float = Field(default=10.0, gt=0)
     feed_poll_seconds: float = Field(default=0.25, gt=0)
     ws_queue_size: int = Field(default=256, ge=1)
+    # Proxies in front of the API that append to X-Forwarded-For (Cloud Run's front end: 1; the
+    # image sets it). The client is the entry they appended; what the client sent is ignored.
+    proxy_hops: int = Field(default=0, ge=0, le=5)
+    # Longest an API query may run before the database cancels it (a 503 for that request).
+    api_statement_timeout_ms: int = Field(default=5000, ge=0)
+    # Body bytes one ingest instance holds in flight; beyond it, 503 with Retry-After.
+    ingest_body_budget_mb: float = Field(default=128.0, gt=0)
     gemini_timeout_seconds: float = Field(default=60.0, gt=0)
     gemini_max_attempts: int = Field(default=4, ge=1)
     github_patch_max_bytes: int = Field(default=4000, ge=0)
@@ -137,9 +148,9 @@ class Settings(BaseSettings):
                 f"invalid settings: DB_POOL_MIN ({settings.db_pool_min}) is above "
                 f"DB_POOL_MAX ({settings.db_pool_max})"
             )
-        tokens = settings.secret("api_tokens")
-        if tokens and not settings.api_token_list:
-            # Set but naming no token (",", " , "): refusing beats an API left open unnoticed.
+        if settings.api_tokens is not None and not settings.api_token_list:
+            # Set but naming no token ("", " ", ","; a blank secret): refusing beats an API left
+            # open unnoticed.
             raise ConfigError("invalid settings: API_TOKENS names no token (unset it for none)")
         bad = [o for o in settings.cors_origin_list if not _origin_ok(o)]
         if bad:

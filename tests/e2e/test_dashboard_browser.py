@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from flowlens.db import Database
 from flowlens.devdb import free_port
 from flowlens.replay import send
+from flowlens.serving import DASHBOARD_CSP
 from tests.conftest import load_fixture
 from tests.helpers import SECRET, interrupt, variant, wait_for_insight
 
@@ -27,9 +29,31 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from playwright.async_api import Browser, WebSocketRoute
+    from playwright.async_api import Browser, Page, Route, WebSocketRoute
 
 pytestmark = pytest.mark.browser
+
+# Records every CSP violation the page reports, from before its first script runs.
+WATCH_CSP = """window.__csp = [];
+document.addEventListener("securitypolicyviolation", (e) =>
+  window.__csp.push(`${e.effectiveDirective} blocked ${e.blockedURI || "inline"}`));"""
+
+
+async def _watch(page: Page) -> tuple[list[str], list[str]]:
+    """(every URL the page asks for, console messages about the CSP), as they come."""
+    asked: list[str] = []
+    console: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.on(
+        "console",
+        lambda m: console.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    await page.add_init_script(WATCH_CSP)
+    return asked, console
+
+
+def _elsewhere(urls: list[str]) -> list[str]:
+    return [u for u in urls if urlsplit(u).hostname != "127.0.0.1"]
 
 
 def _require_browser() -> str:
@@ -94,7 +118,14 @@ async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
                       "--disable-component-update", "--disable-sync", "--no-first-run"],
             )  # fmt: skip
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            await page.goto(base + "/")
+            asked, console = await _watch(page)
+            response = await page.goto(base + "/")
+            assert response is not None
+            headers = await response.all_headers()
+            assert headers["content-security-policy"] == DASHBOARD_CSP
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["x-frame-options"] == "DENY"
+            assert headers["referrer-policy"] == "no-referrer"
             row = page.locator('[data-testid="pr-row"][data-pr-number="2"]')
             await row.wait_for(timeout=15000)
             await (
@@ -134,6 +165,19 @@ async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
             assert await page.locator("main").count() == 1
             assert await page.locator("header").count() >= 1
             assert await page.get_by_label("Repository").count() >= 1
+
+            # The page did all that under its CSP without one violation or outside request...
+            assert await page.evaluate("window.__csp") == [] and console == []
+            assert _elsewhere(asked) == [], asked
+            # ...and the CSP is in force: an injected inline script does not run.
+            await page.evaluate("""() => {
+                const s = document.createElement("script");
+                s.textContent = "window.__injected = true";
+                document.head.append(s);
+            }""")  # fmt: skip
+            await page.wait_for_function("() => window.__csp.length > 0")
+            assert await page.evaluate("window.__csp") == ["script-src-elem blocked inline"]
+            assert await page.evaluate("window.__injected") is None
             await browser.close()
     finally:
         await interrupt(proc, 20)
@@ -154,14 +198,58 @@ async def _chromium() -> AsyncIterator[Browser]:
 
 def _dashboard_app(dsn: str) -> FastAPI:
     """The API app with the dashboard mounted, as services/api/main.py serves it."""
-    from starlette.staticfiles import StaticFiles
-
     from flowlens.api import create_app
+    from flowlens.serving import NOSNIFF, SecurityHeaders, dashboard
     from tests.integration.test_api_support import api_settings
 
     app = create_app(api_settings(dsn))
-    app.mount("/", StaticFiles(directory=ROOT / "services/api/static", html=True))
+    app.add_middleware(SecurityHeaders, headers=NOSNIFF)
+    app.mount("/", dashboard(ROOT / "services/api/static"))
     return app
+
+
+async def test_api_docs_render_with_no_request_leaving_the_machine(dsn: str) -> None:
+    """/docs shows every operation and runs one, from the API's own files: no CDN, no other
+    host asked, no CSP violation."""
+    from flowlens.api.server import serve
+
+    left: list[str] = []
+
+    async def local_only(route: Route) -> None:
+        if _elsewhere([route.request.url]):
+            left.append(route.request.url)
+            await route.abort()
+        else:
+            await route.continue_()
+
+    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+        async with httpx.AsyncClient(base_url=base) as client:
+            paths = (await client.get("/openapi.json")).json()["paths"]
+        operations = sum(len(methods) for methods in paths.values())
+        page = await browser.new_page()
+        asked, console = await _watch(page)
+        await page.route("**/*", local_only)
+        response = await page.goto(f"{base}/docs")
+        assert response is not None and response.ok
+        assert "content-security-policy" in await response.all_headers()
+
+        listed = page.locator(".opblock")
+        await listed.first.wait_for(timeout=15000)
+        assert await listed.count() == operations
+        texts = await page.locator(".opblock-summary-path").all_inner_texts()
+        assert {"/api/prs", "/api/builds", "/healthz"} <= {t.strip() for t in texts}, texts
+
+        # Try it out: the page calls the API it documents.
+        prs = listed.filter(has=page.locator('.opblock-summary-path[data-path="/api/prs"]'))
+        await prs.locator(".opblock-summary").click()
+        await prs.get_by_role("button", name="Try it out").click()
+        await prs.get_by_role("button", name="Execute").click()
+        status = prs.locator(".live-responses-table tbody .response-col_status")
+        await status.filter(has_text="200").wait_for(timeout=15000)
+
+        assert left == [] and _elsewhere(asked) == [], (left, asked)
+        assert any(u.endswith("/docs/static/swagger-ui-bundle.js") for u in asked), asked
+        assert await page.evaluate("window.__csp") == [] and console == []
 
 
 async def test_a_change_while_the_socket_is_slow_to_open_is_shown(dsn: str, db: Database) -> None:
@@ -429,7 +517,8 @@ async def test_a_name_missing_from_the_repository_list_reloads_once(dsn: str, db
         await page.locator('[data-testid="conn-state"][data-state="connected"]').wait_for(
             timeout=15000
         )
-        await page.wait_for_function("document.documentElement.dataset.loaded === 'true'")
+        # A function, not an expression: Playwright evals an expression, which the CSP blocks.
+        await page.wait_for_function("() => document.documentElement.dataset.loaded === 'true'")
         before = len(loads)
         for n, at in enumerate(
             ("2019-05-15T16:00:00Z", "2019-05-15T16:01:00Z", "2019-05-15T16:02:00Z")

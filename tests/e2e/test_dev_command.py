@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import socket
+import stat
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from flowlens.devdb import free_port
 from flowlens.replay import send
 from tests.conftest import load_fixture
-from tests.helpers import interrupt, wait_for_insight
+from tests.helpers import github_headers, interrupt, wait_for_insight
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -178,3 +181,109 @@ async def test_ctrl_c_while_the_database_starts_stops_it_too(tmp_path: Path) -> 
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "embedded PostgreSQL stopped" in out, out
     assert not EmbeddedPostgres(tmp_path / "home" / "pgdata").running_here()
+
+
+def _other_addresses() -> list[str]:
+    """Addresses of this machine other than 127.0.0.1: 127.0.0.2 (all of 127/8 is loopback on
+    Linux) and the one an outgoing packet would leave from (no packet is sent)."""
+    found = ["127.0.0.2"] if sys.platform.startswith("linux") else []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+            found += [probe.getsockname()[0]]
+        except OSError:
+            pass
+    return [address for address in found if address != "127.0.0.1"]
+
+
+def _reachable(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex((address, port)) == 0
+
+
+def _private(path: Path, mode: int) -> None:
+    """`path` has `mode`; a folder holding the database as root lets that server's user
+    (and no one else) through it (devdb)."""
+    info = path.stat()
+    if mode == 0o700 and os.geteuid() == 0:
+        import pwd
+
+        assert info.st_gid == pwd.getpwnam("embedded_postgres").pw_gid, path
+        mode = 0o710
+    assert stat.S_IMODE(info.st_mode) == mode, (path, oct(info.st_mode))
+
+
+async def test_dev_is_for_this_machine_only_unless_dev_host_opens_it(tmp_path: Path) -> None:
+    """Security review: it listened on 0.0.0.0, answered any Host (DNS rebinding: a page on
+    evil.example resolving to 127.0.0.1 used the API and ingest), its database let any local
+    user in as superuser, and its secrets were world-readable for a moment."""
+    ingest, api = free_port(), free_port()
+    home = tmp_path / "home"
+    env = _env(home, ingest, api)
+    old_umask = os.umask(0o022)
+    try:
+        proc = await _start(env)
+        banner = await _read_until(proc, "stop           Ctrl-C")
+    finally:
+        os.umask(old_umask)
+    assert "listening on" not in banner
+    _private(home, 0o700)
+    _private(home / "webhook-secret", 0o600)
+    _private(home / "pgdata.password", 0o600)
+    for address in _other_addresses():
+        assert not _reachable(address, api) and not _reachable(address, ingest), address
+
+    secret = (home / "webhook-secret").read_text().strip()
+    body = json.dumps(load_fixture("pull_request/opened.payload.json")).encode()
+    async with httpx.AsyncClient() as client:
+        for name in ("evil.example", f"evil.example:{api}", f"localhost.evil.example:{api}"):
+            forged = await client.get(f"http://127.0.0.1:{api}/api/prs", headers={"Host": name})
+            assert forged.status_code == 400 and "DNS rebinding" in forged.text, name
+        for name in (f"localhost:{api}", f"127.0.0.1:{api}", "[::1]"):
+            local = await client.get(f"http://127.0.0.1:{api}/api/prs", headers={"Host": name})
+            assert local.status_code == 200, name
+        signed = github_headers("pull_request", body, secret=secret)
+        forged = await client.post(f"http://127.0.0.1:{ingest}/", content=body,
+                                   headers={**signed, "Host": "evil.example"})  # fmt: skip
+        assert forged.status_code == 400
+        reader, writer = await asyncio.open_connection("127.0.0.1", api)
+        writer.write(b"GET /ws HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")  # fmt: skip
+        assert (await asyncio.wait_for(reader.readline(), 10)).split()[1] == b"400"
+        writer.close()
+
+    # The banner's DATABASE_URL carries the password; without it, the database says no.
+    [dsn] = re.findall(r"DATABASE_URL=(\S+)", banner)
+    password = (home / "pgdata.password").read_text().strip()
+    assert f"postgres:{password}@" in dsn
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match="no password supplied"):
+        psycopg.connect(dsn.replace(f":{password}@", "@"), passfile=os.devnull,
+                        connect_timeout=5).close()  # fmt: skip
+    await _stop(proc)
+    assert proc.returncode == 0
+
+    # DEV_HOST opens it: other addresses reach it, any Host is answered, the banner says so.
+    proc = await _start({**env, "DEV_HOST": "0.0.0.0"})
+    banner = await _read_until(proc, "stop           Ctrl-C")
+    assert "listening on   0.0.0.0 (DEV_HOST)" in banner
+    assert f"http://localhost:{api}/" in banner
+    async with httpx.AsyncClient() as client:
+        for address in [*_other_addresses(), "127.0.0.1"]:
+            resp = await client.get(f"http://{address}:{api}/api/prs",
+                                    headers={"Host": "flowlens.lan"})  # fmt: skip
+            assert resp.status_code == 200, address
+    await _stop(proc)
+    assert proc.returncode == 0
+
+
+async def test_a_bad_dev_host_is_one_clear_line(tmp_path: Path) -> None:
+    proc = await _start({**_env(tmp_path / "home", free_port(), free_port()),
+                         "DEV_HOST": "no-such-host.invalid"})  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1, out
+    lines = [line for line in out.decode().splitlines() if line.strip()]
+    assert lines[-1].startswith("flowlens: DEV_HOST 'no-such-host.invalid' is not an address")

@@ -16,6 +16,7 @@ import pytest
 from flowlens.alerts import AlertConfig, AlertDispatcher, build_channels
 from flowlens.alerts.dispatch import AlertSummary
 from flowlens.db import Database
+from flowlens.ingest.ci import CiBuild, record_ci_build
 from flowlens.ingest.store import record_delivery
 from flowlens.insights.models import ChangeContext, Insight
 from flowlens.poller.worker import Poller
@@ -131,6 +132,7 @@ async def test_failed_build_alerts_slack_once_with_everything_it_needs(
                          "aaaaaaa", "*Workflow:* CI", "*Duration:* 3m 0s", "failure",
                          f"<https://github.com/{world.full_name}/actions/runs/501|"):  # fmt: skip
             assert expected in text, expected
+        assert text.endswith("|Open on github.com>")
         rows = await history(db)
         assert [(r["subject_kind"], r["channel"], r["status"], r["attempts"]) for r in rows] == [
             ("build", "slack", "sent", 1)
@@ -145,6 +147,32 @@ async def test_failed_build_alerts_slack_once_with_everything_it_needs(
         assert len(fake.posts) == 1
     finally:
         await alerts.aclose()
+
+
+async def test_a_ci_reports_link_is_labelled_by_the_host_it_opens(
+    db: Database, world: GitHubWorld, slack: tuple[FakeSlack, str]
+) -> None:
+    """The CI path stores whatever `url` the CI_WRITE_KEY holder sent: Slack names its host."""
+    from datetime import UTC, datetime, timedelta
+
+    fake, url = slack
+    await deliver(db, *world.open_pr(7, sha=SHA, title="Fix the flux capacitor"))
+    now = datetime.now(UTC)
+    report = CiBuild(
+        repository=world.full_name, run_id="77", status="completed", conclusion="failure",
+        workflow="deploy", commit_sha=SHA, pr_number=7, url="https://ci.example.com/job/77",
+        started_at=now - timedelta(minutes=2), finished_at=now,
+    )  # fmt: skip
+    await record_ci_build(db, report)
+    alerts = dispatcher(db, settings(alert_channels="slack", alert_slack_webhook_url=url))
+    try:
+        assert (await alerts.pass_once()).sent == 1
+    finally:
+        await alerts.aclose()
+    (post,) = fake.posts
+    text = post["blocks"][0]["text"]["text"]
+    assert text.endswith("\n<https://ci.example.com/job/77|Open on ci.example.com>")
+    assert "GitHub" not in text and "github.com" not in text
 
 
 async def test_only_recent_failures_of_top_level_builds_alert(

@@ -18,7 +18,8 @@ from flowlens.db import Database
 from tests.integration.test_api_feed import change, make_prs
 from tests.integration.test_api_support import served_api, services, socket, ws_url
 
-BIG_BODY = "x" * 200_000  # each pr_update carries the description: ~200 kB per message
+# Each pr_update carries the PR's file list whole (the description is cut): ~200 kB a message.
+BIG_FILES = [f"src/{'x' * 190}/{i:05d}.py" for i in range(1000)]
 CHANGES = 30
 
 
@@ -77,7 +78,7 @@ async def test_stalled_client_is_dropped_and_others_stay_on_time(dsn: str, db: D
         assert row is not None
         from flowlens.ingest.store import save_pr
 
-        await save_pr(tx, row, {**row, "body": BIG_BODY}, "acme/one", source="test",
+        await save_pr(tx, row, {**row, "files_changed": BIG_FILES}, "acme/one", source="test",
                       delivery_id=None, notify=True)  # fmt: skip
 
     async with served_api(dsn, ws_queue_size=4) as (app, base):

@@ -1,10 +1,14 @@
-"""`flowlens dev`'s embedded PostgreSQL across runs: one left running is taken over."""
+"""`flowlens dev`'s embedded PostgreSQL: one left running is taken over, and none is open
+without its password."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from flowlens.devdb import EmbeddedPostgres, free_port
 from flowlens.devserver import start_database
@@ -33,11 +37,8 @@ def test_a_pid_file_left_by_a_killed_run_does_not_block_the_next(tmp_path: Path)
     """The folder is held by a lock the operating system drops when its process ends, however
     it ends: a pid file left behind, even naming a live process (a reused pid), blocks
     nothing, and a live holder is named."""
-    import os
     import subprocess
     import sys
-
-    import pytest
 
     from flowlens.devserver import FolderInUse, claim_folder
 
@@ -62,3 +63,75 @@ def test_a_pid_file_left_by_a_killed_run_does_not_block_the_next(tmp_path: Path)
         holder.wait()
         holder.stdout.close()
     claim_folder(tmp_path).close()  # the killed holder's lock went with it
+
+
+def _refused(server: EmbeddedPostgres, password: str | None) -> str:
+    """The error of a connection as the superuser with that password (None: without one)."""
+    params = {"password": password} if password is not None else {}
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(host="127.0.0.1", port=server.port, user="postgres", dbname="postgres",
+                        passfile=os.devnull, connect_timeout=5, **params).close()  # fmt: skip
+    return str(refused.value)
+
+
+def _no_trust(server: EmbeddedPostgres) -> bool:
+    rules = [line.split() for line in (server.pgdata / "pg_hba.conf").read_text().splitlines()]
+    rules = [rule for rule in rules if rule and not rule[0].startswith("#")]
+    return bool(rules) and all(rule[-1] == "scram-sha-256" for rule in rules)
+
+
+def test_the_embedded_server_requires_its_password(tmp_path: Path) -> None:
+    """Trust auth let any local user in as the superuser (and `COPY ... TO PROGRAM` ran a
+    shell): now a connection needs the password, kept in a 0600 file made with that mode."""
+    old_umask = os.umask(0o022)
+    server = EmbeddedPostgres(tmp_path / "pgdata", fast=True)
+    try:
+        server.start()
+    finally:
+        os.umask(old_umask)
+    try:
+        assert server.password_file == tmp_path / "pgdata.password"
+        assert stat.S_IMODE(server.password_file.stat().st_mode) == 0o600
+        assert len(server.password) == 48 and server.password in server.dsn()
+        with psycopg.connect(server.dsn(), connect_timeout=5) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+        assert "no password supplied" in _refused(server, None)
+        assert "password authentication failed" in _refused(server, "guessed")
+        assert _no_trust(server)
+    finally:
+        server.destroy()
+    assert not server.password_file.exists()
+
+
+def test_a_cluster_made_with_trust_auth_is_made_to_require_a_password(tmp_path: Path) -> None:
+    """A data folder an older FlowLens made (trust in pg_hba.conf, no password, no password
+    file) keeps its data and gets a password at its next start, set before the server
+    listens; so does one whose password file was deleted."""
+    server = EmbeddedPostgres(tmp_path / "pgdata", port=free_port(), fast=True)
+    server.start()
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (id int)")
+    server.stop()
+    # What an older FlowLens left: trust for everyone, a superuser without a password.
+    hba = server.pgdata / "pg_hba.conf"
+    hba.write_text(hba.read_text().replace("scram-sha-256", "trust"))
+    server._run("postgres", ["--single", "-D", str(server.pgdata), "postgres"],
+                stdin="ALTER ROLE postgres PASSWORD NULL;\n")  # fmt: skip
+    server.password_file.unlink()
+    try:
+        server.start()
+        assert _no_trust(server) and stat.S_IMODE(server.password_file.stat().st_mode) == 0o600
+        assert "no password supplied" in _refused(server, None)
+        with psycopg.connect(server.dsn(), connect_timeout=5) as conn:
+            assert conn.execute("SELECT count(*) FROM kept").fetchone() == (0,)
+        server.stop()
+
+        lost = server.password
+        server.password_file.unlink()
+        server.start()
+        assert server.password != lost
+        assert "password authentication failed" in _refused(server, lost)
+        with psycopg.connect(server.dsn(), connect_timeout=5) as conn:
+            assert conn.execute("SELECT count(*) FROM kept").fetchone() == (0,)
+    finally:
+        server.destroy()

@@ -145,11 +145,14 @@ async def test_a_repository_of_another_shape_is_still_answered(
     assert (await raw_event(db, f"d-odd-{repository!r}")) is not None
 
 
-async def test_payload_missing_its_object_is_400(sender: Sender, counts) -> None:
-    resp = await sender.send("pull_request", {"action": "opened"})
-    assert resp.status_code == 400
-    assert "pull_request" in resp.json()["error"]
-    assert (await counts())["raw_events"] == 0
+async def test_payload_missing_its_object_is_kept_unapplied(sender: Sender, counts) -> None:
+    """Signed, so GitHub's: kept whole, never half-applied, answered 202 naming why."""
+    resp = await sender.send("pull_request", {"action": "opened"}, delivery="no-object")
+    assert resp.status_code == 202
+    assert resp.json()["status"] == "unapplied" and "pull_request" in resp.json()["reason"]
+    assert (await counts())["raw_events"] == 1 and (await counts())["pull_requests"] == 0
+    again = await sender.send("pull_request", {"action": "opened"}, delivery="no-object")
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
 
 
 async def test_body_over_25_mib_is_413(ingest_client: httpx.AsyncClient, counts) -> None:
@@ -262,14 +265,16 @@ async def test_a_literal_backslash_u0000_in_a_title_is_kept(sender: Sender, db: 
         {"pull_request.additions": 2**70},
     ],
 )
-async def test_a_signed_payload_with_values_out_of_range_is_400(
+async def test_a_signed_payload_with_values_out_of_range_is_kept_unapplied(
     sender: Sender, counts, change: dict[str, Any]
 ) -> None:
-    """Signed, well-formed JSON, but a value no column can hold: 400, nothing stored."""
+    """Signed, well-formed JSON, but a value no column can hold: stored whole, 202 unapplied,
+    nothing of it applied."""
     resp = await sender.send("pull_request", variant(load_fixture(OPENED), **change))
-    assert resp.status_code == 400, resp.text
-    assert "error" in resp.json()
-    assert (await counts())["raw_events"] == 0
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["status"] == "unapplied" and resp.json()["reason"]
+    stored = await counts()
+    assert (stored["raw_events"], stored["repositories"], stored["pull_requests"]) == (1, 0, 0)
 
 
 @pytest.mark.parametrize(

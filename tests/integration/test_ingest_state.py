@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 from flowlens.db import Database
+from flowlens.serialize import short_description
 from tests.conftest import load_fixture
 from tests.helpers import variant
 from tests.integration.conftest import Sender
@@ -652,9 +653,10 @@ async def test_long_columns_are_written_only_when_they_change(sender: Sender, db
     assert (row["status_pr"], row["status_build"]) == ("updated", "buildFailed")
     assert (row["body"], row["files_changed"], row["latest_insight"]) == (body, files, insight)
     assert await toast_ids() == before
-    # The feed still carries the complete state.
+    # The feed still carries the complete state (the description as list items carry it).
     data = (await feed(db))[-1]["payload"]["data"]
-    assert data["pull_request"]["description"] == body and data["ai_insight"] == insight
+    assert data["pull_request"]["description"] == short_description(body)
+    assert data["ai_insight"] == insight
     assert data["pull_request"]["filesChanged"] == files
 
     edited = pr_action("edited", "2019-05-15T15:22:00Z", body=long_text("edited"))

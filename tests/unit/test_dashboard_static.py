@@ -146,6 +146,23 @@ def test_references_are_local_files(page: Page) -> None:
     assert all(s.get("type") == "module" for s in scripts if s.get("src"))
 
 
+def test_nothing_inline_that_the_csp_blocks(page: Page) -> None:
+    """The dashboard's CSP allows no inline script or style (flowlens.serving.DASHBOARD_CSP)."""
+    for script in page.find("script"):
+        assert script.get("src"), "inline <script>: move it to a file"
+    assert not page.find("style"), "<style>: move it to style.css"
+    for tag, attrs in page.elements:
+        assert "style" not in attrs, f"<{tag} style=...>: use a class in style.css"
+        handlers = [name for name in attrs if name.startswith("on")]
+        assert not handlers, f"<{tag} {handlers[0]}=...>: add the listener in a module"
+        for name in ("href", "src", "action", "formaction"):
+            assert not (attrs.get(name) or "").lower().startswith("javascript:"), (tag, name)
+    for path in js_files():
+        source = path.read_text("utf-8")
+        for sink in ("new Function", 'setAttribute("style"', 'setTimeout("', 'setInterval("'):
+            assert sink not in source, f"{path.name} uses {sink}, which the CSP blocks"
+
+
 def test_module_imports_resolve() -> None:
     files = js_files()
     assert (STATIC / "app.js") in files

@@ -11,7 +11,7 @@ import pytest
 from typing_extensions import is_typeddict
 
 from flowlens.github import parse as parse_module
-from flowlens.github.parse import load_payload, parse
+from flowlens.github.parse import PayloadError, load_payload, parse
 from tests.helpers import variant
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "github"
@@ -125,6 +125,11 @@ def test_unexpected_shapes_are_kept_as_they_are() -> None:
     pr = {"number": 1, "user": None, "head": "main", "base": {"repo": 5}}
     odd = {"action": "opened", "repository": None, "sender": "ghost", "pull_request": pr}
     assert load_payload(json.dumps(odd)) == odd
+    # A head that is no object is named, read either way.
+    for payload in (odd, load_payload(json.dumps(odd))):
+        with pytest.raises(PayloadError, match=r"pull_request\.head: expected an object"):
+            parse("pull_request", payload)
+    pr["head"] = None
     assert parse("pull_request", load_payload(json.dumps(odd))) == parse("pull_request", odd)
 
 

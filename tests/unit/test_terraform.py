@@ -600,6 +600,164 @@ def test_the_example_root_takes_what_deploy_md_says_to_set_in_tfvars() -> None:
     deploy = (ROOT / "docs" / "DEPLOY.md").read_text("utf-8")
     example_vars = blocks("variable", EXAMPLE)
     call = blocks("module", EXAMPLE)["flowlens"]
-    for name in ("extra_env", "feed_notify", "secret_versions", "optional_secrets"):
+    for name in ("extra_env", "feed_notify", "secret_versions", "optional_secrets", "api_public",
+                 "allow_public_api_without_tokens"):  # fmt: skip
         assert f"`{name}" in deploy, name
         assert name in example_vars and call.get(name) == f"${{var.{name}}}", name
+
+
+# --- deployment defaults a security review asked about (docs/SECURITY.md) --------------------
+
+
+def hcl_bool(expression: str, terms: dict[str, bool]) -> bool:
+    """A condition made of the given terms, `!`, `&&`, `||` and parentheses, evaluated."""
+    body = expression.removeprefix("${").removesuffix("}")
+    for term, truth in sorted(terms.items(), key=lambda t: -len(t[0])):
+        body = body.replace(term, f" {truth} ")
+    body = body.replace("||", " or ").replace("&&", " and ").replace("!", " not ")
+
+    def evaluate(node: ast.expr) -> bool:
+        if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return not evaluate(node.operand)
+        if isinstance(node, ast.BoolOp):
+            values = [evaluate(v) for v in node.values]
+            return all(values) if isinstance(node.op, ast.And) else any(values)
+        raise AssertionError(f"unknown terms in {expression}: {ast.unparse(node)}")
+
+    return evaluate(ast.parse(body.strip(), mode="eval").body)
+
+
+def test_a_public_api_needs_api_tokens_or_an_explicit_yes() -> None:
+    """allUsers may invoke the API when api_public is on; without API_TOKENS it then serves
+    every pull request, insight and build to anyone, so the plan fails unless asked for."""
+    variables = blocks("variable")
+    assert variables["api_public"]["default"] is True
+    assert variables["allow_public_api_without_tokens"]["default"] is False
+    public = resources("google_cloud_run_v2_service_iam_member")["api_public"]
+    assert public["count"] == "${var.api_public ? 1 : 0}" and public["member"] == "allUsers"
+    loc = locals_()
+    assert "API_TOKENS" in loc["api_optional_secrets"]  # reaches the API only as a secret
+    assert "API_TOKENS" not in loc["api_env"]
+
+    api = resources("google_cloud_run_v2_service")["api"]
+    (guard,) = [
+        p["condition"]
+        for p in one(api["lifecycle"])["precondition"]
+        if "var.api_public" in p["condition"]
+    ]
+    for public_, allowed, tokens in (
+        (a, b, c) for a in (True, False) for b in (True, False) for c in (True, False)
+    ):
+        terms = {
+            "var.api_public": public_,
+            "var.allow_public_api_without_tokens": allowed,
+            'contains(local.api_secrets, "API_TOKENS")': tokens,
+        }
+        assert hcl_bool(guard, terms) == (not public_ or allowed or tokens), terms
+
+    # The example root's defaults (no optional secrets) are refused until tokens are added.
+    example = blocks("variable", EXAMPLE)
+    assert example["optional_secrets"]["default"] == []
+    assert example["api_public"]["default"] is True
+    assert example["allow_public_api_without_tokens"]["default"] is False
+
+
+def _dsn_format() -> tuple[str, list[str]]:
+    """cloudsql_dsn's format string and its argument expressions."""
+    expr = locals_()["cloudsql_dsn"]
+    match = re.search(r'format\(\s*"([^"]+)",(.*)\)\s*:\s*""', expr, re.DOTALL)
+    assert match, expr
+    return match.group(1), [a.strip() for a in match.group(2).split(",") if a.strip()]
+
+
+def test_cloudsql_connections_verify_the_server_certificate() -> None:
+    """The deployables reach Cloud SQL over TCP at its private IP (no Auth Proxy): with
+    sslmode=require anything on that path could pose as the database."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    loc = locals_()
+    template, args = _dsn_format()
+    assert "sslmode=require" not in template
+    assert args[-2:] == ["local.db_ca_dir", "local.db_ca_file"]
+    values = ["flowlens", "pw", "10.1.2.3", "flowlens", loc["db_ca_dir"], loc["db_ca_file"]]
+    dsn = template.replace("%s", "{}").format(*values)
+    params = conninfo_to_dict(dsn)
+    assert params["sslmode"] == "verify-ca"
+    assert params["sslrootcert"] == f"{loc['db_ca_dir']}/{loc['db_ca_file']}"
+    assert ApiSettings.from_env(database_url=dsn).dsn == dsn
+
+    # verify-ca pins the instance only while its CA signs for it alone.
+    db = resources("google_sql_database_instance")["db"]
+    ip = one(one(db["settings"])["ip_configuration"])
+    assert ip["ssl_mode"] == "ENCRYPTED_ONLY"
+    assert ip["server_ca_mode"] == "GOOGLE_MANAGED_INTERNAL_CA"
+    # Every CA the instance lists (a rotation's upcoming one too) goes into the file.
+    assert "data.google_sql_ca_certs.db[0].certs" in loc["db_ca_pem"]
+    version = resources("google_secret_manager_secret_version")["db_ca"]
+    assert version["secret_data"] == "${local.db_ca_pem}"
+
+    # Every deployable that connects mounts the file where the DSN says, and may read it.
+    connects = {
+        name
+        for name in DEPLOYABLES
+        if "DATABASE_URL" in loc[f"{name}_required_secrets"] + loc[f"{name}_optional_secrets"]
+    }
+    assert set(loc["db_ca_readers"]) == connects == set(DEPLOYABLES)
+    access = resources("google_secret_manager_secret_iam_member")["db_ca"]
+    assert access["for_each"] == "${local.cloudsql ? toset(local.db_ca_readers) : toset([])}"
+    assert access["member"] == "${google_service_account.sa[each.value].member}"
+    secret = "${google_secret_manager_secret.db_ca[0].secret_id}"
+    for name, fn in resources("google_cloudfunctions2_function").items():
+        (volume,) = dynamic(one(fn["service_config"]), "secret_volumes")
+        assert volume["for_each"] == "${google_secret_manager_secret_version.db_ca}", name
+        content = one(volume["content"])
+        assert content["mount_path"] == "${local.db_ca_dir}" and content["secret"] == secret
+        assert one(content["versions"])["path"] == "${local.db_ca_file}", name
+    api = one(resources("google_cloud_run_v2_service")["api"]["template"])
+    job = one(one(resources("google_cloud_run_v2_job")["migrate"]["template"])["template"])
+    for name, template_ in (("api", api), ("migrate", job)):
+        (volume,) = dynamic(template_, "volumes")
+        content = one(volume["content"])
+        assert one(content["secret"])["secret"] == secret, name
+        assert one(one(content["secret"])["items"])["path"] == "${local.db_ca_file}", name
+        (mount,) = dynamic(one(template_["containers"]), "volume_mounts")
+        mounted = one(mount["content"])
+        assert mounted["name"] == content["name"], name
+        assert mounted["mount_path"] == "${local.db_ca_dir}", name
+        assert volume["for_each"] == mount["for_each"], name
+
+
+def test_the_deployer_may_grant_only_the_builders_project_roles() -> None:
+    """Unconditional projectIamAdmin lets the deployer make anyone, itself included, owner."""
+    loc = locals_()
+    roles: dict[str, str] = loc["deployer_project_roles"]
+    powerful = {
+        "roles/owner",
+        "roles/editor",
+        "roles/resourcemanager.projectIamAdmin",
+        "roles/iam.securityAdmin",
+        "roles/iam.roleAdmin",
+    }
+    unconditional = {role for role, condition in roles.items() if not condition}
+    assert not unconditional & powerful, unconditional & powerful
+    condition = roles["roles/resourcemanager.projectIamAdmin"]
+    assert condition == (
+        "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', [])"
+        ".hasOnly(${jsonencode(local.builder_project_roles)})"
+    )
+    # The roles it may grant are exactly the project-level grants the module makes.
+    project_grants = resources("google_project_iam_member")
+    assert set(project_grants) == {"builder", "deployer"}
+    assert project_grants["builder"]["for_each"] == "${toset(local.builder_project_roles)}"
+    assert set(loc["builder_project_roles"]) == {
+        "roles/logging.logWriter",
+        "roles/artifactregistry.writer",
+    }
+    deployer = project_grants["deployer"]
+    assert deployer["for_each"] == "${var.create_deployer ? local.deployer_project_roles : {}}"
+    (cond,) = dynamic(deployer, "condition")
+    assert cond["for_each"] == '${each.value == "" ? [] : [each.value]}'
+    assert one(cond["content"])["expression"] == "${condition.value}"
+    assert one(deployer["lifecycle"])["create_before_destroy"] is True

@@ -17,6 +17,7 @@ module "flowlens" {
   database_mode    = var.database_mode
   optional_secrets = var.optional_secrets
   cors_origins     = var.cors_origins
+  api_public       = var.api_public
   log_level        = var.log_level
   feed_notify      = var.feed_notify
   extra_env        = var.extra_env
@@ -28,4 +29,6 @@ module "flowlens" {
   ingest_max_instances = var.ingest_max_instances
   poller_max_instances = var.poller_max_instances
   deletion_protection  = var.deletion_protection
+
+  allow_public_api_without_tokens = var.allow_public_api_without_tokens
 }

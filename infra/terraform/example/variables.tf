@@ -75,6 +75,28 @@ variable "optional_secrets" {
   }
 }
 
+variable "api_public" {
+  type        = bool
+  description = "Let anyone reach the API (allUsers may invoke it); API_TOKENS must then be in optional_secrets."
+  default     = true
+
+  validation {
+    condition     = var.api_public == true || var.api_public == false
+    error_message = "api_public must be true or false."
+  }
+}
+
+variable "allow_public_api_without_tokens" {
+  type        = bool
+  description = "Deploy a public API without API_TOKENS on purpose (its data is then anyone's); off, the plan fails."
+  default     = false
+
+  validation {
+    condition     = var.allow_public_api_without_tokens == true || var.allow_public_api_without_tokens == false
+    error_message = "allow_public_api_without_tokens must be true or false."
+  }
+}
+
 variable "cors_origins" {
   type        = string
   description = "Comma-separated browser origins allowed to call the API."

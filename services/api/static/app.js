@@ -1,7 +1,7 @@
 // FlowLens dashboard: one REST load, then live pr_update messages from /ws.
 // No build step, no network beyond this origin.
 
-import { Api, AuthCancelled, getToken, socketUrl } from "./modules/api.js";
+import { Api, AuthCancelled, getToken, socketProtocols, socketUrl } from "./modules/api.js";
 import { h } from "./modules/dom.js";
 import { PR_STATUS, describe, insightFromSocket, insightIsFor, prKey, relativeTime } from "./modules/format.js";
 import { LiveSocket } from "./modules/live.js";
@@ -184,6 +184,7 @@ function onConnState({ state: s, retryInMs }) {
 
 const live = new LiveSocket({
   url: () => socketUrl(state.repo),
+  protocols: socketProtocols,
   onMessage,
   onState: onConnState,
   onOpen() {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -32,21 +33,43 @@ def _slack_escape(text: str) -> str:
 
 LINK_MAX = 1000  # longer links are left out: the section must fit SLACK_SECTION_MAX
 
+# Percent-encoded, a URL has no whitespace, backslash, `|`, `<`, `>` or non-ASCII left.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
+# scheme://host[:port] and then nothing or a path, query or fragment. No `user@` part and no
+# `%` in the authority: the host this names is the host a browser goes to.
+_WEB_URL = re.compile(
+    r"(?i)https?://(?P<host>[a-z0-9-]+(?:\.[a-z0-9-]+)*\.?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?"
+    r"(?:[/?#].*)?"
+)
+
 
 def web_link(*candidates: Any) -> str | None:
-    """The first http(s) URL of at most LINK_MAX characters (a CI report's or a commit
-    status's URL is anyone's text; the PR's or repository's is the fallback)."""
+    """The first candidate that is an http(s) URL with a plain host, percent-encoded, of at
+    most LINK_MAX characters (a CI report's or a commit status's URL is anyone's text; the
+    PR's or repository's is the fallback)."""
     for url in candidates:
-        web = isinstance(url, str) and url.lower().startswith(("https://", "http://"))
-        if web and len(url) <= LINK_MAX:
-            return str(url)
+        if not isinstance(url, str):
+            continue
+        safe = quote(url.strip(), safe=_URL_SAFE)
+        if len(safe) <= LINK_MAX and _WEB_URL.fullmatch(safe):
+            return safe
     return None
+
+
+def link_host(url: str) -> str | None:
+    """The lower-case host a web_link URL opens (None for anything else)."""
+    match = _WEB_URL.fullmatch(url)
+    return match.group("host").lower().rstrip(".") if match else None
+
+
+def link_label(url: str) -> str:
+    """What a link says: the host it really opens, whoever supplied the URL."""
+    return f"Open on {link_host(url)}"
 
 
 def _slack_link(url: str) -> str:
     """A URL fit for `<url|label>`: nothing in it can close the link or start a mention."""
-    safe = quote(url, safe=":/?#[]@!$&'()*+,;=%~")  # whitespace, `|`, `<`, `>` encoded
-    return _slack_escape(safe)
+    return _slack_escape(quote(url, safe=_URL_SAFE))
 
 
 def _fit(text: str, limit: int) -> str:
@@ -80,8 +103,9 @@ class Alert:
         lines += [f"{label}: {value}" for label, value in self.facts]
         if self.detail:
             lines += ["", self.detail]
-        if self.link:
-            lines += ["", f"Link: {self.link}"]
+        link = web_link(self.link)
+        if link:
+            lines += ["", f"Link: {link}"]
         return "\n".join(lines)
 
     def email_subject(self) -> str:
@@ -98,7 +122,7 @@ class Alert:
         if self.detail:
             lines.append(_slack_escape(self.detail))
         link = web_link(self.link)
-        tail = f"\n<{_slack_link(link)}|Open on GitHub>" if link else ""
+        tail = f"\n<{_slack_link(link)}|{_slack_escape(link_label(link))}>" if link else ""
         body = _fit("\n".join(lines), SLACK_SECTION_MAX - len(tail)) + tail
         return {
             "text": _slack_escape(self.headline),

@@ -15,10 +15,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowlens.api import flutter
+from flowlens.api.docs import add_docs
 from flowlens.api.feed import FeedTailer
 from flowlens.api.hub import Hub
+from flowlens.api.proxy import ForwardedFor
 from flowlens.api.routes import ApiError, Services, health_router, router, websocket_endpoint
-from flowlens.db import Database, DatabaseUnavailable
+from flowlens.db import Database, DatabaseUnavailable, QueryTimedOut
 from flowlens.settings import ApiSettings
 
 log = logging.getLogger("flowlens.api")
@@ -55,6 +57,9 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
 
 
 async def _database_down(_: Request, exc: Exception) -> Response:
+    if isinstance(exc, QueryTimedOut):
+        log.warning("query cancelled by API_STATEMENT_TIMEOUT_MS: %s", exc)
+        return error(503, "the query took too long; narrow it (repo, limit) or retry")
     log.error("database unavailable: %s", exc)
     return error(503, "database unavailable")
 
@@ -91,7 +96,10 @@ def create_app(settings: ApiSettings | None = None, *, database: Database | None
     """A FastAPI app with its own pool, feed tailer and WebSocket hub."""
     settings = settings or ApiSettings.from_env()
     db = database or Database(
-        settings.dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        settings.dsn,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        statement_timeout_ms=settings.api_statement_timeout_ms,
     )
     hub = Hub(settings.ws_queue_size)
     tailer = FeedTailer(
@@ -119,7 +127,10 @@ def create_app(settings: ApiSettings | None = None, *, database: Database | None
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # add_docs serves Swagger UI from local files; no CDN
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.flowlens = Services(settings=settings, db=db, hub=hub, tailer=tailer)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -134,6 +145,8 @@ def create_app(settings: ApiSettings | None = None, *, database: Database | None
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
+    if settings.proxy_hops:  # added last: outermost, so every layer sees the real client
+        app.add_middleware(ForwardedFor, hops=settings.proxy_hops)
     app.include_router(router)
     app.include_router(health_router)
     app.add_api_websocket_route("/ws", websocket_endpoint)

@@ -1,7 +1,11 @@
-"""Bearer tokens (API_TOKENS): REST needs the Authorization header, /ws the header or ?token=."""
+"""Bearer tokens (API_TOKENS): REST needs the Authorization header; a socket takes it in that
+header, in its subprotocols (`flowlens, bearer.<base64url token>`: what a browser can send), or
+as ?token= (what the shipped Flutter app can send; redacted from every log line)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -28,24 +32,54 @@ def token_ok(token: str | None, tokens: Sequence[str]) -> bool:
     return found
 
 
-def allowed(conn: HTTPConnection, tokens: Sequence[str], *, query: bool = False) -> bool:
-    """No tokens configured, or the request carries one (the query string only if `query`)."""
+# The subprotocol a socket client offers beside its token, and that the server selects (a
+# browser fails the handshake unless the server selects one of the protocols it offered).
+SUBPROTOCOL = "flowlens"
+_BEARER_PROTOCOL = "bearer."
+
+
+def subprotocols(conn: HTTPConnection) -> list[str]:
+    """The protocols a socket client offered (Sec-WebSocket-Protocol), in order."""
+    header = conn.headers.get("sec-websocket-protocol", "")
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
+def protocol_token(conn: HTTPConnection) -> str | None:
+    """The token a socket client offered as the subprotocol `bearer.<base64url token>`."""
+    for protocol in subprotocols(conn):
+        if protocol.startswith(_BEARER_PROTOCOL):
+            encoded = protocol[len(_BEARER_PROTOCOL) :]
+            try:
+                raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+                return raw.decode("utf-8")
+            except (binascii.Error, ValueError):
+                return None
+    return None
+
+
+def allowed(conn: HTTPConnection, tokens: Sequence[str], *, socket: bool = False) -> bool:
+    """No tokens configured, or the request carries one (a socket's subprotocol and query
+    string count too)."""
     if not tokens:
         return True
     if token_ok(bearer(conn), tokens):
         return True
-    return query and token_ok(conn.query_params.get("token"), tokens)
+    if not socket:
+        return False
+    return token_ok(protocol_token(conn), tokens) or token_ok(
+        conn.query_params.get("token"), tokens
+    )
 
 
 def origin_ok(conn: HTTPConnection, origins: Sequence[str]) -> bool:
-    """Whether a browser's Origin may open the socket: CORS_ORIGINS applies to /ws too.
+    """Whether a browser's Origin may open the socket: its own host's, or one CORS_ORIGINS
+    lists (`*`: any).
 
-    Browsers apply no CORS to WebSockets, so without this any page could read the feed.
-    No CORS_ORIGINS (or `*`), no Origin header (not a browser), or the API's own host
-    (the dashboard served at /) are always allowed.
+    Browsers apply no CORS to WebSockets, so without this any page could read the feed. No
+    Origin header (not a browser: the Flutter app on a phone, a script) is always allowed.
     """
     origin = conn.headers.get("origin")
-    if not origins or "*" in origins or not origin:
+    if not origin or "*" in origins:
         return True
     if origin in origins:
         return True

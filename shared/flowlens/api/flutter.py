@@ -38,7 +38,11 @@ DEFAULT_LIMIT = 200
 
 RepositoryIdParam = Annotated[
     str | None,
-    Query(description="A repository id from /flutter/api/repositories; unknown ids answer 404."),
+    Query(
+        description="A repository id from /flutter/api/repositories; others answer 400, "
+        "unknown ids 404.",
+        json_schema_extra={"pattern": "^[0-9]{1,18}$"},
+    ),
 ]
 LimitParam = Annotated[int, Query(ge=1, le=1000, description="At most this many items.")]
 

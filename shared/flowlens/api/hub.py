@@ -132,11 +132,24 @@ def _app_message(change: Change) -> str | None:
         return None
 
 
+# RFC 6455 5.5: a control frame's payload is at most 125 bytes, two of them the close code.
+MAX_CLOSE_REASON_BYTES = 123
+
+
+def close_reason(reason: str) -> str:
+    """`reason` cut to what a close frame can carry (UTF-8, never inside a character)."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
+        return reason
+    cut = encoded[: MAX_CLOSE_REASON_BYTES - len("…".encode())]
+    return cut.decode("utf-8", errors="ignore") + "…"
+
+
 async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
     """Close, without waiting forever on a client whose buffers are full."""
     with contextlib.suppress(Exception):
         async with asyncio.timeout(CLOSE_WAIT_SECONDS):
-            await websocket.close(code=code, reason=reason)
+            await websocket.close(code=code, reason=close_reason(reason))
 
 
 async def _send_loop(websocket: WebSocket, queue: asyncio.Queue[str]) -> None:

@@ -78,13 +78,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     ]
 }
 
+# The patterns are documented, not enforced by FastAPI: a malformed value answers 400 with
+# the contract's message (repository_id below), and fuzzers know which values are valid.
 RepoParam = Annotated[
     str | None,
-    Query(description="Repository as owner/name; unknown repositories answer 404."),
+    Query(
+        description="Repository as owner/name; malformed answers 400, unknown 404.",
+        json_schema_extra={"pattern": f"^{REPO_NAME.pattern}$"},
+    ),
 ]
 LimitParam = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
-# Bounded so that offset + limit stays a PostgreSQL integer.
-OffsetParam = Annotated[int, Query(ge=0, le=2_000_000_000, description="Items to skip.")]
+# An offset is read and thrown away row by row: past a few pages, a client filters instead.
+MAX_OFFSET = 10_000
+OffsetParam = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")]
+
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=ERRORS)
 
@@ -116,12 +123,42 @@ async def list_prs(
     ] = "all",
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
     offset: OffsetParam = 0,
+    description: Annotated[
+        Literal["short", "none"],
+        Query(
+            description="`short` (the default): each description cut to 1,000 characters; "
+            "`none`: an empty one, for clients that do not show it.",
+        ),
+    ] = "short",
 ) -> Response:
-    """Pull requests, most recently updated (updatedAt) first."""
+    """Pull requests, most recently updated (updatedAt) first. Each description is cut to
+    1,000 characters; GET /api/prs/{number} has the whole text."""
     async with services(request).db.transaction() as tx:
         rid = await repository_id(tx, repo)
         rows = await pr_rows(tx, rid, None if state == "all" else state, limit, offset)
-    return ok([serialize.pr_item(row, row["repository"]) for row in rows])
+    items = [serialize.pr_item(row, row["repository"]) for row in rows]
+    if description == "none":
+        for item in items:
+            item["description"] = ""
+    return ok(items)
+
+
+@router.get("/prs/{pr_number}", response_model=PullRequest, summary="One pull request")
+async def get_pr(
+    request: Request,
+    pr_number: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    repo: RepoParam = None,
+) -> Response:
+    """One PR with its whole description; without `repo`, the one PR of that number (400
+    when several repositories have one)."""
+    async with services(request).db.transaction() as tx:
+        rid = await repository_id(tx, repo)
+        rows = await tx.all("api_pr", number=pr_number, repository_id=rid)
+    if not rows:
+        raise ApiError(404, f"no pull request #{pr_number}" + (f" in {repo}" if repo else ""))
+    if len(rows) > 1:
+        raise ApiError(400, f"several repositories have a #{pr_number}: give repo=owner/name")
+    return ok(serialize.pr_item(rows[0], rows[0]["repository"], full=True))
 
 
 async def pr_rows(
@@ -283,17 +320,20 @@ async def serve_socket(websocket: WebSocket, *, app: bool) -> None:
     # Not accepted before the feed reader's first pass: a client loads REST once its socket
     # opens, and that pass takes everything already in the feed as history, so a change
     # committed in between would reach neither.
+    # The subprotocol the client offered beside its token, selected (a browser fails the
+    # handshake unless one it offered is).
+    protocol = auth.SUBPROTOCOL if auth.SUBPROTOCOL in auth.subprotocols(websocket) else None
     try:
         async with asyncio.timeout(FEED_READY_TIMEOUT_SECONDS):
             await svc.tailer.ready.wait()
     except TimeoutError:
-        await websocket.accept()
+        await websocket.accept(subprotocol=protocol)
         await close_quietly(websocket, CLOSE_SLOW, "change feed not ready; reconnect")
         return
     # Accepted before the checks, so that the client sees the 1008 close code rather than a
     # bare 403.
-    await websocket.accept()
-    if not auth.allowed(websocket, svc.settings.api_token_list, query=True):
+    await websocket.accept(subprotocol=protocol)
+    if not auth.allowed(websocket, svc.settings.api_token_list, socket=True):
         await close_quietly(websocket, CLOSE_POLICY, "missing or invalid token")
         return
     if not auth.origin_ok(websocket, svc.settings.cors_origin_list):
@@ -302,6 +342,6 @@ async def serve_socket(websocket: WebSocket, *, app: bool) -> None:
     repos = websocket.query_params.getlist("repo")
     bad = [r for r in repos if not REPO_NAME.fullmatch(r)]
     if bad:
-        await close_quietly(websocket, CLOSE_POLICY, f"repo must be owner/name: {bad[0][:100]}")
+        await close_quietly(websocket, CLOSE_POLICY, f"repo must be owner/name: {bad[0]}")
         return
     await svc.hub.serve(websocket, repos, app=app)

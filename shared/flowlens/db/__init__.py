@@ -1,6 +1,13 @@
 """Database access: named SQL queries from .sql files behind one access class."""
 
-from flowlens.db.database import ConnectionLost, Database, DatabaseUnavailable, Tx, first_line
+from flowlens.db.database import (
+    ConnectionLost,
+    Database,
+    DatabaseUnavailable,
+    QueryTimedOut,
+    Tx,
+    first_line,
+)
 from flowlens.db.queries import QUERIES, load_queries
 
 __all__ = [
@@ -8,6 +15,7 @@ __all__ = [
     "ConnectionLost",
     "Database",
     "DatabaseUnavailable",
+    "QueryTimedOut",
     "Tx",
     "first_line",
     "load_queries",

@@ -42,6 +42,10 @@ class DatabaseUnavailable(RuntimeError):
     """The database could not be reached or dropped the connection."""
 
 
+class QueryTimedOut(DatabaseUnavailable):
+    """The server cancelled a statement that ran past statement_timeout."""
+
+
 class ConnectionLost(DatabaseUnavailable):
     """The connection broke during the transaction (a restart, a failover, a server that ended
     the session): the server rolled back whatever had not committed, and the outcome of a COMMIT
@@ -127,6 +131,7 @@ class Database:
         connect_timeout: float = 5.0,
         queries: Mapping[str, str] = QUERIES,
         recheck_after: float = RECHECK_AFTER,
+        statement_timeout_ms: int = 0,
     ) -> None:
         self.dsn = dsn
         self.queries = queries
@@ -146,6 +151,7 @@ class Database:
                 "connect_timeout": max(1, int(connect_timeout)),
                 "autocommit": True,
                 **_tcp_defaults(dsn),
+                **_statement_timeout(dsn, statement_timeout_ms),
             },
             check=self._check,
             name="flowlens",
@@ -235,6 +241,8 @@ class Database:
             # Serialisation failures and deadlocks are OperationalErrors too, but the server is
             # fine: the caller retries the transaction (see ingest.store.retrying).
             raise
+        except psycopg.errors.QueryCanceled as exc:
+            raise QueryTimedOut(first_line(exc)) from exc
         except (psycopg.Error, PoolTimeout) as exc:
             # A broken connection whatever the error class: the server ends a session with an
             # InternalError too (idle_in_transaction_session_timeout, transaction_timeout).
@@ -307,6 +315,15 @@ class Database:
                             raise
                         await asyncio.sleep(0.1 * (attempt + 1))
         return applied
+
+
+def _statement_timeout(dsn: str, ms: int) -> dict[str, str]:
+    """libpq `options` that set statement_timeout on every pooled connection (0: none), kept
+    beside any options the DSN already gives."""
+    if ms <= 0:
+        return {}
+    given = conninfo_to_dict(dsn).get("options") or ""
+    return {"options": f"{given} -c statement_timeout={int(ms)}".strip()}
 
 
 def _tcp_defaults(dsn: str) -> dict[str, str]:

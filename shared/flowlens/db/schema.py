@@ -124,6 +124,7 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "last_error": "text",
         "received_at": _TS,
         "processed_at": _TS,
+        "unapplied_reason": "text",
     },
     "insights": {
         "id": "bigint",
@@ -190,4 +191,5 @@ EXPECTED_INDEXES: set[tuple[str, str]] = {
     ("change_feed", "change_feed_created_idx"),
     ("builds", "builds_failed_updated_idx"),
     ("insights", "insights_high_created_idx"),
+    ("raw_events", "raw_events_unapplied_idx"),
 }

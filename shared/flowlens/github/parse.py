@@ -231,6 +231,16 @@ def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _member(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """An object member (absent or null: empty); PayloadError when it has another type."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(f"{where}.{key}: expected an object, got {_json_type(value)}")
+    return value
+
+
 def _login(user: Any) -> tuple[str | None, str | None]:
     if isinstance(user, dict):
         return user.get("login"), user.get("avatar_url")
@@ -240,7 +250,9 @@ def _login(user: Any) -> tuple[str | None, str | None]:
 def _repo(data: Any, *, complete: bool = True) -> RepoFacts | None:
     if not isinstance(data, dict) or not data.get("full_name"):
         return None
-    full_name = str(data["full_name"])
+    full_name = data["full_name"]
+    if not isinstance(full_name, str):
+        raise PayloadError(f"repository.full_name: expected a string, got {_json_type(full_name)}")
     owner_login, owner_avatar = _login(data.get("owner"))
     return RepoFacts(
         full_name=full_name,
@@ -268,9 +280,11 @@ def _pr(data: dict[str, Any], action: str | None) -> PrFacts:
     number = data.get("number")
     if not isinstance(number, int):
         raise PayloadError("pull_request.number missing")
-    author, avatar = _login(data.get("user"))
-    head = _obj(data.get("head"))
-    base = _obj(data.get("base"))
+    author, avatar = _login(_member(data, "user", "pull_request"))
+    head = _member(data, "head", "pull_request")
+    base = _member(data, "base", "pull_request")
+    if data.get("state") not in (None, "open", "closed"):
+        raise PayloadError(f"pull_request.state: expected open or closed, got {data['state']!r}")
     return PrFacts(
         number=number,
         action=action,
@@ -298,6 +312,8 @@ def _pr(data: dict[str, Any], action: str | None) -> PrFacts:
 
 def _pr_refs(items: Any, repo_id: Any = None) -> tuple[PrFacts, ...]:
     """PR references of a build; those of another repository (a fork's PR) link by sha only."""
+    if items is not None and not isinstance(items, list):
+        raise PayloadError(f"pull_requests: expected an array, got {_json_type(items)}")
     refs = []
     for item in items or []:
         if isinstance(item, dict) and isinstance(item.get("number"), int):
@@ -521,7 +537,7 @@ class _Payload(TypedDict, total=False):
 _PAYLOAD = TypeAdapter(_Payload)
 
 
-def load_payload(text: str | bytes) -> dict[str, Any]:
+def load_payload(text: str | bytes | bytearray) -> dict[str, Any]:
     """A payload's JSON with what parse() needs of it; ValueError when it is not a JSON object.
 
     The raw text, not this, is what raw_events keeps.
@@ -536,8 +552,103 @@ def load_payload(text: str | bytes) -> dict[str, Any]:
         return payload
 
 
+# Where each fact comes from in GitHub's payload, for the reason a delivery is not applied.
+_SOURCE = {
+    RepoFacts: ("repository", {"github_id": "id", "is_private": "private",
+                               "stars": "stargazers_count", "forks": "forks_count",
+                               "owner": "owner.login", "owner_avatar": "owner.avatar_url"}),
+    PrFacts: ("pull_request", {"head_sha": "head.sha", "github_id": "id", "author": "user.login",
+                               "author_avatar": "user.avatar_url", "head_ref": "head.ref",
+                               "base_ref": "base.ref", "is_draft": "draft"}),
+    ReviewFacts: ("review", {"review_id": "id", "reviewer": "user.login",
+                             "commit_sha": "commit_id", "pr_number": "pull_request.number"}),
+    BuildFacts: ("", {"commit_sha": "head_sha", "branch": "head_branch", "url": "html_url",
+                      "triggered_by": "actor.login", "workflow_name": "name"}),
+}  # fmt: skip
+# Integers the database keeps in a bigint; every other integer fact is an integer column.
+_BIGINT_FACTS = frozenset({"github_id", "review_id"})
+_INT32 = 2**31 - 1
+_INT64 = 2**63 - 1
+_FACT_TYPES: dict[type, list[tuple[str, tuple[type, ...]]]] = {}
+
+
+def _fact_types(cls: type) -> list[tuple[str, tuple[type, ...]]]:
+    """(field, the types its value may have) of a facts dataclass, worked out once."""
+    if cls not in _FACT_TYPES:
+        import types
+        import typing
+
+        plan = []
+        for name, hint in typing.get_type_hints(cls).items():
+            origin = typing.get_origin(hint)
+            if origin is None:
+                options: tuple[Any, ...] = (hint,)
+            elif origin in (typing.Union, types.UnionType):
+                options = typing.get_args(hint)
+            else:  # a collection (the tuples of PR references, cleared fields)
+                continue
+            kinds = tuple(o for o in options if o in (str, int, bool, datetime))
+            if kinds:
+                plan.append((name, kinds))
+        _FACT_TYPES[cls] = plan
+    return _FACT_TYPES[cls]
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number"}  # fmt: skip
+    return names.get(type(value), type(value).__name__)
+
+
+def _check_types(facts: Any, event: str) -> None:
+    """Raise PayloadError naming the payload field of a fact of the wrong type or range, so
+    nothing of a delivery GitHub sent in a shape we do not know reaches the database."""
+    cls = type(facts)
+    prefix, renamed = _SOURCE[cls]
+    where = prefix or event
+    for name, kinds in _fact_types(cls):
+        value = getattr(facts, name)
+        if value is None:
+            continue
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if ok and isinstance(value, int) and not isinstance(value, bool):
+            ok = -_INT64 <= value <= (_INT64 if name in _BIGINT_FACTS else _INT32)
+            if ok and name not in _BIGINT_FACTS:
+                ok = value >= -_INT32 - 1
+            if not ok:
+                raise PayloadError(f"{where}.{renamed.get(name, name)}: {value} is out of range")
+        if not ok:
+            wanted = " or ".join(_json_type(k()) if k is not datetime else "a timestamp"
+                                 for k in kinds)  # fmt: skip
+            raise PayloadError(
+                f"{where}.{renamed.get(name, name)}: expected {wanted}, got {_json_type(value)}"
+            )
+
+
+def _checked(delivery: Delivery) -> Delivery:
+    for facts in (delivery.repo, *delivery.extra_repos, delivery.pr, delivery.review):
+        if facts is not None:
+            _check_types(facts, delivery.event)
+    for build in delivery.builds:
+        _check_types(build, delivery.event)
+        for ref in build.pr_refs:
+            _check_types(ref, delivery.event)
+    return delivery
+
+
 def parse(event: str, payload: dict[str, Any]) -> Delivery:
-    """Facts of one delivery; unknown events come back with ignored=True."""
+    """Facts of one delivery; unknown events come back with ignored=True. PayloadError names
+    what a payload lacks, or a field whose type or range the facts cannot take."""
+    try:
+        return _checked(_parse(event, payload))
+    except PayloadError:
+        raise
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
+        # A field of another shape than GitHub documents, read before the facts check.
+        raise PayloadError(f"{event}: a field has an unexpected shape ({exc})") from None
+
+
+def _parse(event: str, payload: dict[str, Any]) -> Delivery:
     if not isinstance(payload, dict):
         raise PayloadError("payload is not a JSON object")
     action = payload.get("action")

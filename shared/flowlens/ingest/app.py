@@ -16,10 +16,10 @@ from starlette.responses import JSONResponse
 from flowlens import logs
 from flowlens.db import Database, DatabaseUnavailable, first_line
 from flowlens.github.parse import PayloadError, load_payload, parse
-from flowlens.github.signature import verify
+from flowlens.github.signature import StreamVerifier, well_formed
 from flowlens.ingest.batch import Batcher
 from flowlens.ingest.ci import BadCiBody, CiBuild, actions_event, record_ci_build
-from flowlens.ingest.store import Item, Outcome
+from flowlens.ingest.store import Item, Outcome, record_unapplied
 from flowlens.settings import IngestSettings
 
 log = logging.getLogger("flowlens.ingest")
@@ -32,6 +32,7 @@ _STATUS_CODE = {
     Outcome.IGNORED: 202,
     Outcome.DUPLICATE: 200,
     Outcome.PONG: 200,
+    Outcome.UNAPPLIED: 202,
 }
 
 _handlers: list[IngestHandler] = []
@@ -49,22 +50,61 @@ def error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The raw body, refusing more than `limit` bytes without reading them all."""
+class OverBudget(Exception):
+    """This instance already holds its budget of body bytes in flight."""
+
+
+class BodyBudget:
+    """The body bytes one instance holds in flight (INGEST_BODY_BUDGET_MB): a flood of large
+    posts gets 503s instead of taking the instance past its memory."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+
+    def take(self, size: int) -> None:
+        """Reserve `size` bytes, or raise OverBudget."""
+        if self.used + size > self.capacity:
+            raise OverBudget
+        self.used += size
+
+    def give(self, size: int) -> None:
+        """Release bytes reserved with take()."""
+        self.used -= size
+
+
+async def read_body(
+    request: Request,
+    limit: int = MAX_BODY,
+    *,
+    budget: BodyBudget | None = None,
+    verifier: StreamVerifier | None = None,
+) -> bytearray:
+    """The raw body in one buffer, refusing more than `limit` bytes before reading them (by
+    Content-Length) or as soon as they arrive. Bytes are reserved on `budget` as they come (the
+    caller gives back `len(result)`, or what was reserved when this raises) and fed to
+    `verifier` as read."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > limit:
+                raise BodyTooLarge
+            if budget is not None:
+                budget.take(len(chunk))
+            body += chunk
+            if verifier is not None:
+                verifier.update(chunk)
+    except BaseException:
+        if budget is not None:
+            budget.give(len(body))
+        raise
+    return body
 
 
-def decode_payload(body: bytes, content_type: str) -> tuple[dict[str, Any], str]:
+def decode_payload(body: bytes | bytearray, content_type: str) -> tuple[dict[str, Any], str]:
     """(payload as parse() reads it, JSON text) from a JSON or form-encoded (payload=...) body."""
     if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
         form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
@@ -93,6 +133,7 @@ class IngestHandler:
             max_size=self.settings.db_pool_max,
         )
         self.batcher = Batcher(self.db, notify=self.settings.feed_notify)
+        self.budget = BodyBudget(int(self.settings.ingest_body_budget_mb * 1024 * 1024))
         _handlers.append(self)
 
     async def close(self) -> None:
@@ -120,12 +161,33 @@ class IngestHandler:
         if request.method != "POST":
             return JSONResponse({"error": "method not allowed; POST a webhook"}, 405,
                                 headers={"Allow": "POST"})  # fmt: skip
+        signature = request.headers.get("x-hub-signature-256")
+        # Not a byte of a body whose signature cannot hold is read.
+        if not well_formed(signature):
+            log.warning("rejected delivery: missing or malformed signature")
+            return error(401, "missing or invalid X-Hub-Signature-256")
+        verifier = StreamVerifier(self.secret)
         try:
-            body = await read_body(request)
+            body = await read_body(request, budget=self.budget, verifier=verifier)
         except BodyTooLarge:
             return error(413, f"body over {MAX_BODY} bytes")
+        except OverBudget:
+            log.warning("503: %d body bytes in flight already", self.budget.used)
+            return JSONResponse(
+                {"error": "too many deliveries in flight; retry"},
+                503,
+                headers={"Retry-After": "1"},
+            )
+        try:
+            return await self._verified(request, body, verifier, signature)
+        finally:
+            self.budget.give(len(body))
+
+    async def _verified(
+        self, request: Request, body: bytearray, verifier: StreamVerifier, signature: str | None
+    ) -> JSONResponse:
         # Nothing is looked at before the signature holds.
-        if not verify(self.secret, body, request.headers.get("x-hub-signature-256")):
+        if not verifier.matches(signature):
             log.warning("rejected delivery: missing or wrong signature")
             return error(401, "missing or invalid X-Hub-Signature-256")
         event = request.headers.get("x-github-event", "").strip()
@@ -138,29 +200,50 @@ class IngestHandler:
             payload, text = decode_payload(body, request.headers.get("content-type", ""))
         except (ValueError, UnicodeDecodeError) as exc:
             return error(400, f"body is not a valid webhook payload: {exc}")
-        try:
-            item = Item(delivery, event, parse(event, payload), text)
-        except PayloadError as exc:
-            return error(400, f"{event} payload: {exc}")
-        repo = item.facts.repo.full_name if item.facts.repo else None
-        with logs.bind(delivery=delivery, event=event, repository=repo):
+        action = payload.get("action")
+        with logs.bind(delivery=delivery, event=event):
+            try:
+                item = Item(delivery, event, parse(event, payload), text)
+            except PayloadError as exc:
+                return await self._unapplied(delivery, event, text, action, f"{event}: {exc}")
+            return await self._store(item, text, action)
+
+    async def _store(self, item: Item, text: str, action: Any) -> JSONResponse:
+        """Store a parsed delivery and answer as the contract's table says."""
+        delivery, event = item.delivery_id, item.event
+        with logs.bind(repository=item.facts.repo.full_name if item.facts.repo else None):
             try:
                 outcome = await self.batcher.submit(item)
             except DatabaseUnavailable as exc:
                 log.error("database unavailable: %s", exc)
                 return error(503, "database unavailable; retry the delivery")
-            except psycopg.DataError as exc:
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
                 if exc.sqlstate is None:  # raised reading stored data back: not this payload
                     raise
-                # SQLSTATE class 22: a value of this payload out of range, of the wrong type...
-                log.warning("delivery refused by the database: %s", exc)
-                return error(400, f"{event} payload: a value the database cannot store: "
-                                  f"{first_line(exc)[:300]}")  # fmt: skip
+                # A value of this payload out of range or outside a column's rule: rolled back
+                # whole, and kept for when the code handles it.
+                reason = f"{event}: a value the database cannot store: {first_line(exc)[:300]}"
+                return await self._unapplied(delivery, event, text, action, reason)
             log.info("%s %s", event, outcome.value)
             return JSONResponse(
                 {"status": outcome.value, "delivery": delivery, "event": event},
                 status_code=_STATUS_CODE[outcome],
             )
+
+    async def _unapplied(
+        self, delivery: str, event: str, text: str, action: Any, reason: str
+    ) -> JSONResponse:
+        """Keep a signed delivery FlowLens cannot apply (202 unapplied, naming why)."""
+        try:
+            outcome = await record_unapplied(self.db, delivery, event, text, action, reason)
+        except DatabaseUnavailable as exc:
+            log.error("database unavailable: %s", exc)
+            return error(503, "database unavailable; retry the delivery")
+        log.warning("%s %s: %s", event, outcome.value, reason)
+        body = {"status": outcome.value, "delivery": delivery, "event": event}
+        if outcome is Outcome.UNAPPLIED:
+            body["reason"] = reason
+        return JSONResponse(body, status_code=_STATUS_CODE[outcome])
 
     async def ci_build(self, request: Request) -> JSONResponse:
         """POST /api/webhook/github-actions with Authorization: Bearer CI_WRITE_KEY."""

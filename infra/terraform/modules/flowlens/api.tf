@@ -33,11 +33,34 @@ resource "google_cloud_run_v2_service" "api" {
       }
     }
 
+    # Cloud SQL's server CA, for DATABASE_URL's sslrootcert (database.tf).
+    dynamic "volumes" {
+      for_each = google_secret_manager_secret_version.db_ca
+      content {
+        name = "db-ca"
+        secret {
+          secret = google_secret_manager_secret.db_ca[0].secret_id
+          items {
+            version = volumes.value.version
+            path    = local.db_ca_file
+          }
+        }
+      }
+    }
+
     containers {
       image = var.api_image
 
       ports {
         container_port = 8080
+      }
+
+      dynamic "volume_mounts" {
+        for_each = google_secret_manager_secret_version.db_ca
+        content {
+          name       = "db-ca"
+          mount_path = local.db_ca_dir
+        }
       }
 
       resources {
@@ -96,17 +119,23 @@ resource "google_cloud_run_v2_service" "api" {
       condition     = local.extra_env_ok["api"]
       error_message = "extra_env.api may only set: ${join(", ", local.tunable_settings)}."
     }
+    # Without API_TOKENS the API answers everyone; with allUsers as invoker, everyone can ask.
+    precondition {
+      condition     = !var.api_public || var.allow_public_api_without_tokens || contains(local.api_secrets, "API_TOKENS")
+      error_message = "The API is public (api_public = true) but gets no API_TOKENS: add a version to the API_TOKENS secret and list it in optional_secrets, or set api_public = false (callers then need Google IAM), or allow_public_api_without_tokens = true to publish the data on purpose."
+    }
   }
 
   depends_on = [
     google_secret_manager_secret_iam_member.access,
     google_secret_manager_secret_version.given,
     google_secret_manager_secret_version.database_url,
+    google_secret_manager_secret_iam_member.db_ca,
   ]
 }
 
 resource "google_cloud_run_v2_service_iam_member" "api_public" {
-  # checkov:skip=CKV_GCP_102: browsers and the Flutter app call the API without Google credentials; API_TOKENS bearer tokens guard REST and WebSocket.
+  # checkov:skip=CKV_GCP_102: browsers and the Flutter app call the API without Google credentials; API_TOKENS bearer tokens guard REST and WebSocket, and the service's precondition refuses a public API without them unless allow_public_api_without_tokens says so.
   count = var.api_public ? 1 : 0
 
   project  = var.project_id

@@ -1,6 +1,7 @@
-# Cloud SQL for PostgreSQL (database_mode = "cloudsql"): private IP only, TLS required,
-# daily backups with point-in-time recovery. In external mode nothing here is created and
-# the DATABASE_URL secret holds the URL of an existing PostgreSQL or YugabyteDB (YSQL).
+# Cloud SQL for PostgreSQL (database_mode = "cloudsql"): private IP only, TLS required and
+# the server's certificate verified, daily backups with point-in-time recovery. In external
+# mode nothing here is created and the DATABASE_URL secret holds the URL of an existing
+# PostgreSQL or YugabyteDB (YSQL).
 
 resource "random_id" "db_suffix" {
   count = local.cloudsql ? 1 : 0
@@ -42,6 +43,9 @@ resource "google_sql_database_instance" "db" {
       private_network                               = google_compute_network.vpc[0].id
       enable_private_path_for_google_cloud_services = true
       ssl_mode                                      = "ENCRYPTED_ONLY"
+      # A CA of this instance alone signs its certificate, so verify-ca (below) accepts this
+      # instance and no other: its certificate names no IP, which rules out verify-full.
+      server_ca_mode = "GOOGLE_MANAGED_INTERNAL_CA"
     }
 
     backup_configuration {
@@ -145,13 +149,33 @@ resource "google_sql_user" "flowlens" {
   password = random_password.db[0].result
 }
 
+# Every server CA the instance trusts, the upcoming one of a rotation included, so that
+# an apply after `gcloud sql ssl server-ca-certs create` readies clients for the rotation.
+data "google_sql_ca_certs" "db" {
+  count = local.cloudsql ? 1 : 0
+
+  project  = var.project_id
+  instance = google_sql_database_instance.db[0].name
+}
+
 locals {
-  # sslmode=require: Cloud SQL only accepts TLS (ssl_mode above).
+  # libpq reads sslrootcert from a file: every deployable that connects (all read
+  # DATABASE_URL) mounts the db_ca secret there.
+  db_ca_readers = ["ingest", "poller", "api", "migrate"]
+  db_ca_dir     = "/etc/secrets/db-ca"
+  db_ca_file    = "server-ca.pem"
+  db_ca_pem     = local.cloudsql ? "${join("\n", [for c in data.google_sql_ca_certs.db[0].certs : trimspace(c.cert)])}\n" : ""
+
+  # The connection goes over TCP to the private IP (no Auth Proxy): verify-ca checks the
+  # server's certificate against the instance's own CA, so nothing in the VPC path can
+  # stand in for the database. Cloud SQL only accepts TLS (ssl_mode above).
   cloudsql_dsn = local.cloudsql ? format(
-    "postgresql://%s:%s@%s:5432/%s?sslmode=require",
+    "postgresql://%s:%s@%s:5432/%s?sslmode=verify-ca&sslrootcert=%s/%s",
     google_sql_user.flowlens[0].name,
     urlencode(random_password.db[0].result),
     google_sql_database_instance.db[0].private_ip_address,
     google_sql_database.flowlens[0].name,
+    local.db_ca_dir,
+    local.db_ca_file,
   ) : ""
 }

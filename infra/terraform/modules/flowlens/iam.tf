@@ -25,11 +25,18 @@ resource "google_service_account" "sa" {
   depends_on = [google_project_service.api]
 }
 
-resource "google_project_iam_member" "builder" {
-  for_each = toset([
+locals {
+  # The only project-level roles the module grants (the deployer may grant these and no
+  # other: cicd.tf). Function builds write logs and push to Cloud Functions' own
+  # gcf-artifacts repository, which Google creates on first deploy, outside this module.
+  builder_project_roles = [
     "roles/logging.logWriter",
     "roles/artifactregistry.writer",
-  ])
+  ]
+}
+
+resource "google_project_iam_member" "builder" {
+  for_each = toset(local.builder_project_roles)
 
   project = var.project_id
   role    = each.value

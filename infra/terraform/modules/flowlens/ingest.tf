@@ -46,6 +46,20 @@ resource "google_cloudfunctions2_function" "ingest" {
         version    = local.secret_version[secret_environment_variables.value]
       }
     }
+
+    # Cloud SQL's server CA, for DATABASE_URL's sslrootcert (database.tf).
+    dynamic "secret_volumes" {
+      for_each = google_secret_manager_secret_version.db_ca
+      content {
+        mount_path = local.db_ca_dir
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.db_ca[0].secret_id
+        versions {
+          version = secret_volumes.value.version
+          path    = local.db_ca_file
+        }
+      }
+    }
   }
 
   lifecycle {
@@ -62,6 +76,7 @@ resource "google_cloudfunctions2_function" "ingest" {
     google_secret_manager_secret_version.given,
     google_secret_manager_secret_version.webhook,
     google_secret_manager_secret_version.database_url,
+    google_secret_manager_secret_iam_member.db_ca,
   ]
 }
 

@@ -26,10 +26,33 @@ resource "google_cloud_run_v2_job" "migrate" {
         }
       }
 
+      # Cloud SQL's server CA, for DATABASE_URL's sslrootcert (database.tf).
+      dynamic "volumes" {
+        for_each = google_secret_manager_secret_version.db_ca
+        content {
+          name = "db-ca"
+          secret {
+            secret = google_secret_manager_secret.db_ca[0].secret_id
+            items {
+              version = volumes.value.version
+              path    = local.db_ca_file
+            }
+          }
+        }
+      }
+
       containers {
         image   = var.api_image
         command = ["flowlens"]
         args    = ["migrate"]
+
+        dynamic "volume_mounts" {
+          for_each = google_secret_manager_secret_version.db_ca
+          content {
+            name       = "db-ca"
+            mount_path = local.db_ca_dir
+          }
+        }
 
         resources {
           limits = {
@@ -70,6 +93,7 @@ resource "google_cloud_run_v2_job" "migrate" {
     google_secret_manager_secret_iam_member.access,
     google_secret_manager_secret_version.given,
     google_secret_manager_secret_version.database_url,
+    google_secret_manager_secret_iam_member.db_ca,
     google_sql_database.flowlens,
     google_sql_user.flowlens,
   ]

@@ -57,3 +57,36 @@ resource "google_secret_manager_secret_iam_member" "access" {
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.sa[each.value.sa].member
 }
+
+# Cloud SQL's server CA bundle (cloudsql mode), mounted as a file by every deployable that
+# connects: not a secret, but Secret Manager is what both Cloud Run functions and Cloud Run
+# mount as a file, and libpq's sslrootcert reads one.
+resource "google_secret_manager_secret" "db_ca" {
+  count = local.cloudsql ? 1 : 0
+
+  project   = var.project_id
+  secret_id = "${var.name_prefix}-db-server-ca"
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_secret_manager_secret_version" "db_ca" {
+  count = local.cloudsql ? 1 : 0
+
+  secret      = google_secret_manager_secret.db_ca[0].id
+  secret_data = local.db_ca_pem
+}
+
+resource "google_secret_manager_secret_iam_member" "db_ca" {
+  for_each = local.cloudsql ? toset(local.db_ca_readers) : toset([])
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.db_ca[0].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.sa[each.value].member
+}

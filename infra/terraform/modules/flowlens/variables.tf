@@ -596,6 +596,17 @@ variable "api_public" {
   }
 }
 
+variable "allow_public_api_without_tokens" {
+  type        = bool
+  description = "Deploy a public API (api_public) without API_TOKENS in optional_secrets: every pull request, insight and build is then readable by anyone with the URL. Off, such a plan fails."
+  default     = false
+
+  validation {
+    condition     = var.allow_public_api_without_tokens == true || var.allow_public_api_without_tokens == false
+    error_message = "allow_public_api_without_tokens must be true or false."
+  }
+}
+
 variable "api_db_pool_max" {
   type        = number
   description = "DB_POOL_MAX of one API instance."

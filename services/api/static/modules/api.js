@@ -3,6 +3,7 @@
 const TOKEN_KEY = "flowlens.apiToken";
 export const PRS_LIMIT = 1000;
 
+
 export class ApiError extends Error {
   constructor(status, message, path) {
     super(message);
@@ -121,7 +122,8 @@ export class Api {
 
   prs(repo, opts) {
     // The most the API gives in one page (the default, 100, left open PRs out of busy lists).
-    return this.get("/api/prs", { repo, state: "all", limit: PRS_LIMIT }, opts);
+    // The board shows no description: it asks for none.
+    return this.get("/api/prs", { repo, state: "all", limit: PRS_LIMIT, description: "none" }, opts);
   }
 
   builds(repo, opts) {
@@ -144,7 +146,20 @@ export function socketUrl(repo) {
   url.search = "";
   url.hash = "";
   if (repo) url.searchParams.append("repo", repo);
-  const token = getToken();
-  if (token) url.searchParams.set("token", token);
   return url.href;
+}
+
+/**
+ * The socket's subprotocols: the token travels in one (`bearer.<base64url token>`), never in
+ * the URL, which servers and proxies log.
+ * @returns {string[]}
+ */
+export function socketProtocols() {
+  const token = getToken();
+  if (!token) return [];
+  const bytes = new TextEncoder().encode(token);
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  const encoded = btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return ["flowlens", `bearer.${encoded}`];
 }

@@ -16,6 +16,7 @@ export class LiveSocket {
   /**
    * @param {object} opts
    * @param {() => string} opts.url             URL to connect to (read at each attempt)
+   * @param {() => string[]} [opts.protocols]   subprotocols to offer (read at each attempt)
    * @param {(msg: object) => void} opts.onMessage
    * @param {(state: object) => void} opts.onState  {state, retryInMs?, attempt}
    * @param {(reconnect: boolean) => void} opts.onOpen  called each time a socket opens
@@ -23,8 +24,9 @@ export class LiveSocket {
    * @param {(reason: string|null) => void} [opts.onRefused]  called on a 1008 close for anything
    *   else (backoff continues), and with null at the first close after that which is not one
    */
-  constructor({ url, onMessage, onState, onOpen, onAuthProblem, onRefused }) {
+  constructor({ url, protocols, onMessage, onState, onOpen, onAuthProblem, onRefused }) {
     this.url = url;
+    this.protocols = protocols ?? (() => []);
     this.onMessage = onMessage;
     this.onState = onState;
     this.onOpen = onOpen;
@@ -108,7 +110,7 @@ export class LiveSocket {
     this.setState(this.everOpened ? "reconnecting" : "connecting", { retryInMs: 0 });
     let ws;
     try {
-      ws = new WebSocket(this.url());
+      ws = new WebSocket(this.url(), this.protocols());
     } catch {
       this.scheduleRetry();
       return;

@@ -15,7 +15,8 @@ LIMIT 1;
 SELECT p.*, r.full_name AS repository
 FROM repositories r
 CROSS JOIN LATERAL (
-    SELECT p.id, p.repository_id, p.number, p.title, p.body, p.author, p.author_avatar,
+    SELECT p.id, p.repository_id, p.number, p.title, left(p.body, 1001) AS body, p.author,
+           p.author_avatar,
            p.head_sha, p.head_ref, p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed,
            p.changed_files, p.additions, p.deletions, p.status_pr, p.status_build, p.status_approval,
            p.status_merge, p.status, p.risk_level, p.latest_insight ->> 'commit_sha' AS analysed_sha,
@@ -31,7 +32,8 @@ LIMIT %(limit)s::int OFFSET %(offset)s::int;
 
 -- name: api_list_repository_prs
 -- One repository's page, in the order of pull_requests_repo_updated_idx.
-SELECT p.id, p.repository_id, p.number, p.title, p.body, p.author, p.author_avatar, p.head_sha,
+SELECT p.id, p.repository_id, p.number, p.title, left(p.body, 1001) AS body, p.author,
+       p.author_avatar, p.head_sha,
        p.head_ref, p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed, p.changed_files,
        p.additions, p.deletions, p.status_pr, p.status_build, p.status_approval, p.status_merge, p.status,
        p.risk_level, p.latest_insight ->> 'commit_sha' AS analysed_sha, p.gh_created_at,
@@ -96,6 +98,21 @@ ORDER BY h.pull_request_id, h.version;
 
 -- name: api_repository_known
 SELECT 1 AS found FROM repositories WHERE id = %(repository_id)s::bigint;
+
+-- name: api_pr
+-- One PR with its whole description: the named repository's, else each repository's PR of
+-- that number (the caller refuses more than one).
+SELECT p.id, p.repository_id, p.number, p.title, p.body, p.author, p.author_avatar, p.head_sha,
+       p.head_ref, p.base_ref, p.is_draft, p.state, p.html_url, p.files_changed, p.changed_files,
+       p.additions, p.deletions, p.status_pr, p.status_build, p.status_approval, p.status_merge,
+       p.status, p.risk_level, p.gh_created_at, p.gh_updated_at, p.created_at, p.updated_at,
+       r.full_name AS repository
+FROM pull_requests p
+JOIN repositories r ON r.id = p.repository_id
+WHERE p.number = %(number)s::int
+  AND (%(repository_id)s::bigint IS NULL OR p.repository_id = %(repository_id)s::bigint)
+ORDER BY p.gh_updated_at DESC NULLS LAST, p.id DESC
+LIMIT 2;
 
 -- name: api_pr_exists
 SELECT 1 AS found FROM pull_requests

@@ -12,6 +12,15 @@ SELECT * FROM unnest(%(delivery_ids)b::text[], %(events)b::text[], %(actions)b::
 ON CONFLICT (delivery_id) DO NOTHING
 RETURNING delivery_id, received_at;
 
+-- name: record_unapplied_event
+-- A delivery kept whole with the reason it is not applied (processed: nothing to analyse until
+-- it is reapplied); returns nothing for a known id (a duplicate).
+INSERT INTO raw_events (delivery_id, event, action, payload, processed, processed_at,
+                        unapplied_reason)
+VALUES (%(delivery_id)s, %(event)s, %(action)s, %(payload)b, TRUE, now(), %(reason)s)
+ON CONFLICT (delivery_id) DO NOTHING
+RETURNING id;
+
 -- name: find_repositories
 -- Every repository row one of the GitHub ids or full names may refer to.
 SELECT * FROM repositories
