@@ -34,6 +34,8 @@ class Settings(BaseSettings):
 
     # Which settings this deployable cannot start without (checked by from_env).
     REQUIRED: ClassVar[tuple[str, ...]] = ()
+    # Whether this deployable serves the API (and so must not start with a blank API_TOKENS).
+    SERVES_API: ClassVar[bool] = False
 
     database_url: SecretStr | None = None
     github_webhook_secret: SecretStr | None = None
@@ -148,7 +150,7 @@ class Settings(BaseSettings):
                 f"invalid settings: DB_POOL_MIN ({settings.db_pool_min}) is above "
                 f"DB_POOL_MAX ({settings.db_pool_max})"
             )
-        if settings.api_tokens is not None and not settings.api_token_list:
+        if cls.SERVES_API and settings.api_tokens is not None and not settings.api_token_list:
             # Set but naming no token ("", " ", ","; a blank secret): refusing beats an API left
             # open unnoticed.
             raise ConfigError("invalid settings: API_TOKENS names no token (unset it for none)")
@@ -218,5 +220,7 @@ class PollerSettings(Settings):
 
 class ApiSettings(Settings):
     """Settings of the API service."""
+
+    SERVES_API = True
 
     REQUIRED = ("DATABASE_URL",)

@@ -171,3 +171,15 @@ def test_a_blank_webhook_secret_is_missing(secret: str, monkeypatch: pytest.Monk
     monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", secret)
     with pytest.raises(ConfigError, match="missing required setting: GITHUB_WEBHOOK_SECRET"):
         IngestSettings.from_env()
+
+
+def test_a_blank_api_tokens_does_not_stop_what_serves_no_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flowlens.settings import IngestSettings, PollerSettings
+
+    monkeypatch.setenv("API_TOKENS", "")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://h/x")
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "s")
+    assert IngestSettings.from_env().api_token_list == []
+    assert PollerSettings.from_env().api_token_list == []

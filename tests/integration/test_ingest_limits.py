@@ -104,8 +104,8 @@ async def test_body_bytes_in_flight_stay_within_the_budget(
             await asyncio.sleep(0.02)
         assert handler.budget.used >= 400 * 1024
         async with httpx.AsyncClient(base_url=url) as client:
-            # Another 300 KiB would pass the budget: 503, retry later.
-            big = b" " * (300 * 1024)
+            # Another 1.5 MiB would pass the budget (and is no small body): 503, retry later.
+            big = b" " * (1536 * 1024)
             refused = await client.post(
                 "/", content=big, headers={"X-Hub-Signature-256": FAKE_SIGNATURE}
             )
@@ -119,8 +119,51 @@ async def test_body_bytes_in_flight_stay_within_the_budget(
                     break
                 await asyncio.sleep(0.02)
             assert handler.budget.used == 0  # what a dropped connection held is given back
-            accepted = await client.post(
+            fits = b" " * (300 * 1024)
+            read = await client.post(
+                "/", content=fits, headers={"X-Hub-Signature-256": FAKE_SIGNATURE}
+            )
+            assert read.status_code == 401  # read within the budget, then the signature fails
+        del slow_reader
+
+
+async def test_a_small_delivery_passes_a_budget_held_by_large_posts(
+    monkeypatch: pytest.MonkeyPatch, dsn: str
+) -> None:
+    """Large posts with well-formed (fake) signatures fill the budget; an ordinary delivery
+    still fits in the reserve kept for small bodies."""
+    async with served_ingest(monkeypatch, dsn, INGEST_BODY_BUDGET_MB="1") as url:
+        (handler,) = ingest_module._handlers
+        held = [
+            await open_post(
+                url, 4 * MIB, b" " * (600 * 1024), {"X-Hub-Signature-256": FAKE_SIGNATURE}
+            )
+            for _ in range(2)
+        ]
+        for _ in range(100):
+            if handler.budget.used >= 1024 * 1024:
+                break
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=url) as client:
+            big = b" " * (2 * MIB)
+            refused = await client.post(
                 "/", content=big, headers={"X-Hub-Signature-256": FAKE_SIGNATURE}
             )
-            assert accepted.status_code == 401  # read within the budget, then the signature fails
-        del slow_reader
+            assert refused.status_code == 503
+            body, headers = signed_delivery()
+            assert (await client.post("/", content=body, headers=headers)).status_code == 202
+        for _, writer in held:
+            writer.close()
+
+
+async def test_a_body_that_trickles_in_is_cut_off(
+    monkeypatch: pytest.MonkeyPatch, dsn: str
+) -> None:
+    monkeypatch.setattr(ingest_module, "BODY_READ_SECONDS", 0.5)
+    async with served_ingest(monkeypatch, dsn) as url:
+        (handler,) = ingest_module._handlers
+        reader, writer = await open_post(url, 1024, b"{", {"X-Hub-Signature-256": FAKE_SIGNATURE})
+        status, _ = await status_of(reader, timeout=5)
+        assert status == 408
+        writer.close()
+        assert handler.budget.used == 0

@@ -19,6 +19,8 @@ from tests.integration.conftest import Sender
 
 OPENED = "pull_request/opened.payload.json"
 CHECK_RUN = "check_run/completed.payload.json"
+REVIEW = "pull_request_review/submitted.payload.json"
+STATUS = "status/payload.json"
 
 
 @pytest.mark.parametrize(
@@ -36,6 +38,15 @@ CHECK_RUN = "check_run/completed.payload.json"
         (OPENED, "pull_request", {"pull_request.head": "main"}, "pull_request"),
         (OPENED, "pull_request", {"repository.default_branch": 1.5},
          "repository.default_branch"),
+        # After a review: infinity where an id goes (an OverflowError, a 500), and identifiers
+        # too long for an index entry (a 503, as if the database were down).
+        (REVIEW, "pull_request_review", {"review.id": float("inf")}, "review.id"),
+        (OPENED, "pull_request", {"pull_request.head.sha": "a" * 12_000},
+         "pull_request.head.sha"),
+        (OPENED, "pull_request", {"repository.full_name": "o/" + "r" * 12_000},
+         "repository.full_name"),
+        (STATUS, "status", {"context": "c" * 12_000}, "status"),
+        (REVIEW, "pull_request_review", {"review.state": {"a": 1}}, "review.state"),
     ],
 )  # fmt: skip
 async def test_a_field_that_does_not_fit_is_kept_unapplied(
@@ -94,3 +105,9 @@ async def test_unapplied_deliveries_are_reapplied_once_they_fit(
     assert row["repository"] == "Codertocat/Hello-World" and row["pr_number"] == 2
     again = await reapply_unapplied(db)
     assert again.applied == [] and len(again.still) == 1
+
+
+async def test_a_long_reason_is_cut(sender: Sender) -> None:
+    bad = variant(load_fixture(OPENED), **{"pull_request.state": "x" * 1_000_000})
+    resp = await sender.send("pull_request", bad)
+    assert resp.json()["status"] == "unapplied" and len(resp.json()["reason"]) <= 500

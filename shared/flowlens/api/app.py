@@ -145,7 +145,9 @@ def create_app(settings: ApiSettings | None = None, *, database: Database | None
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
-    if settings.proxy_hops:  # added last: outermost, so every layer sees the real client
+    # Outside every layer added here, so they all see the real client (services/api/main.py
+    # adds only response headers outside it).
+    if settings.proxy_hops:
         app.add_middleware(ForwardedFor, hops=settings.proxy_hops)
     app.include_router(router)
     app.include_router(health_router)

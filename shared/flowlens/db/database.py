@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -135,6 +136,7 @@ class Database:
     ) -> None:
         self.dsn = dsn
         self.queries = queries
+        self._statement_timeout_ms = int(statement_timeout_ms)
         self._per_call = planned_per_call(queries)
         self._connect_timeout = connect_timeout
         self._pool = AsyncConnectionPool(
@@ -151,8 +153,8 @@ class Database:
                 "connect_timeout": max(1, int(connect_timeout)),
                 "autocommit": True,
                 **_tcp_defaults(dsn),
-                **_statement_timeout(dsn, statement_timeout_ms),
             },
+            configure=self._configure if statement_timeout_ms > 0 else None,
             check=self._check,
             name="flowlens",
         )
@@ -161,6 +163,13 @@ class Database:
         self._released: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._opened = False
         self._open_lock = asyncio.Lock()
+
+    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Each new pooled connection's statement_timeout: a session SET, which poolers that
+        refuse libpq's `options` (PgBouncer) still pass on."""
+        await conn.execute(
+            sql.SQL("SET statement_timeout = {}").format(sql.Literal(self._statement_timeout_ms))
+        )
 
     async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """The pool's check at every checkout: psycopg's (an empty query, one round trip) unless
@@ -248,6 +257,10 @@ class Database:
             # InternalError too (idle_in_transaction_session_timeout, transaction_timeout).
             if conn is not None and conn.broken:
                 raise ConnectionLost(first_line(exc)) from exc
+            # An operational error of the statement, not of the server (a value too big for
+            # an index entry): the caller's to answer, the database is fine.
+            if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
+                raise
             if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
                 raise DatabaseUnavailable(first_line(exc)) from exc
             raise
@@ -317,15 +330,6 @@ class Database:
         return applied
 
 
-def _statement_timeout(dsn: str, ms: int) -> dict[str, str]:
-    """libpq `options` that set statement_timeout on every pooled connection (0: none), kept
-    beside any options the DSN already gives."""
-    if ms <= 0:
-        return {}
-    given = conninfo_to_dict(dsn).get("options") or ""
-    return {"options": f"{given} -c statement_timeout={int(ms)}".strip()}
-
-
 def _tcp_defaults(dsn: str) -> dict[str, str]:
     given = conninfo_to_dict(dsn)
     return {key: value for key, value in TCP_DEFAULTS.items() if key not in given}
@@ -380,8 +384,6 @@ _OPEN = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INER
 
 async def create_database(admin_dsn: str, name: str, template: str | None = None) -> None:
     """CREATE DATABASE name [TEMPLATE template] (identifiers quoted, never formatted in)."""
-    from psycopg import sql
-
     stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if template:
         stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -393,8 +395,6 @@ async def create_database(admin_dsn: str, name: str, template: str | None = None
 
 async def drop_database(admin_dsn: str, name: str) -> None:
     """DROP DATABASE IF EXISTS name, disconnecting its sessions first."""
-    from psycopg import sql
-
     async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as conn:
         await conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -241,6 +242,28 @@ def _member(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     return value
 
 
+def _shown(value: Any) -> str:
+    """A payload value for a reason: short, whatever its size."""
+    return reprlib.repr(value)
+
+
+def _text(data: dict[str, Any], key: str, where: str) -> str | None:
+    """A string member (absent or null: None); PayloadError when it has another type."""
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise PayloadError(f"{where}.{key}: expected a string, got {_json_type(value)}")
+    return value
+
+
+def _integer(data: dict[str, Any], key: str, where: str) -> int | None:
+    """An integer member (absent or null: None); PayloadError for another type (a float, a
+    boolean, infinity)."""
+    value = data.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise PayloadError(f"{where}.{key}: expected an integer, got {_json_type(value)}")
+    return value
+
+
 def _login(user: Any) -> tuple[str | None, str | None]:
     if isinstance(user, dict):
         return user.get("login"), user.get("avatar_url")
@@ -284,7 +307,9 @@ def _pr(data: dict[str, Any], action: str | None) -> PrFacts:
     head = _member(data, "head", "pull_request")
     base = _member(data, "base", "pull_request")
     if data.get("state") not in (None, "open", "closed"):
-        raise PayloadError(f"pull_request.state: expected open or closed, got {data['state']!r}")
+        raise PayloadError(
+            f"pull_request.state: expected open or closed, got {_shown(data['state'])}"
+        )
     return PrFacts(
         number=number,
         action=action,
@@ -438,10 +463,10 @@ def _check(p: dict[str, Any], key: str) -> list[BuildFacts]:
 
 def _status(p: dict[str, Any]) -> list[BuildFacts]:
     sha = p.get("sha")
-    context = p.get("context") or "default"
+    context = _text(p, "context", "status") or "default"
     if not sha:
         raise PayloadError("status.sha missing")
-    state = str(p.get("state") or "pending")
+    state = _text(p, "state", "status") or "pending"
     status = map_build_status("completed" if state != "pending" else "pending", state)
     branches = p.get("branches") or []
     created = ts(p.get("created_at"))
@@ -565,6 +590,13 @@ _SOURCE = {
     BuildFacts: ("", {"commit_sha": "head_sha", "branch": "head_branch", "url": "html_url",
                       "triggered_by": "actor.login", "workflow_name": "name"}),
 }  # fmt: skip
+# Longest text a fact may have, in characters: identifiers that are index keys stay well
+# inside a btree entry (2,700 bytes at 4 bytes a character); other text, but bodies, within
+# what a person or tool would ever send. Longer is no payload GitHub sends.
+_KEY_TEXT = {"full_name": 255, "name": 255, "owner": 255, "head_sha": 64, "commit_sha": 64,
+             "external_id": 600, "rerun_key": 600, "workflow_name": 600}  # fmt: skip
+_UNBOUNDED_TEXT = frozenset({"body", "description"})
+_MAX_TEXT = 4096
 # Integers the database keeps in a bigint; every other integer fact is an integer column.
 _BIGINT_FACTS = frozenset({"github_id", "review_id"})
 _INT32 = 2**31 - 1
@@ -617,6 +649,12 @@ def _check_types(facts: Any, event: str) -> None:
                 ok = value >= -_INT32 - 1
             if not ok:
                 raise PayloadError(f"{where}.{renamed.get(name, name)}: {value} is out of range")
+        if ok and isinstance(value, str) and name not in _UNBOUNDED_TEXT:
+            longest = _KEY_TEXT.get(name, _MAX_TEXT)
+            if len(value) > longest:
+                raise PayloadError(
+                    f"{where}.{renamed.get(name, name)}: longer than {longest} characters"
+                )
         if not ok:
             wanted = " or ".join(_json_type(k()) if k is not datetime else "a timestamp"
                                  for k in kinds)  # fmt: skip
@@ -643,16 +681,18 @@ def parse(event: str, payload: dict[str, Any]) -> Delivery:
         return _checked(_parse(event, payload))
     except PayloadError:
         raise
-    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
-        # A field of another shape than GitHub documents, read before the facts check.
-        raise PayloadError(f"{event}: a field has an unexpected shape ({exc})") from None
+    except Exception as exc:
+        # A field of another shape than GitHub documents, read before the facts check: the
+        # delivery is kept unapplied, whatever the error (an OverflowError from infinity too).
+        raise PayloadError(
+            f"{event}: a field has an unexpected shape ({type(exc).__name__}: {_shown(str(exc))})"
+        ) from None
 
 
 def _parse(event: str, payload: dict[str, Any]) -> Delivery:
     if not isinstance(payload, dict):
         raise PayloadError("payload is not a JSON object")
-    action = payload.get("action")
-    action = str(action) if action is not None else None
+    action = _text(payload, "action", "payload")
     delivery = Delivery(event=event, action=action, repo=_repo(payload.get("repository")))
     if event not in ACTED_ON:
         delivery.ignored = True
@@ -671,12 +711,12 @@ def _parse(event: str, payload: dict[str, Any]) -> Delivery:
         pr = _pr(data, None)
         delivery.pr = pr
         reviewer, _ = _login(review.get("user"))
-        state = str(review.get("state") or "").lower()
+        state = (_text(review, "state", "review") or "").lower()
         if action == "dismissed":
             state = "dismissed"
         delivery.review = ReviewFacts(
             pr_number=pr.number,
-            review_id=int(review.get("id") or 0),
+            review_id=_integer(review, "id", "review") or 0,
             reviewer=reviewer or "",
             state=state,
             commit_sha=review.get("commit_id"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -50,6 +51,28 @@ def error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+# What the database refuses because of a value in the payload (not a conflict with another
+# writer): the delivery is kept unapplied.
+CANNOT_STORE = (
+    psycopg.DataError,
+    psycopg.errors.CheckViolation,
+    psycopg.errors.NotNullViolation,
+    psycopg.errors.ProgramLimitExceeded,
+)
+MAX_REASON = 500
+# A body must arrive within this: GitHub gives a delivery 10 s in all, and a post that trickles
+# in would hold its share of the budget for as long as the platform allows.
+BODY_READ_SECONDS = 10.0
+# Bodies of a declared size up to SMALL_BODY may also use a reserve beyond the budget, so a
+# flood of large posts (signed or not) cannot keep an ordinary delivery out.
+SMALL_BODY = 1024 * 1024
+RESERVE = 32 * 1024 * 1024
+
+
+class BodyTimeout(Exception):
+    """The body did not arrive within BODY_READ_SECONDS."""
+
+
 class OverBudget(Exception):
     """This instance already holds its budget of body bytes in flight."""
 
@@ -58,13 +81,14 @@ class BodyBudget:
     """The body bytes one instance holds in flight (INGEST_BODY_BUDGET_MB): a flood of large
     posts gets 503s instead of taking the instance past its memory."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, reserve: int = RESERVE) -> None:
         self.capacity = capacity
+        self.reserve = reserve
         self.used = 0
 
-    def take(self, size: int) -> None:
-        """Reserve `size` bytes, or raise OverBudget."""
-        if self.used + size > self.capacity:
+    def take(self, size: int, *, small: bool = False) -> None:
+        """Reserve `size` bytes (a `small` body may use the reserve too), or raise OverBudget."""
+        if self.used + size > self.capacity + (self.reserve if small else 0):
             raise OverBudget
         self.used += size
 
@@ -87,19 +111,27 @@ async def read_body(
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
+    small = bool(declared and declared.isdigit() and int(declared) <= SMALL_BODY)
     body = bytearray()
+    taken = 0
     try:
-        async for chunk in request.stream():
-            if len(body) + len(chunk) > limit:
-                raise BodyTooLarge
-            if budget is not None:
-                budget.take(len(chunk))
-            body += chunk
-            if verifier is not None:
-                verifier.update(chunk)
+        async with asyncio.timeout(BODY_READ_SECONDS):
+            async for chunk in request.stream():
+                if len(body) + len(chunk) > limit:
+                    raise BodyTooLarge
+                if budget is not None:
+                    budget.take(len(chunk), small=small)
+                    taken += len(chunk)
+                body += chunk
+                if verifier is not None:
+                    verifier.update(chunk)
+    except TimeoutError:
+        if budget is not None:
+            budget.give(taken)
+        raise BodyTimeout from None
     except BaseException:
         if budget is not None:
-            budget.give(len(body))
+            budget.give(taken)
         raise
     return body
 
@@ -171,6 +203,8 @@ class IngestHandler:
             body = await read_body(request, budget=self.budget, verifier=verifier)
         except BodyTooLarge:
             return error(413, f"body over {MAX_BODY} bytes")
+        except BodyTimeout:
+            return error(408, f"the body did not arrive within {BODY_READ_SECONDS:g} s")
         except OverBudget:
             log.warning("503: %d body bytes in flight already", self.budget.used)
             return JSONResponse(
@@ -217,13 +251,17 @@ class IngestHandler:
             except DatabaseUnavailable as exc:
                 log.error("database unavailable: %s", exc)
                 return error(503, "database unavailable; retry the delivery")
-            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            except CANNOT_STORE as exc:
                 if exc.sqlstate is None:  # raised reading stored data back: not this payload
                     raise
                 # A value of this payload out of range or outside a column's rule: rolled back
                 # whole, and kept for when the code handles it.
                 reason = f"{event}: a value the database cannot store: {first_line(exc)[:300]}"
                 return await self._unapplied(delivery, event, text, action, reason)
+            except psycopg.IntegrityError as exc:
+                # A conflict with a concurrent writer that outlasted the retries: passing.
+                log.error("delivery conflicted with another writer: %s", exc)
+                return error(503, "a concurrent write conflicted; retry the delivery")
             log.info("%s %s", event, outcome.value)
             return JSONResponse(
                 {"status": outcome.value, "delivery": delivery, "event": event},
@@ -234,6 +272,7 @@ class IngestHandler:
         self, delivery: str, event: str, text: str, action: Any, reason: str
     ) -> JSONResponse:
         """Keep a signed delivery FlowLens cannot apply (202 unapplied, naming why)."""
+        reason = reason[:MAX_REASON]
         try:
             outcome = await record_unapplied(self.db, delivery, event, text, action, reason)
         except DatabaseUnavailable as exc:
@@ -259,6 +298,8 @@ class IngestHandler:
             payload = load_payload(await read_body(request, limit=1024 * 1024))
         except BodyTooLarge:
             return error(413, "body over 1 MiB")
+        except BodyTimeout:
+            return error(408, f"the body did not arrive within {BODY_READ_SECONDS:g} s")
         except ValueError as exc:
             return error(400, f"body is not a JSON object: {str(exc)[:200]}")
         # A GitHub Actions event forwarded by a workflow step, or else a flat report.

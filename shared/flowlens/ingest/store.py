@@ -15,7 +15,7 @@ import psycopg
 import pydantic_core
 
 from flowlens import pipeline, serialize
-from flowlens.db import ConnectionLost, Database, Tx, first_line
+from flowlens.db import ConnectionLost, Database, DatabaseUnavailable, Tx, first_line
 from flowlens.github.parse import (
     BuildFacts,
     Delivery,
@@ -207,8 +207,12 @@ async def reapply_unapplied(
         try:
             if await _reapply_one(db, rid, notify=notify):
                 applied.append(rid)
-        except (PayloadError, psycopg.DataError, psycopg.IntegrityError) as exc:
-            reason = str(exc) if isinstance(exc, PayloadError) else first_line(exc)
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:  # any row that still does not fit must not block the rest
+            reason = str(exc) if isinstance(exc, PayloadError) else f"{type(exc).__name__}: "
+            if not isinstance(exc, PayloadError):
+                reason += first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
             async with db.transaction() as tx:
                 await tx.execute("still_unapplied", id=rid, reason=reason[:1000])
             still.append((rid, reason))
@@ -244,7 +248,7 @@ async def _reapply_one(db: Database, event_id: int, *, notify: bool) -> bool:
             )
             return True
 
-    result: bool = await retrying(run)
+    result: bool = await retrying(run, retry_on=DELIVERY_RETRYABLE)
     return result
 
 

@@ -154,6 +154,24 @@ class Poller:
         self, github_id: int | None, repository: str, number: int, events: list[dict[str, Any]]
     ) -> Summary:
         """Many events of one PR cost one analysis: of its newest head sha."""
+        held: dict[str, int] = {}  # the PR whose analysis lease this group holds, once it does
+        # The events' leases are renewed from the claim to the end, whatever the group waits
+        # for (an AI slot, GitHub's file list); the PR's once it is leased.
+        heartbeat = asyncio.create_task(self._heartbeat(held, [e["id"] for e in events]))
+        try:
+            return await self._group(github_id, repository, number, events, held)
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+
+    async def _group(
+        self,
+        github_id: int | None,
+        repository: str,
+        number: int,
+        events: list[dict[str, Any]],
+        held: dict[str, int],
+    ) -> Summary:
         summary = Summary()
         ids = [e["id"] for e in events]
         with logs.bind(repository=repository, pr=number):
@@ -197,7 +215,7 @@ class Poller:
                 await self._release(ids, self.settings.poll_interval_seconds, None, refund=1)
                 summary.retries += len(ids)
                 return summary
-            heartbeat = asyncio.create_task(self._heartbeat(pr["id"], ids))
+            held["pr"] = pr["id"]
             try:
                 return await self._analyse(pr, events, summary)
             except Exception as exc:  # an analyser bug or a failed store: back off, lose nothing
@@ -205,12 +223,13 @@ class Poller:
                 await self._failed(events, f"poller error: {exc!r}", True, summary)
                 return summary
             finally:
-                heartbeat.cancel()
+                held.pop("pr", None)
                 async with self.db.transaction() as tx:
                     await tx.execute("release_pr_analysis", id=pr["id"], owner=self.owner)
 
-    async def _heartbeat(self, pr_id: int, ids: list[int]) -> None:
-        """Keep the event and PR leases alive while an analysis waits or runs (AI retries)."""
+    async def _heartbeat(self, held: dict[str, int], ids: list[int]) -> None:
+        """Keep the events' leases alive while their group runs, and the PR's analysis lease
+        while `held` names it (AI waits and retries)."""
         lease = self.settings.lease_seconds
         while True:
             await asyncio.sleep(lease / 3)
@@ -219,10 +238,12 @@ class Poller:
                     await tx.execute(
                         "extend_event_leases", ids=ids, owner=self.owner, lease_seconds=lease
                     )
-                    # Renews our own lease (and takes nothing from another poller's).
-                    await tx.execute(
-                        "lease_pr_analysis", id=pr_id, owner=self.owner, lease_seconds=lease
-                    )
+                    pr_id = held.get("pr")
+                    if pr_id is not None:
+                        # Renews our own lease (and takes nothing from another poller's).
+                        await tx.execute(
+                            "lease_pr_analysis", id=pr_id, owner=self.owner, lease_seconds=lease
+                        )
             except Exception as exc:  # the lease may lapse; another poller then takes over
                 log.warning("could not extend leases: %s", exc)
 

@@ -57,9 +57,11 @@ WHERE id = %(id)s
 RETURNING id;
 
 -- name: extend_event_leases
+-- Only leases still held: an event given back (released, failed) is not taken again.
 UPDATE raw_events
 SET leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
-WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
+WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed
+  AND leased_until IS NOT NULL AND NOT failed;
 
 -- name: release_pr_analysis
 UPDATE pull_requests SET analysis_owner = NULL, analysis_leased_until = NULL
