@@ -36,8 +36,11 @@ JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**80), max_value=2**80)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=40),
+    # Infinity too: Python writes it, and the payload parser reads it.
+    | st.floats(allow_nan=False)
+    | st.text(max_size=40)
+    # Identifiers past what an index entry holds.
+    | st.text(alphabet="ab/é", min_size=3000, max_size=13000),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
     ),
