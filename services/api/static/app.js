@@ -3,8 +3,9 @@
 
 import { Api, AuthCancelled, getToken, socketProtocols, socketUrl } from "./modules/api.js";
 import { h } from "./modules/dom.js";
-import { PR_STATUS, describe, insightFromSocket, insightIsFor, prKey, relativeTime } from "./modules/format.js";
+import { insightIsFor, prKey, relativeTime } from "./modules/format.js";
 import { LiveSocket } from "./modules/live.js";
+import { applyPrUpdate, repoName } from "./modules/live-state.js";
 import {
   buildRows,
   cardId,
@@ -361,117 +362,38 @@ function scheduleReload() {
 
 // ---------------------------------------------------------------- live updates
 
-function snakePipeline(ps) {
-  if (!ps || typeof ps !== "object") return null;
-  return {
-    statusPr: ps.status_pr ?? null,
-    statusBuild: ps.status_build ?? null,
-    statusApproval: ps.status_approval ?? null,
-    statusMerge: ps.status_merge ?? null,
-  };
-}
-
-function sameInsight(a, b) {
-  if (!a || !b) return a === b;
-  return (
-    a.commitSha === b.commitSha &&
-    a.riskLevel === b.riskLevel &&
-    a.summary === b.summary &&
-    a.model === b.model &&
-    a.confidenceScore === b.confidenceScore
-  );
-}
-
 function onMessage(msg) {
-  if (!msg || msg.event !== "pr_update" || !msg.data || typeof msg.data !== "object") return;
-  const d = msg.data;
-  const full = d.pull_request && typeof d.pull_request === "object" ? d.pull_request : null;
-  const repo = d.repository ?? full?.repositoryName;
-  const number = d.pr_number ?? full?.number;
-  if (!repo || number === null || number === undefined) return;
-  // In any letter case: a case-only rename is then reloaded under its new spelling.
-  if (state.repo && repo.toLowerCase() !== state.repo.toLowerCase()) return;
-  const key = prKey(repo, number);
-
-  const version = Number(d.version ?? full?.version);
-  if (Number.isFinite(version)) {
-    const have = state.versions.get(key);
-    if (have !== undefined && version <= have) return;
-    state.versions.set(key, version);
-  }
-  state.socketSeq += 1;
-  state.touched.set(key, state.socketSeq);
-  state.messagesApplied += 1;
-
-  const prev = state.prs.get(key);
-  let next;
-  if (full) {
-    next = { ...full };
-  } else if (prev) {
-    next = {
-      ...prev,
-      title: d.title ?? prev.title,
-      updatedAt: d.updated_at ?? prev.updatedAt,
-      pipelineStatus: snakePipeline(d.pipeline_status) ?? prev.pipelineStatus,
-    };
-  } else {
-    next = {
-      number,
-      title: d.title ?? "",
-      repositoryName: repo,
-      updatedAt: d.updated_at ?? null,
-      pipelineStatus: snakePipeline(d.pipeline_status) ?? {},
-      status: null,
-      riskLevel: null,
-    };
-  }
-  next.repositoryName = repo;
-  next.number = number;
-
-  if ("ai_insight" in d) {
-    const insight = insightFromSocket(d.ai_insight, number, repo);
-    if (insight) {
-      if (!sameInsight(state.insights.get(key), insight)) {
-        state.histories.delete(key);
-        state.historyErrors.delete(key);
+  const step = applyPrUpdate(state, msg);
+  if (!step) return;
+  Object.assign(state, step.state);
+  for (const effect of step.effects) {
+    switch (effect.kind) {
+      case "repos":
+        renderRepoOptions();
+        if (effect.reload) scheduleReload();
+        break;
+      case "card":
+        upsertCard(effect.key, { flash: true });
+        break;
+      case "summary":
+        renderPrSummary();
+        break;
+      case "load":
+        loadAll({ quiet: true });
+        break;
+      case "history": {
+        const card = cards.get(effect.key);
+        if (card?._parts.history.open && !state.histories.has(effect.key)) loadHistory(effect.key, card);
+        break;
       }
-      state.insights.set(key, insight);
-      if (!full || !next.riskLevel) next.riskLevel = insight.riskLevel;
-    } else if (!next.riskLevel) {
-      state.insights.set(key, null);
-    }
-  } else if (state.insights.has(key) && (state.insights.get(key)?.riskLevel ?? null) !== (next.riskLevel ?? null)) {
-    // A new risk level without the insight itself: fetch it again.
-    state.insights.delete(key);
-    state.histories.delete(key);
-  }
-
-  const buildBefore = prev?.pipelineStatus?.statusBuild ?? "pending";
-  const buildAfter = next.pipelineStatus?.statusBuild ?? "pending";
-  state.prs.set(key, next);
-
-  if (!state.repos.some((r) => repoName(r) === repo)) {
-    state.repos = [...state.repos, { fullName: repo }];
-    renderRepoOptions();
-    // A new name may be a rename or a transfer: the list then drops the old name's rows.
-    // Once per name (a name the repository list leaves out must not reload every message).
-    if (!state.reloadedFor.has(repo)) {
-      state.reloadedFor.add(repo);
-      scheduleReload();
+      case "announce":
+        announce(effect.text);
+        break;
+      case "builds":
+        scheduleBuildsRefresh();
+        break;
     }
   }
-  upsertCard(key, { flash: true });
-  renderPrSummary();
-  if (!full && !prev) loadAll({ quiet: true }); // the message lacked the row: fetch it once
-
-  const card = cards.get(key);
-  if (card?._parts.history.open && !state.histories.has(key)) loadHistory(key, card);
-
-  const status = describe(PR_STATUS, next.status).label;
-  announce(`PR #${number} updated: ${status}`);
-  // A changed build stage means the builds list changed; so may a PR seen for
-  // the first time (ingest creates one when a workflow run names it).
-  if (buildBefore !== buildAfter || !prev) scheduleBuildsRefresh();
   document.documentElement.dataset.messages = String(state.messagesApplied);
 }
 
@@ -577,10 +499,6 @@ function renderAll() {
   renderPrs();
   renderBuilds();
   renderMetrics();
-}
-
-function repoName(r) {
-  return r.fullName ?? r.name ?? "";
 }
 
 /** ?repo= in another letter case than GitHub's (the API matches either): use the stored
