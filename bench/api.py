@@ -306,7 +306,7 @@ async def _fanout(
     from websockets.asyncio.client import connect
 
     from flowlens.db import Database
-    from flowlens.ingest.store import save_pr
+    from flowlens.ingest.store import save_pr_now
 
     ws_url = url.replace("http://", "ws://") + "/ws"
     received: list[dict[str, float]] = [{} for _ in range(clients)]
@@ -350,7 +350,7 @@ async def _fanout(
                 row = await tx.one("lock_pull_requests", repository_ids=[pr["repository_id"]],
                                    numbers=[1])  # fmt: skip
                 assert row is not None
-                await save_pr(tx, row, {**row, "title": title}, REPOS[0], source="bench",
+                await save_pr_now(tx, row, {**row, "title": title}, REPOS[0], source="bench",
                               delivery_id=None, notify=True)  # fmt: skip
             committed[title] = time.perf_counter()
             await asyncio.sleep(0.05)

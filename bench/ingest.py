@@ -12,7 +12,7 @@ each in its own process group and exactly as Cloud Run functions would run them
               reads the body and answers 202; the most any function could do here.
 * floor    -- this file, target `floor`: the ceiling plus the signature check, a parse of the
               body and one durable raw-event insert (group-committed), nothing else: less
-              than any function that keeps DESIGN.md's ingest contract must do here.
+              than any function that keeps the ingest contract (docs/ARCHITECTURE.md) must do here.
 * loadgen  -- a raw asyncio responder with no framework: the load generator's own ceiling,
               so you can see it is not what limits the rows above.
 * baseline -- with --baseline REV only: the ingest function as of git commit REV.
@@ -93,7 +93,7 @@ async def ceiling(request: Request) -> JSONResponse:
 
 # --------------------------------------------------------------------------- the floor
 
-# Less than any function that keeps DESIGN.md's ingest contract must do: verify the signature
+# Less than any function that keeps the ingest contract (docs/ARCHITECTURE.md) must do: verify the signature
 # before anything else, refuse a body that is not JSON (400), and answer 2xx only once the raw
 # event is durable (the contract also wants the state in the same transaction). It parses with
 # the project's cheapest complete parse (load_payload), inserts the raw event (the body as
@@ -168,7 +168,7 @@ _floor = _Floor()
 
 @functions_framework.aio.http
 async def floor(request: Request) -> JSONResponse:
-    """Verify, parse, then store the raw event durably: the ceiling plus what DESIGN.md
+    """Verify, parse, then store the raw event durably: the ceiling plus what the contract
     requires of every delivery before its 2xx."""
     import lz4.frame
 

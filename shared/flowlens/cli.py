@@ -92,7 +92,7 @@ def _events(args: argparse.Namespace) -> int:
                     )
                 return 0
             if args.events_command == "payload":
-                from flowlens.ingest.store import unpack_payload
+                from flowlens.db.codec import unpack_payload
 
                 row = await tx.one("raw_payload_by_delivery", delivery_id=args.delivery)
                 if row is None:
@@ -191,7 +191,7 @@ def _sync(args: argparse.Namespace) -> int:
     import signal
 
     from flowlens.db import Database
-    from flowlens.sync import SyncError, SyncScheduler, make_client, sync_once
+    from flowlens.sync import GitHubError, SyncScheduler, make_client, sync_once
 
     settings = Settings.from_env()
     logs.setup("sync", settings.log_format, settings.log_level)
@@ -204,7 +204,7 @@ def _sync(args: argparse.Namespace) -> int:
     try:
         for repository in repositories:
             check_repository(repository)
-    except SyncError as exc:
+    except GitHubError as exc:
         print(f"flowlens: {exc}", file=sys.stderr)
         return 2
 
@@ -234,7 +234,7 @@ def _sync(args: argparse.Namespace) -> int:
                         db, client, repository, since_days=since, progress=progress,
                         notify=settings.feed_notify,
                     )  # fmt: skip
-                except SyncError as exc:
+                except GitHubError as exc:
                     print(f"flowlens: {repository}: {exc}", file=sys.stderr)
                     status = 1
                     continue
@@ -246,7 +246,7 @@ def _sync(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(run())
-    except SyncError as exc:
+    except GitHubError as exc:
         print(f"flowlens: {exc}", file=sys.stderr)
         return 2
 

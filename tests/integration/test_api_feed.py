@@ -15,7 +15,7 @@ from websockets.asyncio.client import ClientConnection
 
 from flowlens.api.feed import Change, FeedTailer
 from flowlens.db import Database
-from flowlens.ingest.store import save_pr
+from flowlens.ingest.store import save_pr_now
 from tests.integration.test_api_support import deliver, opened, served_api, socket, ws_url
 
 REPOS = ("acme/one", "acme/two")
@@ -60,7 +60,7 @@ async def change(
         assert row is not None
         new = dict(row)
         new["title"] = label
-        assert await save_pr(
+        assert await save_pr_now(
             tx, row, new, pr["repository"], source="test", delivery_id=None, notify=notify
         )
         await asyncio.sleep(after)
@@ -93,7 +93,7 @@ async def test_rows_committed_out_of_order_are_all_delivered(dsn: str, db: Datab
                 "lock_pull_requests", repository_ids=[one["repository_id"]], numbers=[1]
             )
             assert row is not None
-            await save_pr(tx, row, {**row, "title": "slow"}, one["repository"], source="test",
+            await save_pr_now(tx, row, {**row, "title": "slow"}, one["repository"], source="test",
                           delivery_id=None, notify=False)  # fmt: skip
             slow_started.set()
             await release.wait()

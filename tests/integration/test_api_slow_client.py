@@ -76,9 +76,9 @@ async def test_stalled_client_is_dropped_and_others_stay_on_time(dsn: str, db: D
     async with db.transaction() as tx:
         row = await tx.one("lock_pull_requests", repository_ids=[pr["repository_id"]], numbers=[1])
         assert row is not None
-        from flowlens.ingest.store import save_pr
+        from flowlens.ingest.store import save_pr_now
 
-        await save_pr(tx, row, {**row, "files_changed": BIG_FILES}, "acme/one", source="test",
+        await save_pr_now(tx, row, {**row, "files_changed": BIG_FILES}, "acme/one", source="test",
                       delivery_id=None, notify=True)  # fmt: skip
 
     async with served_api(dsn, ws_queue_size=4) as (app, base):

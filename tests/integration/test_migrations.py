@@ -104,7 +104,7 @@ async def test_payloads_stored_before_migration_3_still_read_back(
     import psycopg
 
     from flowlens.db import database
-    from flowlens.ingest.store import pack_payload, unpack_payload
+    from flowlens.db.codec import pack_payload, unpack_payload
 
     every = database.load_migrations()
     monkeypatch.setattr(database, "load_migrations", lambda: [m for m in every if m[0] < 3])

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from flowlens.db import Database
-from flowlens.sync import GitHubSyncClient, RateLimited, SyncError, sync_once
+from flowlens.sync import GitHubError, GitHubSyncClient, RateLimited, sync_once
 from tests.fakes.fake_github_sync import FakeGitHubSync, GitHubWorld
 
 PRS = 5
@@ -151,7 +151,7 @@ async def test_a_502_that_outlasts_the_retries_fails_the_run_and_the_next_one_re
     github.fail(502, times=10, when=lambda r: r.path.endswith("/pulls") and r.page == 2)
     client = client_for(github, max_attempts=3)
     try:
-        with pytest.raises(SyncError, match="502 on /repos/Codertocat/Hello-World/pulls"):
+        with pytest.raises(GitHubError, match="502 on /repos/Codertocat/Hello-World/pulls"):
             await sync_once(db, client, REPO, since_days=1)
         partial = await deliveries(db)
         assert 0 < len(partial) < PRS + PRS + RUNS
@@ -397,9 +397,9 @@ async def test_failed_heads_are_rechecked_in_turn(
 async def test_unknown_repository_and_bad_name(db: Database, github: FakeGitHubSync) -> None:
     client = client_for(github)
     try:
-        with pytest.raises(SyncError, match="404"):
+        with pytest.raises(GitHubError, match="404"):
             await sync_once(db, client, "nobody/nothing", since_days=1)
-        with pytest.raises(SyncError, match="bad repository name"):
+        with pytest.raises(GitHubError, match="bad repository name"):
             await sync_once(db, client, "no-slash", since_days=1)
     finally:
         await client.aclose()

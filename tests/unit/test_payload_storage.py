@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import zlib
 
-from flowlens.ingest.store import pack_payload, unpack_payload
+from flowlens.db.codec import pack_payload, unpack_payload
 from tests.conftest import load_fixture
 
 

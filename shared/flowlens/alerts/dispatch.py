@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from flowlens.alerts.config import AlertConfig
 from flowlens.alerts.message import Alert, build_alert, insight_alert
 from flowlens.db import Database
 from flowlens.loop import pause
+from flowlens.retry import backoff, jitter
 
 log = logging.getLogger("flowlens.alerts")
 
@@ -62,7 +62,7 @@ class AlertDispatcher:
         *,
         batch_size: int = 50,
         concurrency: int = 8,
-        jitter: Callable[[], float] = lambda: random.uniform(0.75, 1.25),
+        jitter: Callable[[], float] = jitter,
     ) -> None:
         self.db = db
         self.config = config
@@ -76,8 +76,9 @@ class AlertDispatcher:
 
     def retry_delay(self, attempts: int, hint: float | None = None) -> float:
         """Backoff with jitter after `attempts` failures (at least the server's hint)."""
-        base = self.config.retry_seconds * 2.0 ** max(0, attempts - 1)
-        delay = min(MAX_RETRY_DELAY, base * self._jitter())
+        delay = backoff(
+            attempts, base=self.config.retry_seconds, cap=MAX_RETRY_DELAY, spread=self._jitter
+        )
         return max(delay, min(hint, MAX_RETRY_DELAY)) if hint is not None else delay
 
     async def enqueue(self) -> int:

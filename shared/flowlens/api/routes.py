@@ -1,9 +1,8 @@
-"""REST endpoints of the contract (DESIGN.md), the health check and the WebSocket."""
+"""REST endpoints of the contract (docs/API.md), the health check and the WebSocket."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -25,11 +24,9 @@ from flowlens.api.schemas import (
     Repository,
 )
 from flowlens.db import Database, Tx
+from flowlens.names import REPO_NAME
 from flowlens.settings import ApiSettings
 
-# GitHub's owner/name, or the name a repository keeps once another took its name
-# (ingest.store._free_name: "owner/name (previous, id 12)", "… (previous, GitHub id 34)").
-REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+( \(previous, (GitHub )?id [0-9]+\))*")
 HEALTH_TIMEOUT_SECONDS = 2.0
 # How long a new socket waits for the feed reader's first pass (a database slow or down at
 # start-up) before it is closed with 1013 (reconnect).

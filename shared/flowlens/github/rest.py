@@ -11,6 +11,16 @@ import httpx
 SECONDARY_LIMIT_WAIT = 60.0
 
 
+class GitHubError(Exception):
+    """The GitHub API refused or failed; `retryable` says whether trying later may help. The
+    one error type of FlowLens's GitHub clients (the files client, the sync)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
 def origin(url: str) -> str:
     """scheme://host[:port] of a URL, lower-cased."""
     parts = urlsplit(url)

@@ -189,7 +189,7 @@ class IngestHandler:
             return await self.webhook(request)
 
     async def webhook(self, request: Request) -> JSONResponse:
-        """Handle one GitHub delivery as DESIGN.md's answer table says."""
+        """Handle one GitHub delivery as docs/ARCHITECTURE.md's answer table says."""
         if request.method != "POST":
             return JSONResponse({"error": "method not allowed; POST a webhook"}, 405,
                                 headers={"Allow": "POST"})  # fmt: skip

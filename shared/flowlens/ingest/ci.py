@@ -27,7 +27,8 @@ from flowlens.github.parse import (
     map_build_status,
     parse,
 )
-from flowlens.ingest.store import Session, apply_facts, retrying
+from flowlens.ingest.store import Session, apply_facts
+from flowlens.retry import retrying
 
 CI_STATUSES = {
     "success", "skipped", "failure", "cancelled", "timed_out", "in_progress", "queued",

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import lz4.frame
 import psycopg
 import pydantic_core
 
 from flowlens import pipeline, serialize
 from flowlens.db import ConnectionLost, Database, DatabaseUnavailable, Tx, first_line
+from flowlens.db.codec import pack_payload, unpack_payload
 from flowlens.github.parse import (
     BuildFacts,
     Delivery,
     PayloadError,
     PrFacts,
-    RepoFacts,
     load_payload,
     parse,
 )
+from flowlens.ingest.identity import upsert_repository
+from flowlens.retry import DELIVERY_RETRYABLE, retrying
 
 log = logging.getLogger("flowlens.ingest")
 
@@ -35,12 +34,6 @@ _PR_COLUMNS = (
     "status_pr", "status_build", "status_approval", "status_merge", "status", "risk_level",
     "latest_insight", "source_updated_at", "gh_created_at", "gh_updated_at", "merged_at",
     "closed_at",
-)  # fmt: skip
-# Columns that follow the name: kept together when a payload's new name is not taken.
-_NAME_COLUMNS = ("full_name", "name", "owner", "html_url")
-_REPO_COLUMNS = (
-    "github_id", "full_name", "name", "owner", "owner_avatar", "description", "is_private",
-    "default_branch", "language", "stars", "forks", "html_url",
 )  # fmt: skip
 
 # Columns that can be long (a PR template, hundreds of paths, an insight): update_pull_requests
@@ -53,11 +46,6 @@ _KEPT_UNLESS_CHANGED = ("body", "files_changed", "latest_insight")
 # serialise ingest on it.
 ACTIVITY_EVERY = timedelta(seconds=5)
 
-RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
-# Two first deliveries of one repository at once: both miss it and both insert it; the loser
-# can trip over the winner's github_id, which is not insert_repository's ON CONFLICT target.
-# The whole transaction runs again and then finds the winner's row.
-DELIVERY_RETRYABLE = (*RETRYABLE, psycopg.errors.UniqueViolation)
 # Seconds the retry after a lost connection waits for another one.
 RETRY_CHECKOUT = 1.0
 
@@ -71,40 +59,6 @@ class Outcome(enum.StrEnum):
     IGNORED = "ignored"
     # Stored whole, not applied: a field of a type or range FlowLens does not take (yet).
     UNAPPLIED = "unapplied"
-
-
-async def retrying(
-    func: Any, *args: Any, attempts: int = 5, retry_on: tuple[type[Exception], ...] = RETRYABLE
-) -> Any:
-    """Run a transaction function again when the database asks us to (serialisation, deadlock)."""
-    for attempt in range(attempts):
-        try:
-            return await func(*args)
-        except retry_on:
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.01 * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-_LZ4_FRAME = b"\x04\x22\x4d\x18"
-
-
-def pack_payload(raw_json: str) -> bytes:
-    """A delivery's JSON as stored in raw_events.payload: an LZ4 frame with a checksum of its
-    content, ~7x smaller and ~10x cheaper to make than zlib's fastest level (BENCHMARKS.md)."""
-    return cast("bytes", lz4.frame.compress(raw_json.encode(), content_checksum=True))
-
-
-def unpack_payload(stored: bytes | memoryview) -> str:
-    """The JSON text of a stored payload: an LZ4 frame, zlib (rows written before LZ4 was used)
-    or uncompressed (rows from before migration 003)."""
-    data = bytes(stored)
-    if data[:4] == _LZ4_FRAME:
-        data = lz4.frame.decompress(data)
-    elif data[:1] == b"\x78":
-        data = zlib.decompress(data)
-    return data.decode()
 
 
 @dataclass(frozen=True)
@@ -584,128 +538,6 @@ def _json(value: Any) -> str:
     return pydantic_core.to_json(value).decode()
 
 
-async def upsert_repository(
-    session: Session,
-    repo: RepoFacts,
-    renamed_from: str | None = None,
-    *,
-    source: str,
-    delivery_id: str | None,
-) -> tuple[int, str]:
-    """(id, stored full name); metadata updated only from a payload at least as new as stored.
-
-    A new name (a rename or a transfer, whatever event shows it first) is announced for every
-    PR of the repository."""
-    tx = session.tx
-    row = await session.repository(repo.github_id, repo.full_name)
-    if row is None and renamed_from:
-        row = await session.repository(repo.github_id, renamed_from)
-    params = {c: getattr(repo, c) for c in _REPO_COLUMNS}
-    if row is None and repo.github_id is None:
-        # A report without a GitHub id (the CI path) naming a stored repository in another
-        # letter case means that repository: GitHub's names ignore case.
-        holder = await tx.one("repository_holding_name", full_name=repo.full_name, id=None)
-        if holder is not None:
-            session.touch(holder)
-            return int(holder["id"]), str(holder["full_name"])
-    if row is None:
-        if await _free_name(session, repo, None, source=source, delivery_id=delivery_id) == "held":
-            # Another GitHub repository claimed the name later than this payload shows it.
-            params["full_name"] = f"{repo.full_name} (previous, GitHub id {repo.github_id})"
-        inserted = await tx.one("insert_repository", source_updated_at=repo.updated_at, **params)
-        assert inserted is not None
-        session.wrote_repository()
-        return int(inserted["id"]), str(inserted["full_name"])
-    if repo.complete and not pipeline.is_stale(row.get("source_updated_at"), repo.updated_at):
-        # A payload field that is absent keeps what is stored; one set to null clears it.
-        want = {
-            c: params[c] if params[c] is not None or c in repo.cleared else row.get(c)
-            for c in _REPO_COLUMNS
-        }
-        repo_id = int(row["id"])
-        if want["full_name"] != row["full_name"] and _claims(
-            await tx.one("repository_holding_name", full_name=repo.full_name, id=repo_id), repo
-        ):  # a late payload of a name another repository took since: keep the stored one
-            want.update((c, row.get(c)) for c in _NAME_COLUMNS)
-        if any(want[c] != row.get(c) for c in _REPO_COLUMNS):
-            renamed = want["full_name"] != row["full_name"]
-            merged = False
-            locked: list[dict[str, Any]] = []
-            if renamed:
-                # Its PRs before the repository row (and pending PR rows written first: a
-                # merge moves PR rows in SQL).
-                locked = await session.lock_repository_prs(repo_id)
-                freed = await _free_name(
-                    session, repo, repo_id, source=source, delivery_id=delivery_id
-                )
-                if freed == "held":  # claimed meanwhile by another transaction
-                    want.update((c, row.get(c)) for c in _NAME_COLUMNS)
-                    renamed = False
-                merged = freed == "merged"
-            full_name = str(want["full_name"])
-            await tx.one(
-                "update_repository", id=row["id"], source_updated_at=repo.updated_at, **want
-            )
-            session.wrote_repository(moved_prs=merged)
-            if renamed:
-                if merged:  # the placeholder's PRs are this repository's now too
-                    locked = await session.lock_repository_prs(repo_id)
-                await session.announce_repository(
-                    locked, full_name, source=source, delivery_id=delivery_id
-                )
-            return repo_id, full_name
-    session.touch(row)
-    # An older payload may carry an old name: clients see the stored one, as REST shows it.
-    return int(row["id"]), str(row["full_name"])
-
-
-def _claims(holder: dict[str, Any] | None, repo: RepoFacts) -> bool:
-    """Whether another GitHub repository's claim on the name is at least as new as repo's
-    payload (GitHub's names are unique at any one time: the newer claim is the live one)."""
-    if holder is None or holder["github_id"] is None:
-        return False
-    claimed = holder["source_updated_at"]
-    return claimed is not None and (repo.updated_at is None or repo.updated_at <= claimed)
-
-
-async def _free_name(
-    session: Session, repo: RepoFacts, repo_id: int | None, *, source: str,
-    delivery_id: str | None,
-) -> str:  # fmt: skip
-    """Make repo's name free for it (repository repo_id, or a new one): "free" (nobody held
-    it, in any letter case, or another GitHub repository did, whose rows keep their PRs
-    under a name that frees it, announced there), "merged" (a placeholder's rows joined
-    repo_id) or "held" (another repository's claim is newer, `_claims`)."""
-    tx = session.tx
-    merged = False
-    for _ in range(4):
-        holder = await tx.one("repository_holding_name", full_name=repo.full_name, id=repo_id)
-        if holder is None:
-            break
-        if holder["github_id"] is None:
-            if repo_id is None:  # a new repository: insert_repository adopts the placeholder
-                break
-            await tx.execute("merge_repository", into=repo_id, **{"from": holder["id"]})
-            await tx.execute("delete_repository", id=holder["id"])
-            merged = True
-            continue
-        if _claims(holder, repo):
-            return "held"
-        locked = await session.lock_repository_prs(int(holder["id"]))  # PRs first, as above
-        # Only under the name read: a transaction that moved it meanwhile must not move it
-        # twice (two first deliveries of a repository created again, at two instances).
-        moved = await tx.one(
-            "rename_repository_away", id=holder["id"], full_name=holder["full_name"]
-        )
-        session.wrote_repository()
-        if moved is not None:
-            await session.announce_repository(locked, str(moved["full_name"]),
-                                              source=source, delivery_id=delivery_id)  # fmt: skip
-    else:
-        return "held"  # the name kept changing hands: keep what is stored this time
-    return "merged" if merged else "free"
-
-
 def _only(numbers: list[int] | None) -> int | None:
     return numbers[0] if numbers and len(numbers) == 1 else None
 
@@ -815,7 +647,7 @@ async def update_pr(
     return await session.save_pr(row, new, repository, source=source, delivery_id=delivery_id)
 
 
-async def save_pr(
+async def save_pr_now(
     tx: Tx,
     row: dict[str, Any],
     new: dict[str, Any],

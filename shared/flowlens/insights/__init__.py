@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from flowlens.github.rest import GitHubError
 from flowlens.insights.factory import make_analyser
-from flowlens.insights.github_files import GitHubError, GitHubFilesClient
+from flowlens.insights.github_files import GitHubFilesClient
 from flowlens.insights.heuristic import HeuristicAnalyser
 from flowlens.insights.models import (
     Analyser,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import random
 import re
 import secrets
 from typing import Annotated, Any, Literal
@@ -35,6 +34,7 @@ from flowlens.insights.models import (
     Insight,
     ground_key_changes,
 )
+from flowlens.retry import backoff
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +235,7 @@ class GeminiAnalyser:
 
     def _delay(self, retry: int, hint: float | None) -> float:
         """Exponential backoff with jitter; a server's retry hint is honoured up to max_delay."""
-        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (retry - 1))
-        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        delay = backoff(retry, base=self.base_delay, cap=self.max_delay)
         if hint is not None:
             delay = max(delay, min(hint, self.max_delay))
         return delay

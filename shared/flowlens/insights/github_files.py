@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from flowlens.github.rest import (
+    GitHubError,
     error_message,
     next_link,
     origin,
@@ -28,15 +29,6 @@ MAX_PAGES = 30
 TRUNCATION_MARKER = "\n… [patch truncated: {shown} of {total} bytes shown]"
 
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-
-
-class GitHubError(Exception):
-    """The GitHub API refused or failed; `retryable` says whether trying later may help."""
-
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
 
 
 def cap_patch(patch: str, max_bytes: int) -> str:

@@ -14,7 +14,7 @@ from flowlens.insights.factory import make_analyser
 from flowlens.insights.github_files import GitHubFilesClient
 from flowlens.poller.worker import Poller, Summary
 from flowlens.settings import ConfigError, PollerSettings
-from flowlens.sync import SyncError, SyncScheduler
+from flowlens.sync import GitHubError, SyncScheduler
 
 log = logging.getLogger("flowlens.poller")
 
@@ -137,7 +137,7 @@ def _sync_scheduler(db: Database, settings: PollerSettings) -> SyncScheduler | N
         return None
     try:
         scheduler = SyncScheduler(db, settings, repositories)
-    except SyncError as exc:
+    except GitHubError as exc:
         log.error("scheduled sync disabled: %s", exc)
         return None
     log.info("scheduled sync of %s", ", ".join(repositories))

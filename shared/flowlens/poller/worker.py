@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 import time
 import uuid
@@ -17,10 +16,11 @@ from psycopg.types.json import Jsonb
 
 from flowlens import logs, serialize
 from flowlens.db import Database, Tx
-from flowlens.ingest.store import retrying, save_pr
-from flowlens.insights.github_files import GitHubError
+from flowlens.github.rest import GitHubError
+from flowlens.ingest.store import save_pr_now
 from flowlens.insights.models import Analyser, AnalysisError, ChangeContext, FileChange, Insight
 from flowlens.loop import pause
+from flowlens.retry import backoff, retrying
 from flowlens.settings import Settings
 
 log = logging.getLogger("flowlens.poller")
@@ -359,7 +359,7 @@ class Poller:
         again = [e for e in events if e["id"] not in given_up]
         if again:
             attempts = max(e["attempts"] for e in again)
-            delay = min(300.0, 2.0**attempts) * (0.5 + random.random())
+            delay = backoff(attempts, base=2.0, cap=300.0)
             if retry_after is not None:  # a quota's reset: calling sooner only pays for a 429
                 delay = max(delay, min(retry_after, 3600.0))
             await self._release([e["id"] for e in again], delay, error[:2000], refund=0)
@@ -416,7 +416,7 @@ class Poller:
         # The head's files; none when GitHub could not list them (another commit's list
         # would be wrong).
         new["files_changed"] = [f.path for f in files]
-        await save_pr(
+        await save_pr_now(
             tx, locked, new, pr["repository"], source="insight", delivery_id=None,
             notify=self.settings.feed_notify, kind="insight",
         )  # fmt: skip

@@ -1,11 +1,11 @@
 """GitHub sync: pull requests, reviews and workflow runs from the REST API, as webhooks would."""
 
+from flowlens.github.rest import GitHubError
 from flowlens.sync.client import (
     DeadlineReached,
     ETagCache,
     GitHubSyncClient,
     RateLimited,
-    SyncError,
 )
 from flowlens.sync.runner import RepositorySync, SyncResult
 from flowlens.sync.schedule import SyncScheduler, SyncSummary, make_client, sync_once
@@ -13,10 +13,10 @@ from flowlens.sync.schedule import SyncScheduler, SyncSummary, make_client, sync
 __all__ = [
     "DeadlineReached",
     "ETagCache",
+    "GitHubError",
     "GitHubSyncClient",
     "RateLimited",
     "RepositorySync",
-    "SyncError",
     "SyncResult",
     "SyncScheduler",
     "SyncSummary",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -16,12 +15,14 @@ import httpx
 
 from flowlens.github.rest import (
     SECONDARY_LIMIT_WAIT,
+    GitHubError,
     error_message,
     next_link,
     origin,
     parse_float,
     rate_limit_wait,
 )
+from flowlens.retry import backoff
 
 log = logging.getLogger("flowlens.sync")
 
@@ -29,16 +30,7 @@ USER_AGENT = "flowlens-sync/0.1"
 API_VERSION = "2022-11-28"
 
 
-class SyncError(Exception):
-    """GitHub refused or failed; `retryable` says whether a later run may succeed."""
-
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
-
-
-class RateLimited(SyncError):
+class RateLimited(GitHubError):
     """The rate limit resets later than this run may wait; `reset_in` seconds from now."""
 
     def __init__(self, message: str, *, reset_in: float, status: int | None = None) -> None:
@@ -46,7 +38,7 @@ class RateLimited(SyncError):
         self.reset_in = reset_in
 
 
-class DeadlineReached(SyncError):
+class DeadlineReached(GitHubError):
     """The run's time is up (a poller invocation's budget); the next run goes on."""
 
 
@@ -184,7 +176,7 @@ class GitHubSyncClient:
             number += 1
             items = body.get(items_key) if items_key and isinstance(body, dict) else body
             if not isinstance(items, list):
-                raise SyncError(f"github: expected a list from {next_url}", retryable=False)
+                raise GitHubError(f"github: expected a list from {next_url}", retryable=False)
             yield Page(items=items, number=number, not_modified=not_modified, body=body)
             next_url = link
 
@@ -205,7 +197,7 @@ class GitHubSyncClient:
                 response = await self._client.get(url, headers=headers)
             except httpx.TransportError as exc:
                 if attempt >= self.max_attempts:
-                    raise SyncError(
+                    raise GitHubError(
                         f"github: {type(exc).__name__} on {_path(url)} after {attempt} attempts"
                     ) from exc
                 await self._backoff(attempt)
@@ -219,7 +211,7 @@ class GitHubSyncClient:
                 try:
                     body = response.json()
                 except ValueError as exc:
-                    raise SyncError(f"github: {_path(url)} answered with invalid JSON") from exc
+                    raise GitHubError(f"github: {_path(url)} answered with invalid JSON") from exc
                 next_url = self._next_url(response)
                 etag = response.headers.get("ETag")
                 if etag:
@@ -241,7 +233,7 @@ class GitHubSyncClient:
                 await self._backoff(attempt)
                 continue
             message = error_message(response)
-            raise SyncError(
+            raise GitHubError(
                 f"github: {status} on {_path(url)}"
                 + (f" after {attempt} attempts" if transient else "")
                 + (f": {message}" if message else ""),
@@ -282,15 +274,14 @@ class GitHubSyncClient:
 
     async def _backoff(self, attempt: int) -> None:
         self.stats.retries += 1
-        delay = self.retry_delay * 2.0 ** (attempt - 1)
-        await self._sleep(delay / 2 + random.uniform(0, delay / 2))
+        await self._sleep(backoff(attempt, base=self.retry_delay, cap=60.0))
 
     def _next_url(self, response: httpx.Response) -> str | None:
         """The rel="next" link, only if it stays on the API host (the token goes with it)."""
         try:
             return next_link(response, self._origin)
         except ValueError as exc:
-            raise SyncError(str(exc), retryable=False) from None
+            raise GitHubError(str(exc), retryable=False) from None
 
 
 def _path(url: str) -> str:

@@ -12,9 +12,10 @@ from typing import Any
 
 from flowlens.db import Database
 from flowlens.github.parse import parse, ts
+from flowlens.github.rest import GitHubError
 from flowlens.ingest.store import Item, Outcome, record_deliveries
 from flowlens.sync import payloads
-from flowlens.sync.client import GitHubSyncClient, RateLimited, SyncError
+from flowlens.sync.client import GitHubSyncClient, RateLimited
 
 log = logging.getLogger("flowlens.sync")
 
@@ -73,9 +74,9 @@ class SyncResult:
 
 
 def check_repository(name: str) -> str:
-    """owner/name, or a SyncError."""
+    """owner/name, or a GitHubError."""
     if not REPOSITORY.match(name):
-        raise SyncError(f"sync: bad repository name {name!r} (want owner/name)", retryable=False)
+        raise GitHubError(f"sync: bad repository name {name!r} (want owner/name)", retryable=False)
     return name
 
 
@@ -106,7 +107,7 @@ class RepositorySync:
         try:
             repo, _ = await self.client.get_json(self.client.url(f"/repos/{self.repository}"))
             if not isinstance(repo, dict) or not repo.get("full_name"):
-                raise SyncError(f"github: no repository object for {self.repository}")
+                raise GitHubError(f"github: no repository object for {self.repository}")
             self._repo = repo
             # Read before the walk: heads that failed or ran before it are the ones a re-run
             # may have changed without the walk seeing it.
@@ -119,7 +120,7 @@ class RepositorySync:
             # build of its head, whatever order GitHub would have delivered them in.
             try:
                 await self._runs(runs_since)
-            except SyncError as exc:
+            except GitHubError as exc:
                 # GitHub answers a rate limit with 403 too: that one waits for its reset.
                 if exc.status not in FORBIDDEN or isinstance(exc, RateLimited):
                     raise
@@ -132,7 +133,7 @@ class RepositorySync:
             if not self.result.runs_skipped:
                 await self._reruns([row["head_sha"] for row in recheck])
             self.result.complete = True
-        except SyncError as exc:
+        except GitHubError as exc:
             self.result.error = str(exc)
             raise
         finally:
@@ -214,7 +215,7 @@ class RepositorySync:
                         for run in page.items
                         if isinstance(run, dict) and run.get("head_sha") == sha
                     ]
-            except SyncError as exc:  # out of time, rate limited, refused, failing
+            except GitHubError as exc:  # out of time, rate limited, refused, failing
                 log.warning("%s: re-runs not checked: %s", self.repository, exc)
                 self.progress(f"{self.repository}: re-runs not checked: {exc}")
                 return
@@ -265,7 +266,7 @@ class RepositorySync:
         # The list's objects lack the counts (additions, deletions, changed_files) webhooks carry.
         pr, _ = await self.client.get_json(self.client.url(base))
         if not isinstance(pr, dict) or pr.get("number") != number:
-            raise SyncError(f"github: unexpected pull request object for #{number}")
+            raise GitHubError(f"github: unexpected pull request object for #{number}")
         reviews: list[dict[str, Any]] = []
         async for page in self.client.pages(self.client.url(f"{base}/reviews?per_page={PER_PAGE}")):
             reviews.extend(r for r in page.items if isinstance(r, dict))

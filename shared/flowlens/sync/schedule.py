@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flowlens.db import Database
+from flowlens.github.rest import GitHubError
 from flowlens.loop import pause
 from flowlens.settings import Settings
 from flowlens.sync.client import (
@@ -21,7 +22,6 @@ from flowlens.sync.client import (
     ETagCache,
     GitHubSyncClient,
     RateLimited,
-    SyncError,
 )
 from flowlens.sync.runner import Progress, RepositorySync, SyncResult, check_repository
 
@@ -67,7 +67,7 @@ async def sync_once(
     sync = RepositorySync(db, client, repository, progress=progress, notify=notify)
     try:
         result = await sync.run(prs_since=since, runs_since=since)
-    except SyncError as exc:
+    except GitHubError as exc:
         await _fail(db, repository, owner="", error=str(exc), schedule=False, next_in=0.0)
         raise
     await _finish(db, repository, "", result, since, since, schedule=False, next_in=0.0)
@@ -229,7 +229,7 @@ class SyncScheduler:
         )
         try:
             result = await sync.run(prs_since=prs_since, runs_since=runs_since)
-        except SyncError as exc:
+        except GitHubError as exc:
             next_in = self.next_interval()
             if isinstance(exc, RateLimited):
                 next_in = max(next_in, exc.reset_in)

@@ -294,6 +294,7 @@ DELETE FROM repositories WHERE id = %(id)s;
 -- name: rename_repository_away
 -- Another GitHub repository held this name before (deleted or renamed since): keep its rows,
 -- under a name that frees this one.
-UPDATE repositories SET full_name = full_name || ' (previous, id ' || id::text || ')'
+-- new_name: flowlens.names.previous_name.
+UPDATE repositories SET full_name = %(new_name)s
 WHERE id = %(id)s AND full_name = %(full_name)s
 RETURNING full_name;
