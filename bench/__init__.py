@@ -26,6 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def _register_support_queries() -> None:
+    """The queries only tests and benchmarks run (tests/sql/), beside the package's."""
+    from flowlens.db.sql import QUERIES, load_queries
+
+    QUERIES.update(load_queries(ROOT / "tests" / "sql"))  # type: ignore[arg-type]
+
+
+_register_support_queries()
+
+
 @dataclass
 class BenchServer:
     """The PostgreSQL a benchmark writes to, and the databases it made there."""

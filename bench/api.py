@@ -347,8 +347,9 @@ async def _fanout(
         for i in range(updates):
             title = f"fanout-{i}"
             async with db.transaction() as tx:
-                row = await tx.one("lock_pull_requests", repository_ids=[pr["repository_id"]],
-                                   numbers=[1])  # fmt: skip
+                row = await tx.one(
+                    "ingest_lock_pull_requests", repository_ids=[pr["repository_id"]], numbers=[1]
+                )
                 assert row is not None
                 await save_pr_now(tx, row, {**row, "title": title}, REPOS[0], source="bench",
                               delivery_id=None, notify=True)  # fmt: skip

@@ -93,9 +93,10 @@ async def ceiling(request: Request) -> JSONResponse:
 
 # --------------------------------------------------------------------------- the floor
 
-# Less than any function that keeps the ingest contract (docs/ARCHITECTURE.md) must do: verify the signature
-# before anything else, refuse a body that is not JSON (400), and answer 2xx only once the raw
-# event is durable (the contract also wants the state in the same transaction). It parses with
+# Less than any function that keeps the ingest contract (docs/ARCHITECTURE.md) must do:
+# verify the signature before anything else, refuse a body that is not JSON (400), and answer
+# 2xx only once the raw event is durable (the contract also wants the state in the same
+# transaction). It parses with
 # the project's cheapest complete parse (load_payload), inserts the raw event (the body as
 # ingest stores it, an LZ4 frame) and answers after the commit, deliveries that arrive meanwhile
 # sharing the next one. No state, no history, no feed, no log line: what it costs above the

@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 
 from flowlens.db import Database
+from flowlens.db.sql import QUERIES, load_queries
 from tests.pg import PgServer, start_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# Queries only tests and benchmarks run: kept out of the shipped package, added here.
+QUERIES.update(load_queries(Path(__file__).parent / "sql"))  # type: ignore[arg-type]
 
 # The suite must never reach a real Gemini or GitHub.
 for _var in ("GEMINI_API_KEY", "GITHUB_TOKEN", "API_TOKENS", "GOOGLE_API_KEY"):

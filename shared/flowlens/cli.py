@@ -82,7 +82,7 @@ def _events(args: argparse.Namespace) -> int:
             return await reapply()
         async with Database(settings.dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
             if args.events_command == "unapplied":
-                rows = await tx.all("list_unapplied_events", limit=args.limit)
+                rows = await tx.all("admin_list_unapplied_events", limit=args.limit)
                 if not rows:
                     print("no unapplied events")
                 for unapplied in rows:
@@ -94,14 +94,14 @@ def _events(args: argparse.Namespace) -> int:
             if args.events_command == "payload":
                 from flowlens.db.codec import unpack_payload
 
-                row = await tx.one("raw_payload_by_delivery", delivery_id=args.delivery)
+                row = await tx.one("admin_raw_payload_by_delivery", delivery_id=args.delivery)
                 if row is None:
                     print(f"flowlens: no delivery {args.delivery!r} is stored", file=sys.stderr)
                     return 1
                 print(unpack_payload(row["payload"]))
                 return 0
             if args.events_command == "failed":
-                rows = await tx.all("list_failed_events", limit=args.limit)
+                rows = await tx.all("admin_list_failed_events", limit=args.limit)
                 if not rows:
                     print("no failed events")
                 for row in rows:
@@ -115,9 +115,9 @@ def _events(args: argparse.Namespace) -> int:
                 print("flowlens: give an event ID or --all, not both", file=sys.stderr)
                 return 2
             if args.all:
-                ids = [r["id"] for r in await tx.all("retry_all_failed")]
+                ids = [r["id"] for r in await tx.all("admin_retry_all_failed")]
             elif args.id is not None:
-                ids = [r["id"] for r in [await tx.one("retry_failed_event", id=args.id)] if r]
+                ids = [r["id"] for r in [await tx.one("admin_retry_failed_event", id=args.id)] if r]
                 if not ids:
                     print(f"flowlens: event {args.id} is not a failed event", file=sys.stderr)
                     return 1

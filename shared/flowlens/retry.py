@@ -15,7 +15,8 @@ RETRYABLE: tuple[type[Exception], ...] = (
     psycopg.errors.DeadlockDetected,
 )
 # Two first deliveries of one repository at once: both miss it and both insert it; the loser
-# can trip over the winner's github_id, which is not insert_repository's ON CONFLICT target.
+# can trip over the winner's github_id, which is not ingest_insert_repository's ON CONFLICT
+# target.
 # The whole transaction runs again and then finds the winner's row.
 DELIVERY_RETRYABLE: tuple[type[Exception], ...] = (*RETRYABLE, psycopg.errors.UniqueViolation)
 

@@ -192,7 +192,7 @@ async def test_only_recent_failures_of_top_level_builds_alert(
         repository_id = (await tx.one("pull_request_by_number", repository=recent.full_name,
                                       number=8))["repository_id"]  # fmt: skip
         await tx.one(
-            "upsert_build", repository_id=repository_id, provider="github_actions_job",
+            "ingest_upsert_build", repository_id=repository_id, provider="github_actions_job",
             external_id="job:1", workflow_name="CI / test", status="failed",
             conclusion="failure", branch="feature-8", commit_sha="b" * 40, pr_number=8,
             triggered_by=None, url=None, started_at=None, finished_at=None,
@@ -391,7 +391,7 @@ async def test_a_claim_older_than_a_deferral_cannot_send(db: Database, world: Gi
         try:
             await d.enqueue()
             async with db.transaction() as tx:
-                claims = await tx.all("claim_alerts", channels=["slack"],
+                claims = await tx.all("alert_claim_alerts", channels=["slack"],
                                       lease_seconds=d.lease_seconds, limit=50)  # fmt: skip
             loaded = await d._load(claims)
             await make_due(db)  # A's lease ends while it waits
@@ -421,7 +421,7 @@ async def test_a_claim_that_gave_up_is_not_a_failed_attempt(
 
             async def claim() -> list[dict[str, Any]]:
                 async with db.transaction() as tx:
-                    return await tx.all("claim_alerts", channels=["slack"],
+                    return await tx.all("alert_claim_alerts", channels=["slack"],
                                         lease_seconds=d.lease_seconds, limit=50)  # fmt: skip
 
             [a] = await claim()

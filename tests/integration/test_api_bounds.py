@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flowlens.db import Database, QueryTimedOut
-from flowlens.db.queries import QUERIES
+from flowlens.db.sql import QUERIES
 from flowlens.serialize import DESCRIPTION_MAX
 from tests.integration.test_api_support import REPO, asgi_api, deliver, opened, services
 

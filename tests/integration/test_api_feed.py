@@ -55,7 +55,9 @@ async def change(
     async with db.transaction() as tx:
         await asyncio.sleep(before)
         row = await tx.one(
-            "lock_pull_requests", repository_ids=[pr["repository_id"]], numbers=[pr["number"]]
+            "ingest_lock_pull_requests",
+            repository_ids=[pr["repository_id"]],
+            numbers=[pr["number"]],
         )
         assert row is not None
         new = dict(row)
@@ -90,7 +92,7 @@ async def test_rows_committed_out_of_order_are_all_delivered(dsn: str, db: Datab
     async def slow() -> None:
         async with db.transaction() as tx:
             row = await tx.one(
-                "lock_pull_requests", repository_ids=[one["repository_id"]], numbers=[1]
+                "ingest_lock_pull_requests", repository_ids=[one["repository_id"]], numbers=[1]
             )
             assert row is not None
             await save_pr_now(tx, row, {**row, "title": "slow"}, one["repository"], source="test",

@@ -74,7 +74,9 @@ class StalledClient:
 async def test_stalled_client_is_dropped_and_others_stay_on_time(dsn: str, db: Database) -> None:
     (pr,) = await make_prs(db, ("acme/one",), 1)
     async with db.transaction() as tx:
-        row = await tx.one("lock_pull_requests", repository_ids=[pr["repository_id"]], numbers=[1])
+        row = await tx.one(
+            "ingest_lock_pull_requests", repository_ids=[pr["repository_id"]], numbers=[1]
+        )
         assert row is not None
         from flowlens.ingest.store import save_pr_now
 

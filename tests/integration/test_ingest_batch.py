@@ -181,7 +181,7 @@ async def test_pr_writes_find_their_rows_by_index_on_a_table_never_analysed(db: 
         pr_id = (await (await conn.execute("SELECT max(id) FROM pull_requests")).fetchone())[0]
         rows = json.dumps([{"id": pr_id, "bumped": True, "title": "t", "version": 2}])
         plan = await conn.execute(
-            "EXPLAIN " + QUERIES["update_pull_requests"], {"ids": [pr_id], "rows": rows}
+            "EXPLAIN " + QUERIES["ingest_update_pull_requests"], {"ids": [pr_id], "rows": rows}
         )
         text = "\n".join(line for (line,) in await plan.fetchall())
     assert "Seq Scan on pull_requests" not in text, text
@@ -212,7 +212,11 @@ async def test_statements_joining_tables_to_batch_arrays_are_never_prepared(
             cur = await tx.conn.execute("SELECT statement FROM pg_prepared_statements")
             prepared = [row["statement"] for row in await cur.fetchall()]
         assert any("INSERT INTO raw_events" in text for text in prepared), prepared
-        for name in ("lock_pull_requests", "update_pull_requests", "pr_checks"):
+        for name in (
+            "ingest_lock_pull_requests",
+            "ingest_update_pull_requests",
+            "ingest_pr_checks",
+        ):
             first = next(ln for ln in QUERIES[name].splitlines() if not ln.startswith("--"))
             assert not [text for text in prepared if first in text], name
     finally:
@@ -314,12 +318,12 @@ async def test_a_pipelined_transaction_whose_error_was_caught_does_not_pass_for_
     async with Database(dsn, min_size=1, max_size=1) as db:
         with pytest.raises(TransactionRolledBack):
             async with db.transaction(pipeline=True) as tx:
-                await tx.send("insert_repository", **REPO, full_name="o/kept-out")
+                await tx.send("ingest_insert_repository", **REPO, full_name="o/kept-out")
                 with pytest.raises(psycopg.errors.NumericValueOutOfRange):
-                    await tx.all("lock_pull_requests", repository_ids=[1], numbers=[2**40])
+                    await tx.all("ingest_lock_pull_requests", repository_ids=[1], numbers=[2**40])
                 if synced:  # Tx.execute syncs to read its row count
                     with pytest.raises(psycopg.errors.PipelineAborted):
-                        await tx.execute("touch_repositories", ids=[1], every=timedelta(0))
+                        await tx.execute("ingest_touch_repositories", ids=[1], every=timedelta(0))
         assert await kept_out(db) == []
         async with db._pool.connection() as conn:
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
@@ -329,8 +333,8 @@ async def test_a_pipelined_transaction_left_by_an_exception_commits_nothing(dsn:
     async with Database(dsn, min_size=1, max_size=1) as db:
         with pytest.raises(RuntimeError, match="mid-transaction"):
             async with db.transaction(pipeline=True) as tx:
-                await tx.send("insert_repository", **REPO, full_name="o/kept-out")
-                await tx.all("find_repositories", github_ids=[], full_names=["o/kept-out"])
+                await tx.send("ingest_insert_repository", **REPO, full_name="o/kept-out")
+                await tx.all("ingest_find_repositories", github_ids=[], full_names=["o/kept-out"])
                 raise RuntimeError("mid-transaction")
         assert await kept_out(db) == []
         async with db._pool.connection() as conn:
@@ -339,7 +343,7 @@ async def test_a_pipelined_transaction_left_by_an_exception_commits_nothing(dsn:
 
 async def kept_out(db: Database) -> list[dict[str, Any]]:
     async with db.transaction() as tx:
-        return await tx.all("find_repositories", github_ids=[], full_names=["o/kept-out"])
+        return await tx.all("ingest_find_repositories", github_ids=[], full_names=["o/kept-out"])
 
 
 REPO = {

@@ -31,7 +31,7 @@ async def _kill_while_waiting(
     connection of each of its first `kills` attempts while it waits for that lock (after it
     has written its raw event); then let go of the lock."""
     async with db.transaction() as blocker:
-        await blocker.one("lock_pull_requests", repository_ids=[1], numbers=[2])
+        await blocker.one("ingest_lock_pull_requests", repository_ids=[1], numbers=[2])
         request = asyncio.create_task(sender.send("pull_request", payload, delivery=delivery))
         killed: set[int] = set()
         for _ in range(1000):
@@ -223,7 +223,7 @@ async def test_while_the_database_answers_a_batch_waits_the_pools_whole_timeout(
             queued = asyncio.ensure_future(batcher.submit(_deliveries(1, 1)[0]))
             await asyncio.sleep(0.3)
             assert not queued.done()
-            await busy.value("ping")
+            await busy.value("admin_ping")
         assert await queued == Outcome.ACCEPTED
 
 
@@ -249,7 +249,7 @@ async def test_a_session_the_server_ends_mid_transaction_counts_as_a_lost_connec
         async with db.transaction() as tx:
             await tx.conn.execute("SET idle_in_transaction_session_timeout = '50ms'")
             await asyncio.sleep(0.5)  # idle in the transaction until the server ends it
-            await tx.value("ping")
+            await tx.value("admin_ping")
 
 
 async def test_connections_notice_a_vanished_server_unless_the_dsn_says_otherwise(

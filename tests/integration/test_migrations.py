@@ -63,7 +63,7 @@ async def test_two_processes_migrating_at_once(empty_dsn: str) -> None:
     for p, (_out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err.decode()
     applied = [int(m) for out, _ in outputs for m in re.findall(rb"applied (\d+)", out)]
-    total_migrations = len(__import__("flowlens.db.queries", fromlist=["x"]).load_migrations())
+    total_migrations = len(__import__("flowlens.db.sql", fromlist=["x"]).load_migrations())
     assert sum(applied) == total_migrations
     tables, _ = await _schema(empty_dsn)
     assert set(EXPECTED_TABLES) <= set(tables)
@@ -120,7 +120,7 @@ async def test_payloads_stored_before_migration_3_still_read_back(
         m[0] for m in every if m[0] >= 3
     ]
     async with Database(empty_dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
-        row = await tx.one("raw_payload_by_delivery", delivery_id="old")
+        row = await tx.one("admin_raw_payload_by_delivery", delivery_id="old")
     assert row is not None and json.loads(unpack_payload(row["payload"])) == old
     assert unpack_payload(pack_payload('{"a": "é"}')) == '{"a": "é"}'
 

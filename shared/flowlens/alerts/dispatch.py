@@ -90,7 +90,7 @@ class AlertDispatcher:
         async with self.db.transaction() as tx:
             if self.config.on_build_failed:
                 rows = await tx.all(
-                    "enqueue_build_alerts",
+                    "alert_enqueue_build_alerts",
                     channels=names,
                     window_seconds=self.config.window_seconds,
                     providers=list(self.config.build_providers),
@@ -98,7 +98,7 @@ class AlertDispatcher:
                 count += len(rows)
             if self.config.on_high_risk:
                 rows = await tx.all(
-                    "enqueue_insight_alerts",
+                    "alert_enqueue_insight_alerts",
                     channels=names,
                     window_seconds=self.config.window_seconds,
                 )
@@ -111,7 +111,7 @@ class AlertDispatcher:
         summary.enqueued = await self.enqueue()
         async with self.db.transaction() as tx:
             claims = await tx.all(
-                "claim_alerts",
+                "alert_claim_alerts",
                 channels=list(self.channels),
                 lease_seconds=self.lease_seconds,
                 limit=self.batch_size,
@@ -134,7 +134,7 @@ class AlertDispatcher:
         insight_ids = sorted({c["subject_id"] for c in claims if c["subject_kind"] == "insight"})
         async with self.db.transaction() as tx:
             if build_ids:
-                for row in await tx.all("build_alert_subjects", ids=build_ids):
+                for row in await tx.all("alert_build_alert_subjects", ids=build_ids):
                     # A re-run of the same run (one build row) may have started or passed
                     # meanwhile: the alert would describe a build that is not failing.
                     if row["status"] == "failed":
@@ -142,7 +142,7 @@ class AlertDispatcher:
                     else:
                         out[("build", row["id"])] = row["status"]
             if insight_ids:
-                for row in await tx.all("insight_alert_subjects", ids=insight_ids):
+                for row in await tx.all("alert_insight_alert_subjects", ids=insight_ids):
                     out[("insight", row["id"])] = insight_alert(row)
         return out
 

@@ -8,7 +8,7 @@ from flowlens.db.database import (
     Tx,
     first_line,
 )
-from flowlens.db.queries import QUERIES, load_queries
+from flowlens.db.sql import QUERIES, load_queries
 
 __all__ = [
     "QUERIES",

@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from flowlens.db.queries import QUERIES, load_migrations, planned_per_call
+from flowlens.db.sql import QUERIES, load_migrations, planned_per_call
 
 log = logging.getLogger("flowlens.db")
 
@@ -286,7 +286,7 @@ class Database:
         """True when the database answers a trivial query."""
         try:
             async with self.transaction() as tx:
-                return bool(await tx.value("ping"))
+                return bool(await tx.value("admin_ping"))
         except DatabaseUnavailable:
             return False
 
@@ -296,7 +296,7 @@ class Database:
         async with self.connect(autocommit=True) as tx:
             for attempt in range(5):
                 try:
-                    await tx.execute("create_migrations_table")
+                    await tx.execute("versions_create_table")
                     break
                 except (
                     psycopg.errors.UniqueViolation,
@@ -306,14 +306,14 @@ class Database:
                 ):
                     # Two processes creating the table at once: the loser retries and sees it.
                     await asyncio.sleep(0.05 * (attempt + 1))
-            done = {row["version"] for row in await tx.all("applied_migrations")}
+            done = {row["version"] for row in await tx.all("versions_applied")}
             for version, name, sql in load_migrations():
                 if version in done:
                     continue
                 for attempt in range(5):
                     try:
                         async with tx.conn.transaction():
-                            claimed = await tx.one("claim_migration", version=version, name=name)
+                            claimed = await tx.one("versions_claim", version=version, name=name)
                             if claimed is None:
                                 break
                             await tx.script(sql)

@@ -278,7 +278,7 @@ async def record_ci_build(
             for (repo_id, provider, external_id), build_id in session.builds.items():
                 if build_id is None:  # an older report: the stored build stays as it is
                     build_id = await tx.value(
-                        "build_id",
+                        "ingest_build_id",
                         repository_id=repo_id,
                         provider=provider,
                         external_id=external_id,

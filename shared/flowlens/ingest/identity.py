@@ -49,7 +49,7 @@ async def upsert_repository(
     if row is None and repo.github_id is None:
         # A report without a GitHub id (the CI path) naming a stored repository in another
         # letter case means that repository: GitHub's names ignore case.
-        holder = await tx.one("repository_holding_name", full_name=repo.full_name, id=None)
+        holder = await tx.one("ingest_repository_holding_name", full_name=repo.full_name, id=None)
         if holder is not None:
             session.touch(holder)
             return int(holder["id"]), str(holder["full_name"])
@@ -58,7 +58,9 @@ async def upsert_repository(
         if claim is NameClaim.HELD:
             # Another GitHub repository claimed the name later than this payload shows it.
             params["full_name"] = previous_name(repo.full_name, github_id=repo.github_id)
-        inserted = await tx.one("insert_repository", source_updated_at=repo.updated_at, **params)
+        inserted = await tx.one(
+            "ingest_insert_repository", source_updated_at=repo.updated_at, **params
+        )
         assert inserted is not None
         session.wrote_repository()
         return int(inserted["id"]), str(inserted["full_name"])
@@ -70,7 +72,8 @@ async def upsert_repository(
         }
         repo_id = int(row["id"])
         if want["full_name"] != row["full_name"] and _claims(
-            await tx.one("repository_holding_name", full_name=repo.full_name, id=repo_id), repo
+            await tx.one("ingest_repository_holding_name", full_name=repo.full_name, id=repo_id),
+            repo,
         ):  # a late payload of a name another repository took since: keep the stored one
             want.update((c, row.get(c)) for c in NAME_COLUMNS)
         if any(want[c] != row.get(c) for c in REPO_COLUMNS):
@@ -90,7 +93,7 @@ async def upsert_repository(
                 merged = freed is NameClaim.MERGED
             full_name = str(want["full_name"])
             await tx.one(
-                "update_repository", id=row["id"], source_updated_at=repo.updated_at, **want
+                "ingest_update_repository", id=row["id"], source_updated_at=repo.updated_at, **want
             )
             session.wrote_repository(moved_prs=merged)
             if renamed:
@@ -125,14 +128,16 @@ async def _free_name(
     tx = session.tx
     merged = False
     for _ in range(4):
-        holder = await tx.one("repository_holding_name", full_name=repo.full_name, id=repo_id)
+        holder = await tx.one(
+            "ingest_repository_holding_name", full_name=repo.full_name, id=repo_id
+        )
         if holder is None:
             break
         if holder["github_id"] is None:
             if repo_id is None:  # a new repository: insert_repository adopts the placeholder
                 break
-            await tx.execute("merge_repository", into=repo_id, **{"from": holder["id"]})
-            await tx.execute("delete_repository", id=holder["id"])
+            await tx.execute("ingest_merge_repository", into=repo_id, **{"from": holder["id"]})
+            await tx.execute("ingest_delete_repository", id=holder["id"])
             merged = True
             continue
         if _claims(holder, repo):
@@ -141,7 +146,7 @@ async def _free_name(
         # Only under the name read: a transaction that moved it meanwhile must not move it
         # twice (two first deliveries of a repository created again, at two instances).
         moved = await tx.one(
-            "rename_repository_away",
+            "ingest_rename_repository_away",
             id=holder["id"],
             full_name=holder["full_name"],
             new_name=previous_name(str(holder["full_name"]), id=int(holder["id"])),

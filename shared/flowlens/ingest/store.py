@@ -125,7 +125,7 @@ async def record_unapplied(
     async def run() -> Outcome:
         async with db.transaction() as tx:
             row = await tx.one(
-                "record_unapplied_event",
+                "ingest_record_unapplied_event",
                 delivery_id=delivery_id,
                 event=event,
                 action=action if isinstance(action, str) else None,
@@ -152,7 +152,7 @@ async def reapply_unapplied(
     """Apply stored unapplied deliveries (one, or all) with today's code, each in its own
     transaction, in the order they arrived; one that still does not fit keeps its new reason."""
     async with db.transaction() as tx:
-        ids = [row["id"] for row in await tx.all("list_unapplied_events", limit=1_000_000)]
+        ids = [row["id"] for row in await tx.all("admin_list_unapplied_events", limit=1_000_000)]
     if event_id is not None:
         ids = [i for i in ids if i == event_id]
     applied: list[int] = []
@@ -168,7 +168,7 @@ async def reapply_unapplied(
             if not isinstance(exc, PayloadError):
                 reason += first_line(exc) if isinstance(exc, psycopg.Error) else str(exc)
             async with db.transaction() as tx:
-                await tx.execute("still_unapplied", id=rid, reason=reason[:1000])
+                await tx.execute("admin_still_unapplied", id=rid, reason=reason[:1000])
             still.append((rid, reason))
     return Reapplied(applied, still)
 
@@ -178,7 +178,7 @@ async def _reapply_one(db: Database, event_id: int, *, notify: bool) -> bool:
 
     async def run() -> bool:
         async with db.transaction() as tx:
-            rows = await tx.all("unapplied_events_for_update", id=event_id)
+            rows = await tx.all("admin_unapplied_events_for_update", id=event_id)
             if not rows:
                 return False
             row = rows[0]
@@ -191,7 +191,7 @@ async def _reapply_one(db: Database, event_id: int, *, notify: bool) -> bool:
             await session.flush()
             repo = facts.repo
             await tx.execute(
-                "mark_reapplied",
+                "admin_mark_reapplied",
                 id=event_id,
                 action=facts.action,
                 repository=repo.full_name if repo else None,
@@ -220,7 +220,7 @@ async def _record(session: Session, items: list[Item]) -> list[Outcome]:
         [(it.facts.repo.github_id, it.facts.repo.full_name) for it in fresh if it.facts.repo]
     )
     rows = await session.tx.all(
-        "record_raw_events",
+        "ingest_record_raw_events",
         delivery_ids=[it.delivery_id for it in fresh],
         events=[it.event for it in fresh],
         actions=[it.facts.action for it in fresh],
@@ -300,7 +300,7 @@ class Session:
         if not wanted:
             return
         self._pending_repos = await self.tx.start(
-            "find_repositories",
+            "ingest_find_repositories",
             github_ids=[g for g, _ in wanted if g is not None],
             full_names=[n for _, n in wanted],
         )
@@ -372,8 +372,8 @@ class Session:
         if not missing:
             return None
         arrays = {"repository_ids": [k[0] for k in missing], "numbers": [k[1] for k in missing]}
-        await self.tx.send("ensure_pull_requests", **arrays)
-        return await self.tx.start("lock_pull_requests", **arrays)
+        await self.tx.send("ingest_ensure_pull_requests", **arrays)
+        return await self.tx.start("ingest_lock_pull_requests", **arrays)
 
     async def _read_lock(self, cursor: Any) -> None:
         if cursor is not None:
@@ -393,7 +393,7 @@ class Session:
         for key in keys:
             self._checks[key] = []
         return await self.tx.start(
-            "pr_checks",
+            "ingest_pr_checks",
             repository_ids=[k[0] for k in keys],
             numbers=[k[1] for k in keys],
             shas=[k[2] for k in keys],
@@ -445,7 +445,7 @@ class Session:
         """Every PR of a repository, locked in number order (before its repository row is
         written: the order every delivery takes them in, so no deadlock)."""
         await self.write_prs()  # the rows read are then what this session holds
-        rows = await self.tx.all("lock_repository_prs", repository_id=repo_id)
+        rows = await self.tx.all("ingest_lock_repository_prs", repository_id=repo_id)
         for row in rows:
             self._prs[(repo_id, row["number"])] = row
             self._stored[int(row["id"])] = row
@@ -483,9 +483,9 @@ class Session:
         bumped, self._bumped = self._bumped, set()
         self._dirty.clear()
         if self.now is not None:
-            await self.tx.send("update_pull_requests", ids=ids, rows=_json(rows))
+            await self.tx.send("ingest_update_pull_requests", ids=ids, rows=_json(rows))
             return
-        for written in await self.tx.all("update_pull_requests", ids=ids, rows=_json(rows)):
+        for written in await self.tx.all("ingest_update_pull_requests", ids=ids, rows=_json(rows)):
             if written["id"] in bumped:
                 self.now = written["updated_at"]
 
@@ -501,7 +501,7 @@ class Session:
         )
         self._touched.clear()
         if due:
-            await self.tx.send("touch_repositories", ids=due, every=ACTIVITY_EVERY)
+            await self.tx.send("ingest_touch_repositories", ids=due, every=ACTIVITY_EVERY)
         if not self._changes:
             return
         changes = []
@@ -527,7 +527,7 @@ class Session:
                 }
             )
         self._changes.clear()
-        await self.tx.send("record_pr_changes", changes=_json(changes), notify=self.notify)
+        await self.tx.send("ingest_record_pr_changes", changes=_json(changes), notify=self.notify)
 
 
 _PR_WRITTEN = (*_PR_COLUMNS, "version")
@@ -549,7 +549,7 @@ async def upsert_build(
     one PR whose head is its commit (`linked`), so /api/builds shows a fork's run, a job or a
     commit status with its PR too."""
     row = await session.tx.one(
-        "upsert_build",
+        "ingest_upsert_build",
         repository_id=repository_id,
         provider=build.provider,
         external_id=build.external_id,
@@ -590,7 +590,9 @@ async def apply_facts(
         linked: list[int] = []
         if build.commit_sha:
             await session.write_prs()  # head shas saved in this transaction count
-            rows = await tx.all("prs_by_head_sha", repository_id=repo_id, sha=build.commit_sha)
+            rows = await tx.all(
+                "ingest_prs_by_head_sha", repository_id=repo_id, sha=build.commit_sha
+            )
             linked = [row["number"] for row in rows]
         await upsert_build(session, repo_id, build, linked)
         for ref in build.pr_refs:
@@ -631,7 +633,7 @@ async def update_pr(
     if facts is not None and facts.review is not None and facts.review.pr_number == number:
         review = facts.review
         await session.tx.send(
-            "upsert_review",
+            "ingest_upsert_review",
             pull_request_id=row["id"],
             review_id=review.review_id,
             reviewer=review.reviewer,

@@ -92,7 +92,7 @@ class Poller:
         summary = Summary(scans=1)
         async with self.db.transaction() as tx:
             claimed = await tx.all(
-                "claim_events",
+                "poller_claim_events",
                 owner=self.owner,
                 lease_seconds=self.settings.lease_seconds,
                 limit=self.settings.poll_batch_size,
@@ -141,14 +141,18 @@ class Poller:
 
     async def _mark(self, ids: list[int]) -> None:
         async with self.db.transaction() as tx:
-            await tx.execute("mark_processed", ids=ids, owner=self.owner)
+            await tx.execute("poller_mark_processed", ids=ids, owner=self.owner)
 
     async def _release(self, ids: list[int], delay: float, error: str | None, refund: int) -> None:
         async with self.db.transaction() as tx:
             await tx.execute(
-                "release_events", ids=ids, owner=self.owner, delay_seconds=delay, error=error,
+                "poller_release_events",
+                ids=ids,
+                owner=self.owner,
+                delay_seconds=delay,
+                error=error,
                 refund=refund,
-            )  # fmt: skip
+            )
 
     async def _analyse_group(
         self, github_id: int | None, repository: str, number: int, events: list[dict[str, Any]]
@@ -177,19 +181,24 @@ class Poller:
         with logs.bind(repository=repository, pr=number):
             async with self.db.transaction() as tx:
                 pr = await tx.one(
-                    "pr_for_analysis", github_id=github_id, repository=repository, number=number
+                    "poller_pr_for_analysis",
+                    github_id=github_id,
+                    repository=repository,
+                    number=number,
                 )
                 if pr is None or pr["state"] != "open" or not pr["head_sha"]:
-                    await tx.execute("mark_processed", ids=ids, owner=self.owner)
+                    await tx.execute("poller_mark_processed", ids=ids, owner=self.owner)
                     summary.skipped += len(ids)
                     return summary
                 known = await tx.one(
-                    "insight_for_commit", repository_id=pr["repository_id"], pr_number=number,
+                    "poller_insight_for_commit",
+                    repository_id=pr["repository_id"],
+                    pr_number=number,
                     commit_sha=pr["head_sha"],
-                )  # fmt: skip
+                )
                 if not known:
                     leased = await tx.one(
-                        "lease_pr_analysis", id=pr["id"], owner=self.owner,
+                        "poller_lease_pr_analysis", id=pr["id"], owner=self.owner,
                         lease_seconds=self.settings.lease_seconds,
                     )  # fmt: skip
             if known:
@@ -203,7 +212,7 @@ class Poller:
                         return await self._defer(ids, summary)
                     async with self.db.transaction() as tx:
                         await self._make_latest(tx, pr, known, files)
-                        await tx.execute("mark_processed", ids=ids, owner=self.owner)
+                        await tx.execute("poller_mark_processed", ids=ids, owner=self.owner)
                 except Exception as exc:  # as for an analysis: back off, lose nothing
                     log.exception("restoring the insight of %s#%s failed", repository, number)
                     await self._failed(events, f"poller error: {exc!r}", True, summary)
@@ -225,7 +234,7 @@ class Poller:
             finally:
                 held.pop("pr", None)
                 async with self.db.transaction() as tx:
-                    await tx.execute("release_pr_analysis", id=pr["id"], owner=self.owner)
+                    await tx.execute("poller_release_pr_analysis", id=pr["id"], owner=self.owner)
 
     async def _heartbeat(self, held: dict[str, int], ids: list[int]) -> None:
         """Keep the events' leases alive while their group runs, and the PR's analysis lease
@@ -236,13 +245,16 @@ class Poller:
             try:
                 async with self.db.transaction() as tx:
                     await tx.execute(
-                        "extend_event_leases", ids=ids, owner=self.owner, lease_seconds=lease
+                        "poller_extend_event_leases", ids=ids, owner=self.owner, lease_seconds=lease
                     )
                     pr_id = held.get("pr")
                     if pr_id is not None:
                         # Renews our own lease (and takes nothing from another poller's).
                         await tx.execute(
-                            "lease_pr_analysis", id=pr_id, owner=self.owner, lease_seconds=lease
+                            "poller_lease_pr_analysis",
+                            id=pr_id,
+                            owner=self.owner,
+                            lease_seconds=lease,
                         )
             except Exception as exc:  # the lease may lapse; another poller then takes over
                 log.warning("could not extend leases: %s", exc)
@@ -370,7 +382,9 @@ class Poller:
         if spent:
             ids = [e["id"] for e in spent]
             async with self.db.transaction() as tx:
-                await tx.execute("fail_events", ids=ids, owner=self.owner, error=error[:2000])
+                await tx.execute(
+                    "poller_fail_events", ids=ids, owner=self.owner, error=error[:2000]
+                )
             summary.failures += len(spent)
             log.error(
                 "analysis failed for good after %d attempt(s): %s",
@@ -383,7 +397,7 @@ class Poller:
         """Insight + PR row + feed entry + processed marks, in one transaction."""
         async with self.db.transaction() as tx:
             row = await tx.one(
-                "insert_insight",
+                "poller_insert_insight",
                 repository_id=pr["repository_id"],
                 pull_request_id=pr["id"],
                 pr_number=pr["number"],
@@ -397,7 +411,7 @@ class Poller:
             )
             if row is not None:
                 await self._make_latest(tx, pr, row, files)
-            await tx.execute("mark_processed", ids=ids, owner=self.owner)
+            await tx.execute("poller_mark_processed", ids=ids, owner=self.owner)
             return row is not None
 
     async def _make_latest(
@@ -405,7 +419,7 @@ class Poller:
     ) -> None:
         """Show an insight as the PR's latest (and its risk) if its commit is still the head;
         a visible change reaches the feed."""
-        locked = await tx.one("lock_pull_request_by_id", id=pr["id"])
+        locked = await tx.one("poller_lock_pull_request_by_id", id=pr["id"])
         assert locked is not None
         # A newer head may have arrived meanwhile: only the head's insight is "latest".
         if locked["head_sha"] != insight["commit_sha"]:
@@ -469,4 +483,4 @@ class Poller:
     async def prune_feed(self) -> None:
         """Drop change-feed rows older than any reader's window."""
         async with self.db.transaction() as tx:
-            await tx.execute("prune_change_feed", keep_seconds=FEED_KEEP_SECONDS)
+            await tx.execute("poller_prune_change_feed", keep_seconds=FEED_KEEP_SECONDS)

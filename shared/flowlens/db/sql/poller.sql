@@ -1,4 +1,4 @@
--- name: claim_events
+-- name: poller_claim_events
 -- A lease, committed at once: no row lock is held while the events are worked on.
 UPDATE raw_events SET
     leased_until = now() + make_interval(secs => %(lease_seconds)s::float8),
@@ -15,12 +15,12 @@ WHERE id IN (
 RETURNING id, delivery_id, event, action, repository, pr_number, head_sha, needs_analysis,
           attempts, repository_github_id;
 
--- name: mark_processed
+-- name: poller_mark_processed
 UPDATE raw_events SET processed = TRUE, processed_at = now(), leased_until = NULL,
     last_error = NULL
 WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
 
--- name: release_events
+-- name: poller_release_events
 -- Back to the queue after a delay; `refund` gives back the attempt when nothing was tried.
 UPDATE raw_events SET leased_until = NULL,
     next_attempt_at = now() + make_interval(secs => %(delay_seconds)s::float8),
@@ -28,11 +28,11 @@ UPDATE raw_events SET leased_until = NULL,
     attempts = GREATEST(attempts - %(refund)s::int, 0)
 WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
 
--- name: fail_events
+-- name: poller_fail_events
 UPDATE raw_events SET failed = TRUE, leased_until = NULL, last_error = %(error)s
 WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
 
--- name: pr_for_analysis
+-- name: poller_pr_for_analysis
 -- The repository by the delivery's GitHub id when it has one (the name it carried may belong
 -- to another repository since), else by that name.
 SELECT p.*, r.full_name AS repository FROM pull_requests p
@@ -43,7 +43,7 @@ WHERE p.number = %(number)s
       (SELECT id FROM repositories
        WHERE %(github_id)s::bigint IS NULL AND full_name = %(repository)s));
 
--- name: lease_pr_analysis
+-- name: poller_lease_pr_analysis
 UPDATE pull_requests SET analysis_owner = %(owner)s,
     analysis_leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
 WHERE id = %(id)s
@@ -56,23 +56,23 @@ WHERE id = %(id)s
                     AND i.commit_sha = pull_requests.head_sha)
 RETURNING id;
 
--- name: extend_event_leases
+-- name: poller_extend_event_leases
 -- Only leases still held: an event given back (released, failed) is not taken again.
 UPDATE raw_events
 SET leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
 WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed
   AND leased_until IS NOT NULL AND NOT failed;
 
--- name: release_pr_analysis
+-- name: poller_release_pr_analysis
 UPDATE pull_requests SET analysis_owner = NULL, analysis_leased_until = NULL
 WHERE id = %(id)s AND analysis_owner = %(owner)s;
 
--- name: insight_for_commit
+-- name: poller_insight_for_commit
 SELECT * FROM insights
 WHERE repository_id = %(repository_id)s AND pr_number = %(pr_number)s
   AND commit_sha = %(commit_sha)s;
 
--- name: insert_insight
+-- name: poller_insert_insight
 INSERT INTO insights (repository_id, pull_request_id, pr_number, commit_sha, risk_level,
                       summary, recommendation, key_changes, confidence_score, model)
 VALUES (%(repository_id)s, %(pull_request_id)s, %(pr_number)s, %(commit_sha)s, %(risk_level)s,
@@ -80,32 +80,9 @@ VALUES (%(repository_id)s, %(pull_request_id)s, %(pr_number)s, %(commit_sha)s, %
 ON CONFLICT (repository_id, pr_number, commit_sha) DO NOTHING
 RETURNING *;
 
--- name: lock_pull_request_by_id
+-- name: poller_lock_pull_request_by_id
 SELECT * FROM pull_requests WHERE id = %(id)s FOR UPDATE;
 
--- name: list_failed_events
-SELECT id, delivery_id, event, action, repository, pr_number, attempts, last_error, received_at
-FROM raw_events WHERE failed ORDER BY id LIMIT %(limit)s;
-
--- name: retry_failed_event
-UPDATE raw_events SET failed = FALSE, attempts = 0, next_attempt_at = now(),
-    leased_until = NULL
-WHERE id = %(id)s AND failed
-RETURNING id;
-
--- name: retry_all_failed
-UPDATE raw_events SET failed = FALSE, attempts = 0, next_attempt_at = now(), leased_until = NULL
-WHERE failed
-RETURNING id;
-
--- name: prune_change_feed
+-- name: poller_prune_change_feed
 -- The feed is a short-lived outbox; REST serves anything older.
 DELETE FROM change_feed WHERE created_at < now() - make_interval(secs => %(keep_seconds)s::float8);
-
--- name: pending_event_count
-SELECT count(*) AS n FROM raw_events WHERE NOT processed AND NOT failed;
-
--- name: insights_for_pr
-SELECT i.* FROM insights i JOIN repositories r ON r.id = i.repository_id
-WHERE r.full_name = %(repository)s AND i.pr_number = %(number)s
-ORDER BY i.created_at DESC, i.id DESC;

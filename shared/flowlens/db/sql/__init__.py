@@ -1,10 +1,12 @@
-"""Load named queries (`-- name: foo`) from the package's .sql files, once."""
+"""The SQL package: named queries (`-- name: foo`) of the .sql files beside this loader,
+loaded once, and the numbered migrations of db/migrations/."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -37,10 +39,11 @@ def planned_per_call(queries: Mapping[str, str]) -> frozenset[str]:
     return frozenset(name for name, sql in queries.items() if _PER_CALL.search(sql))
 
 
-def load_queries() -> dict[str, str]:
-    """Every named query of flowlens/db/queries/*.sql; a name may appear only once."""
+def load_queries(folder: Traversable | None = None) -> dict[str, str]:
+    """Every named query of a folder's .sql files (default: this package's); a name may appear
+    only once."""
     queries: dict[str, str] = {}
-    folder = resources.files("flowlens.db").joinpath("queries")
+    folder = folder or resources.files("flowlens.db.sql")
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".sql"):
             continue

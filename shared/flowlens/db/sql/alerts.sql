@@ -1,6 +1,6 @@
 -- Alerts: one row per (subject, channel) in alert_history, ever; the row carries the retries.
 
--- name: enqueue_build_alerts
+-- name: alert_enqueue_build_alerts
 -- Failed builds of the recent window that a channel has not been told about yet. Both the row's
 -- own change time and the build's time must be recent: a sync that writes old failures now
 -- (or alerts switched on over an old database) must not page anyone.
@@ -20,7 +20,7 @@ WHERE b.status = 'failed'
 ON CONFLICT (subject_kind, subject_id, channel) DO NOTHING
 RETURNING id;
 
--- name: enqueue_insight_alerts
+-- name: alert_enqueue_insight_alerts
 -- Recent high-risk insights of open PRs' current heads: a commit the PR has moved on from, or a
 -- PR closed meanwhile, pages nobody.
 INSERT INTO alert_history (subject_kind, subject_id, channel, status)
@@ -38,7 +38,7 @@ WHERE i.risk_level = 'high'
 ON CONFLICT (subject_kind, subject_id, channel) DO NOTHING
 RETURNING id;
 
--- name: claim_alerts
+-- name: alert_claim_alerts
 -- A lease (next_attempt_at pushed past the send's timeout), committed at once: two pollers never
 -- send one alert at the same time, and a poller killed mid-send leaves it to the next pass.
 UPDATE alert_history SET
@@ -98,7 +98,7 @@ SELECT attempts - deferrals AS failures FROM alert_history WHERE id = %(id)s;
 UPDATE alert_history SET status = 'failed', last_error = %(error)s
 WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
 
--- name: build_alert_subjects
+-- name: alert_build_alert_subjects
 -- The build with its repository and the pull request it belongs to (by number, else head sha).
 SELECT b.id, b.provider, b.external_id, b.workflow_name, b.status, b.conclusion, b.branch,
        b.commit_sha, b.triggered_by, b.url, b.started_at, b.finished_at, b.duration_seconds,
@@ -115,7 +115,7 @@ LEFT JOIN LATERAL (
 ) p ON TRUE
 WHERE b.id = ANY(%(ids)s::bigint[]);
 
--- name: insight_alert_subjects
+-- name: alert_insight_alert_subjects
 SELECT i.id, i.pr_number, i.commit_sha, i.risk_level, i.summary, i.recommendation,
        i.confidence_score, i.model, i.key_changes,
        r.full_name AS repository, r.html_url AS repository_url,
@@ -124,14 +124,3 @@ FROM insights i
 JOIN repositories r ON r.id = i.repository_id
 LEFT JOIN pull_requests p ON p.id = i.pull_request_id
 WHERE i.id = ANY(%(ids)s::bigint[]);
-
--- name: alert_history_list
-SELECT id, subject_kind, subject_id, channel, status, attempts, deferrals, next_attempt_at,
-       last_error, created_at, sent_at
-FROM alert_history
-ORDER BY id DESC
-LIMIT %(limit)s;
-
--- name: alert_make_due
--- Tests and operators: retry a pending alert now rather than after its backoff.
-UPDATE alert_history SET next_attempt_at = now() WHERE status = 'pending';

@@ -1,4 +1,4 @@
--- name: record_raw_events
+-- name: ingest_record_raw_events
 -- A batch of deliveries' raw events in one statement; returns the delivery ids inserted. A known
 -- id inserts nothing (a duplicate): the id is unique, so a concurrent duplicate waits for the
 -- other transaction's commit, then inserts nothing. Payloads (compressed bytes, see
@@ -12,7 +12,7 @@ SELECT * FROM unnest(%(delivery_ids)b::text[], %(events)b::text[], %(actions)b::
 ON CONFLICT (delivery_id) DO NOTHING
 RETURNING delivery_id, received_at;
 
--- name: record_unapplied_event
+-- name: ingest_record_unapplied_event
 -- A delivery kept whole with the reason it is not applied (processed: nothing to analyse until
 -- it is reapplied); returns nothing for a known id (a duplicate).
 INSERT INTO raw_events (delivery_id, event, action, payload, processed, processed_at,
@@ -21,12 +21,12 @@ VALUES (%(delivery_id)s, %(event)s, %(action)s, %(payload)b, TRUE, now(), %(reas
 ON CONFLICT (delivery_id) DO NOTHING
 RETURNING id;
 
--- name: find_repositories
+-- name: ingest_find_repositories
 -- Every repository row one of the GitHub ids or full names may refer to.
 SELECT * FROM repositories
 WHERE github_id = ANY(%(github_ids)b::bigint[]) OR full_name = ANY(%(full_names)b::text[]);
 
--- name: insert_repository
+-- name: ingest_insert_repository
 INSERT INTO repositories (github_id, full_name, name, owner, owner_avatar, description,
                           is_private, default_branch, language, stars, forks, html_url,
                           source_updated_at)
@@ -37,7 +37,7 @@ ON CONFLICT (full_name) DO UPDATE
     SET github_id = COALESCE(repositories.github_id, EXCLUDED.github_id)
 RETURNING *;
 
--- name: update_repository
+-- name: ingest_update_repository
 UPDATE repositories SET
     github_id = COALESCE(%(github_id)s, github_id),
     full_name = %(full_name)s,
@@ -57,14 +57,14 @@ UPDATE repositories SET
 WHERE id = %(id)s
 RETURNING *;
 
--- name: ensure_pull_requests
+-- name: ingest_ensure_pull_requests
 -- In key order, so two transactions creating the same PRs queue behind each other.
 INSERT INTO pull_requests (repository_id, number)
 SELECT * FROM unnest(%(repository_ids)b::bigint[], %(numbers)b::int[]) AS k (r, n)
 ORDER BY r, n
 ON CONFLICT (repository_id, number) DO NOTHING;
 
--- name: lock_pull_requests
+-- name: ingest_lock_pull_requests
 -- plan: per call
 -- Locked in key order, so two transactions locking overlapping sets cannot deadlock.
 SELECT p.* FROM pull_requests AS p
@@ -73,7 +73,7 @@ JOIN unnest(%(repository_ids)b::bigint[], %(numbers)b::int[]) AS k (repository_i
 ORDER BY p.repository_id, p.number
 FOR UPDATE OF p;
 
--- name: lock_repository_prs
+-- name: ingest_lock_repository_prs
 -- Every PR of a repository that was renamed or moved, locked in key order (as
 -- lock_pull_requests locks), to announce each under the new name.
 SELECT p.* FROM pull_requests AS p
@@ -81,7 +81,7 @@ WHERE p.repository_id = %(repository_id)s
 ORDER BY p.number
 FOR UPDATE;
 
--- name: update_pull_requests
+-- name: ingest_update_pull_requests
 -- plan: per call
 -- The state of every PR a transaction changed (a JSON array of rows, each PR once), in one
 -- statement; updated_at moves for the ones clients will see changed. A column whose keep_ flag
@@ -117,13 +117,13 @@ FROM json_to_recordset(%(rows)s::json) AS r (
 WHERE p.id = ANY(%(ids)b::bigint[]) AND p.id = r.id
 RETURNING p.id, p.updated_at;
 
--- name: touch_repositories
+-- name: ingest_touch_repositories
 -- Only every few seconds (ingest.store.ACTIVITY_EVERY): a repository row updated by every
 -- delivery would serialise ingest.
 UPDATE repositories SET last_activity = now()
 WHERE id = ANY(%(ids)b::bigint[]) AND last_activity < now() - %(every)s::interval;
 
--- name: record_pr_changes
+-- name: ingest_record_pr_changes
 -- Visible changes of PRs (a JSON array, in order): their history rows, their change-feed rows
 -- and, when notify is true, one wake-up hint per repository (delivered at commit; never needed
 -- for correctness), in one statement.
@@ -162,12 +162,12 @@ SELECT pg_notify('flowlens_feed', r.repository)
 FROM (SELECT DISTINCT repository FROM c) AS r
 WHERE %(notify)s::boolean;
 
--- name: prs_by_head_sha
+-- name: ingest_prs_by_head_sha
 -- Closed and merged PRs too: a build that ends after the merge still ends for its PR.
 SELECT number FROM pull_requests
 WHERE repository_id = %(repository_id)s AND head_sha = %(sha)s;
 
--- name: pr_checks
+-- name: ingest_pr_checks
 -- plan: per call
 -- What PRs' derived state needs, in one statement, for each (repository, PR number, sha) key:
 -- kind 'build', the status of every build of the sha, where the newest build of one rerun key
@@ -198,7 +198,7 @@ CROSS JOIN LATERAL (
     ) AS latest
 ) AS c;
 
--- name: upsert_build
+-- name: ingest_upsert_build
 -- Never backwards: an older payload (or a lower stage at the same instant) leaves the row alone.
 INSERT INTO builds (repository_id, provider, external_id, workflow_name, status, conclusion,
                     branch, commit_sha, pr_number, triggered_by, url, started_at, finished_at,
@@ -245,12 +245,12 @@ WHERE EXCLUDED.source_updated_at > builds.source_updated_at
            >= (CASE builds.status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END))
 RETURNING id;
 
--- name: build_id
+-- name: ingest_build_id
 SELECT id FROM builds
 WHERE repository_id = %(repository_id)s AND provider = %(provider)s
   AND external_id = %(external_id)s;
 
--- name: upsert_review
+-- name: ingest_upsert_review
 INSERT INTO reviews (pull_request_id, review_id, reviewer, state, commit_sha, submitted_at)
 VALUES (%(pull_request_id)s, %(review_id)s, %(reviewer)s, %(state)s, %(commit_sha)s,
         %(submitted_at)s)
@@ -258,7 +258,7 @@ ON CONFLICT (pull_request_id, review_id) DO UPDATE SET
     -- A dismissal is final whatever order the two deliveries arrive in.
     state = CASE WHEN reviews.state = 'dismissed' THEN 'dismissed' ELSE EXCLUDED.state END;
 
--- name: repository_holding_name
+-- name: ingest_repository_holding_name
 -- In any letter case, as GitHub's names are unique: the exact spelling first (the row an
 -- insert or update of the name would collide with), then GitHub repositories, then placeholders.
 SELECT id, github_id, full_name, source_updated_at FROM repositories
@@ -266,7 +266,7 @@ WHERE lower(full_name) = lower(%(full_name)s) AND id IS DISTINCT FROM %(id)s::bi
 ORDER BY full_name = %(full_name)s DESC, github_id IS NULL, id
 LIMIT 1;
 
--- name: merge_repository
+-- name: ingest_merge_repository
 -- A placeholder (made by the CI path, no GitHub id) joins the real repository renamed onto
 -- its name: its builds, PRs and insights move unless the real one already has them.
 WITH moved_builds AS (
@@ -288,10 +288,10 @@ WHERE i.repository_id = %(from)s AND NOT EXISTS (
     WHERE x.repository_id = %(into)s AND x.pr_number = i.pr_number
       AND x.commit_sha = i.commit_sha);
 
--- name: delete_repository
+-- name: ingest_delete_repository
 DELETE FROM repositories WHERE id = %(id)s;
 
--- name: rename_repository_away
+-- name: ingest_rename_repository_away
 -- Another GitHub repository held this name before (deleted or renamed since): keep its rows,
 -- under a name that frees this one.
 -- new_name: flowlens.names.previous_name.

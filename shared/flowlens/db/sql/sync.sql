@@ -44,9 +44,6 @@ LIMIT %(limit)s;
 INSERT INTO sync_state (repository) VALUES (%(repository)s)
 ON CONFLICT (repository) DO NOTHING;
 
--- name: sync_state_get
-SELECT * FROM sync_state WHERE repository = %(repository)s;
-
 -- name: sync_claim
 -- A due repository nobody holds: the conditional UPDATE lets exactly one process win it.
 UPDATE sync_state SET
@@ -115,36 +112,3 @@ WHERE repository = %(repository)s;
 SELECT GREATEST(0, EXTRACT(EPOCH FROM min(GREATEST(next_run_at, COALESCE(leased_until, next_run_at)))
                                        - now()))::float8 AS seconds
 FROM sync_state WHERE repository = ANY(%(repositories)s::text[]);
-
--- name: sync_snapshot_repository
--- Tests and operators: what the sync (or webhooks) left for one repository.
-SELECT * FROM repositories WHERE full_name = %(repository)s;
-
--- name: sync_snapshot_pull_requests
-SELECT p.* FROM pull_requests p
-JOIN repositories r ON r.id = p.repository_id
-WHERE r.full_name = %(repository)s
-ORDER BY p.number;
-
--- name: sync_snapshot_reviews
-SELECT p.number, v.review_id, v.reviewer, v.state, v.commit_sha, v.submitted_at
-FROM reviews v
-JOIN pull_requests p ON p.id = v.pull_request_id
-JOIN repositories r ON r.id = p.repository_id
-WHERE r.full_name = %(repository)s
-ORDER BY p.number, v.review_id;
-
--- name: sync_snapshot_analysis
--- The (PR, head) pairs queued for analysis: what the poller would analyse.
-SELECT DISTINCT pr_number, head_sha FROM raw_events
-WHERE repository = %(repository)s AND needs_analysis
-ORDER BY pr_number, head_sha;
-
--- name: sync_snapshot_deliveries
-SELECT delivery_id, event, action FROM raw_events
-WHERE delivery_id LIKE 'sync:%%'
-ORDER BY id;
-
--- name: sync_make_due
--- Operators and tests: sync this repository at the next chance rather than at next_run_at.
-UPDATE sync_state SET next_run_at = now() WHERE repository = %(repository)s;

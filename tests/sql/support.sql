@@ -1,0 +1,131 @@
+-- Queries only the tests and benchmarks run (registered by tests/conftest.py and bench/).
+
+-- from admin.sql
+
+-- name: backends_waiting_on_lock
+-- Operations and tests: sessions of this database blocked on a row lock.
+SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid();
+
+-- name: terminate_backend
+SELECT pg_terminate_backend(%(pid)s::int) AS terminated;
+
+-- name: count_rows_raw_events
+SELECT count(*) AS n FROM raw_events;
+
+-- name: raw_event_by_delivery
+SELECT id, delivery_id, event, action, repository, pr_number, head_sha, needs_analysis,
+       processed, failed, attempts, last_error
+FROM raw_events WHERE delivery_id = %(delivery_id)s;
+
+-- name: pull_request_by_number
+SELECT p.*, r.full_name AS repository
+FROM pull_requests p JOIN repositories r ON r.id = p.repository_id
+WHERE r.full_name = %(repository)s AND p.number = %(number)s;
+
+-- name: pr_history_for
+SELECT h.* FROM pr_history h
+JOIN pull_requests p ON p.id = h.pull_request_id
+JOIN repositories r ON r.id = p.repository_id
+WHERE r.full_name = %(repository)s AND p.number = %(number)s
+ORDER BY h.version;
+
+-- name: change_feed_for
+SELECT f.* FROM change_feed f
+WHERE f.repository = %(repository)s AND f.pr_number = %(number)s
+ORDER BY f.version;
+
+-- name: builds_for_repository
+SELECT b.*, r.full_name AS repository FROM builds b
+JOIN repositories r ON r.id = b.repository_id
+WHERE r.full_name = %(repository)s
+ORDER BY b.id;
+
+-- name: repository_by_github_id
+SELECT * FROM repositories WHERE github_id = %(github_id)s;
+
+-- name: table_counts
+SELECT (SELECT count(*) FROM raw_events) AS raw_events,
+       (SELECT count(*) FROM repositories) AS repositories,
+       (SELECT count(*) FROM pull_requests) AS pull_requests,
+       (SELECT count(*) FROM pr_history) AS pr_history,
+       (SELECT count(*) FROM builds) AS builds,
+       (SELECT count(*) FROM reviews) AS reviews,
+       (SELECT count(*) FROM change_feed) AS change_feed;
+
+-- name: raw_event_owner
+SELECT lease_owner FROM raw_events WHERE delivery_id = %(delivery_id)s;
+
+-- from alerts.sql
+
+-- name: alert_history_list
+SELECT id, subject_kind, subject_id, channel, status, attempts, deferrals, next_attempt_at,
+       last_error, created_at, sent_at
+FROM alert_history
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: alert_make_due
+-- Tests and operators: retry a pending alert now rather than after its backoff.
+UPDATE alert_history SET next_attempt_at = now() WHERE status = 'pending';
+
+-- from poller.sql
+
+-- name: pending_event_count
+SELECT count(*) AS n FROM raw_events WHERE NOT processed AND NOT failed;
+
+-- name: insights_for_pr
+SELECT i.* FROM insights i JOIN repositories r ON r.id = i.repository_id
+WHERE r.full_name = %(repository)s AND i.pr_number = %(number)s
+ORDER BY i.created_at DESC, i.id DESC;
+
+-- from sync.sql
+
+-- name: sync_state_get
+SELECT * FROM sync_state WHERE repository = %(repository)s;
+
+-- name: sync_snapshot_repository
+-- Tests and operators: what the sync (or webhooks) left for one repository.
+SELECT * FROM repositories WHERE full_name = %(repository)s;
+
+-- name: sync_snapshot_pull_requests
+SELECT p.* FROM pull_requests p
+JOIN repositories r ON r.id = p.repository_id
+WHERE r.full_name = %(repository)s
+ORDER BY p.number;
+
+-- name: sync_snapshot_reviews
+SELECT p.number, v.review_id, v.reviewer, v.state, v.commit_sha, v.submitted_at
+FROM reviews v
+JOIN pull_requests p ON p.id = v.pull_request_id
+JOIN repositories r ON r.id = p.repository_id
+WHERE r.full_name = %(repository)s
+ORDER BY p.number, v.review_id;
+
+-- name: sync_snapshot_analysis
+-- The (PR, head) pairs queued for analysis: what the poller would analyse.
+SELECT DISTINCT pr_number, head_sha FROM raw_events
+WHERE repository = %(repository)s AND needs_analysis
+ORDER BY pr_number, head_sha;
+
+-- name: sync_snapshot_deliveries
+SELECT delivery_id, event, action FROM raw_events
+WHERE delivery_id LIKE 'sync:%%'
+ORDER BY id;
+
+-- name: sync_make_due
+-- Operators and tests: sync this repository at the next chance rather than at next_run_at.
+UPDATE sync_state SET next_run_at = now() WHERE repository = %(repository)s;
+
+
+-- name: schema_columns
+SELECT table_name, column_name, data_type, is_nullable
+FROM information_schema.columns
+WHERE table_schema = current_schema()
+ORDER BY table_name, ordinal_position;
+
+-- name: schema_indexes
+SELECT tablename AS table_name, indexname AS index_name
+FROM pg_indexes
+WHERE schemaname = current_schema()
+ORDER BY tablename, indexname;
