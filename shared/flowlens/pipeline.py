@@ -7,20 +7,19 @@ from datetime import datetime
 from typing import Any
 
 from flowlens.github.parse import PrFacts
+from flowlens.model import (
+    STATUS,
+    STATUS_APPROVAL,
+    STATUS_BUILD,
+    STATUS_MERGE,
+    STATUS_PR,
+    VISIBLE_COLUMNS,
+)
 
-STATUS_PR = ("opened", "updated", "closed")
-STATUS_BUILD = ("pending", "building", "buildPassed", "buildFailed")
-STATUS_APPROVAL = ("pending", "approved", "changes_requested")
-STATUS_MERGE = ("pending", "merged", "closed")
-STATUS = ("pending", "building", "buildPassed", "buildFailed", "approved", "merged", "closed")
+__all__ = ["STATUS", "STATUS_APPROVAL", "STATUS_BUILD", "STATUS_MERGE", "STATUS_PR", "VISIBLE"]
 
-# Columns of a PR row that clients see; a change to any of them is announced.
-VISIBLE = (
-    "title", "body", "author", "author_avatar", "head_sha", "head_ref", "base_ref",
-    "is_draft", "state", "html_url", "files_changed", "changed_files", "additions",
-    "deletions", "status_pr", "status_build", "status_approval", "status_merge", "status",
-    "risk_level", "latest_insight", "gh_created_at", "gh_updated_at",
-)  # fmt: skip
+# The vocabularies and the columns clients see are the model's (flowlens.model).
+VISIBLE = VISIBLE_COLUMNS
 
 _OPENING_ACTIONS = frozenset({"opened", "reopened"})
 

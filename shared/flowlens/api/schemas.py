@@ -12,15 +12,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PrStatus = Literal["pending", "building", "buildPassed", "buildFailed", "approved", "merged",
-                   "closed"]  # fmt: skip
-PrState = Literal["open", "closed", "merged"]
-Risk = Literal["low", "medium", "high"]
+from flowlens.model import (
+    PrState,
+    PrStatus,
+    Risk,
+    StatusApproval,
+    StatusBuild,
+    StatusMerge,
+    StatusPr,
+)
+
 BuildStatus = Literal["queued", "running", "success", "failed"]
-StatusPr = Literal["opened", "updated", "closed"]
-StatusBuild = Literal["pending", "building", "buildPassed", "buildFailed"]
-StatusApproval = Literal["pending", "approved", "changes_requested"]
-StatusMerge = Literal["pending", "merged", "closed"]
 
 
 class Strict(BaseModel):

@@ -23,18 +23,13 @@ from flowlens.github.parse import (
     parse,
 )
 from flowlens.ingest.identity import upsert_repository
+from flowlens.model import WRITTEN_COLUMNS
 from flowlens.retry import DELIVERY_RETRYABLE, retrying
 
 log = logging.getLogger("flowlens.ingest")
 
-# Columns update_pull_request writes; everything the state rules may change.
-_PR_COLUMNS = (
-    "github_id", "title", "body", "author", "author_avatar", "head_sha", "head_ref", "base_ref",
-    "is_draft", "state", "html_url", "files_changed", "changed_files", "additions", "deletions",
-    "status_pr", "status_build", "status_approval", "status_merge", "status", "risk_level",
-    "latest_insight", "source_updated_at", "gh_created_at", "gh_updated_at", "merged_at",
-    "closed_at",
-)  # fmt: skip
+# Columns a delivery writes (ingest_update_pull_requests): the model's (flowlens.model).
+_PR_COLUMNS = WRITTEN_COLUMNS
 
 # Columns that can be long (a PR template, hundreds of paths, an insight): update_pull_requests
 # leaves them as stored unless they changed, so the database keeps their TOASTed values rather
