@@ -55,6 +55,7 @@ def _poll(args: argparse.Namespace) -> int:
 
 def _events(args: argparse.Namespace) -> int:
     from flowlens.db import Database
+    from flowlens.workqueue import dead_events, retry_dead_events
 
     settings = Settings.from_env()
     logs.setup("events", settings.log_format, settings.log_level)
@@ -101,7 +102,7 @@ def _events(args: argparse.Namespace) -> int:
                 print(unpack_payload(row["payload"]))
                 return 0
             if args.events_command == "failed":
-                rows = await tx.all("admin_list_failed_events", limit=args.limit)
+                rows = await dead_events(tx, args.limit)
                 if not rows:
                     print("no failed events")
                 for row in rows:
@@ -115,9 +116,9 @@ def _events(args: argparse.Namespace) -> int:
                 print("flowlens: give an event ID or --all, not both", file=sys.stderr)
                 return 2
             if args.all:
-                ids = [r["id"] for r in await tx.all("admin_retry_all_failed")]
+                ids = await retry_dead_events(tx)
             elif args.id is not None:
-                ids = [r["id"] for r in [await tx.one("admin_retry_failed_event", id=args.id)] if r]
+                ids = await retry_dead_events(tx, args.id)
                 if not ids:
                     print(f"flowlens: event {args.id} is not a failed event", file=sys.stderr)
                     return 1

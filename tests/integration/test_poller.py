@@ -300,7 +300,7 @@ async def _expire_backoff(db: Database, delivery: str) -> None:
         row = await tx.one("raw_event_by_delivery", delivery_id=delivery)
         assert row is not None
         await tx.execute(
-            "poller_release_events", ids=[row["id"]], owner=await _owner(db, delivery),
+            "work_events_release", ids=[row["id"]], owner=await _owner(db, delivery),
             delay_seconds=-1, error=None, refund=0,
         )  # fmt: skip
 

@@ -20,8 +20,9 @@ from flowlens.github.rest import GitHubError
 from flowlens.ingest.store import save_pr_now
 from flowlens.insights.models import Analyser, AnalysisError, ChangeContext, FileChange, Insight
 from flowlens.loop import pause
-from flowlens.retry import backoff, retrying
+from flowlens.retry import retrying
 from flowlens.settings import Settings
+from flowlens.workqueue import EventQueue
 
 log = logging.getLogger("flowlens.poller")
 
@@ -84,6 +85,7 @@ class Poller:
         self.analyser = analyser
         self.files = files
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self.queue = EventQueue(self.owner, settings.lease_seconds)
         self._ai_slots = ai_slots or asyncio.Semaphore(settings.ai_concurrency)
         self._deadline: float | None = None  # while run() goes: when its budget ends
 
@@ -91,12 +93,7 @@ class Poller:
         """Claim one batch, finish it, and say what happened."""
         summary = Summary(scans=1)
         async with self.db.transaction() as tx:
-            claimed = await tx.all(
-                "poller_claim_events",
-                owner=self.owner,
-                lease_seconds=self.settings.lease_seconds,
-                limit=self.settings.poll_batch_size,
-            )
+            claimed = await self.queue.claim(tx, self.settings.poll_batch_size)
         summary.events = len(claimed)
         if not claimed:
             return summary
@@ -141,18 +138,11 @@ class Poller:
 
     async def _mark(self, ids: list[int]) -> None:
         async with self.db.transaction() as tx:
-            await tx.execute("poller_mark_processed", ids=ids, owner=self.owner)
+            await self.queue.complete(tx, ids)
 
     async def _release(self, ids: list[int], delay: float, error: str | None, refund: int) -> None:
         async with self.db.transaction() as tx:
-            await tx.execute(
-                "poller_release_events",
-                ids=ids,
-                owner=self.owner,
-                delay_seconds=delay,
-                error=error,
-                refund=refund,
-            )
+            await self.queue.release(tx, ids, delay=delay, error=error, refund=refund)
 
     async def _analyse_group(
         self, github_id: int | None, repository: str, number: int, events: list[dict[str, Any]]
@@ -187,7 +177,7 @@ class Poller:
                     number=number,
                 )
                 if pr is None or pr["state"] != "open" or not pr["head_sha"]:
-                    await tx.execute("poller_mark_processed", ids=ids, owner=self.owner)
+                    await self.queue.complete(tx, ids)
                     summary.skipped += len(ids)
                     return summary
                 known = await tx.one(
@@ -212,7 +202,7 @@ class Poller:
                         return await self._defer(ids, summary)
                     async with self.db.transaction() as tx:
                         await self._make_latest(tx, pr, known, files)
-                        await tx.execute("poller_mark_processed", ids=ids, owner=self.owner)
+                        await self.queue.complete(tx, ids)
                 except Exception as exc:  # as for an analysis: back off, lose nothing
                     log.exception("restoring the insight of %s#%s failed", repository, number)
                     await self._failed(events, f"poller error: {exc!r}", True, summary)
@@ -244,9 +234,7 @@ class Poller:
             await asyncio.sleep(lease / 3)
             try:
                 async with self.db.transaction() as tx:
-                    await tx.execute(
-                        "poller_extend_event_leases", ids=ids, owner=self.owner, lease_seconds=lease
-                    )
+                    await self.queue.renew(tx, ids)
                     pr_id = held.get("pr")
                     if pr_id is not None:
                         # Renews our own lease (and takes nothing from another poller's).
@@ -371,10 +359,11 @@ class Poller:
         again = [e for e in events if e["id"] not in given_up]
         if again:
             attempts = max(e["attempts"] for e in again)
-            delay = backoff(attempts, base=2.0, cap=300.0)
-            if retry_after is not None:  # a quota's reset: calling sooner only pays for a 429
-                delay = max(delay, min(retry_after, 3600.0))
-            await self._release([e["id"] for e in again], delay, error[:2000], refund=0)
+            async with self.db.transaction() as tx:
+                delay = await self.queue.retry_later(
+                    tx, [e["id"] for e in again], attempts=attempts, error=error[:2000],
+                    hint=retry_after,
+                )  # fmt: skip
             summary.retries += len(again)
             log.warning(
                 "analysis failed (attempt %d), retrying in %.0fs: %s", attempts, delay, error
@@ -382,9 +371,7 @@ class Poller:
         if spent:
             ids = [e["id"] for e in spent]
             async with self.db.transaction() as tx:
-                await tx.execute(
-                    "poller_fail_events", ids=ids, owner=self.owner, error=error[:2000]
-                )
+                await self.queue.dead_letter(tx, ids, error[:2000])
             summary.failures += len(spent)
             log.error(
                 "analysis failed for good after %d attempt(s): %s",
@@ -411,7 +398,7 @@ class Poller:
             )
             if row is not None:
                 await self._make_latest(tx, pr, row, files)
-            await tx.execute("poller_mark_processed", ids=ids, owner=self.owner)
+            await self.queue.complete(tx, ids)
             return row is not None
 
     async def _make_latest(

@@ -29,20 +29,5 @@ WHERE id = %(id)s;
 -- name: admin_still_unapplied
 UPDATE raw_events SET unapplied_reason = %(reason)s WHERE id = %(id)s;
 
--- name: admin_list_failed_events
-SELECT id, delivery_id, event, action, repository, pr_number, attempts, last_error, received_at
-FROM raw_events WHERE failed ORDER BY id LIMIT %(limit)s;
-
--- name: admin_retry_failed_event
-UPDATE raw_events SET failed = FALSE, attempts = 0, next_attempt_at = now(),
-    leased_until = NULL
-WHERE id = %(id)s AND failed
-RETURNING id;
-
--- name: admin_retry_all_failed
-UPDATE raw_events SET failed = FALSE, attempts = 0, next_attempt_at = now(), leased_until = NULL
-WHERE failed
-RETURNING id;
-
 -- name: admin_ping
 SELECT 1 AS ok;

@@ -1,37 +1,3 @@
--- name: poller_claim_events
--- A lease, committed at once: no row lock is held while the events are worked on.
-UPDATE raw_events SET
-    leased_until = now() + make_interval(secs => %(lease_seconds)s::float8),
-    lease_owner = %(owner)s,
-    attempts = attempts + 1
-WHERE id IN (
-    SELECT id FROM raw_events
-    WHERE NOT processed AND NOT failed AND next_attempt_at <= now()
-      AND (leased_until IS NULL OR leased_until < now())
-    ORDER BY next_attempt_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING id, delivery_id, event, action, repository, pr_number, head_sha, needs_analysis,
-          attempts, repository_github_id;
-
--- name: poller_mark_processed
-UPDATE raw_events SET processed = TRUE, processed_at = now(), leased_until = NULL,
-    last_error = NULL
-WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
-
--- name: poller_release_events
--- Back to the queue after a delay; `refund` gives back the attempt when nothing was tried.
-UPDATE raw_events SET leased_until = NULL,
-    next_attempt_at = now() + make_interval(secs => %(delay_seconds)s::float8),
-    last_error = COALESCE(%(error)s, last_error),
-    attempts = GREATEST(attempts - %(refund)s::int, 0)
-WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
-
--- name: poller_fail_events
-UPDATE raw_events SET failed = TRUE, leased_until = NULL, last_error = %(error)s
-WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
-
 -- name: poller_pr_for_analysis
 -- The repository by the delivery's GitHub id when it has one (the name it carried may belong
 -- to another repository since), else by that name.
@@ -55,13 +21,6 @@ WHERE id = %(id)s
                     AND i.pr_number = pull_requests.number
                     AND i.commit_sha = pull_requests.head_sha)
 RETURNING id;
-
--- name: poller_extend_event_leases
--- Only leases still held: an event given back (released, failed) is not taken again.
-UPDATE raw_events
-SET leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
-WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed
-  AND leased_until IS NOT NULL AND NOT failed;
 
 -- name: poller_release_pr_analysis
 UPDATE pull_requests SET analysis_owner = NULL, analysis_leased_until = NULL

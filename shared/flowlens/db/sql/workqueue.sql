@@ -1,0 +1,59 @@
+-- Leased work (flowlens.workqueue): claim with FOR UPDATE SKIP LOCKED and a lease, renew,
+-- complete, release with a delay (the backoff is flowlens.retry's), dead letter, list and retry
+-- the dead. The queue of deliveries to analyse (raw_events); workers never hold this SQL.
+
+-- name: work_events_claim
+-- A lease, committed at once: no row lock is held while the events are worked on.
+UPDATE raw_events SET
+    leased_until = now() + make_interval(secs => %(lease_seconds)s::float8),
+    lease_owner = %(owner)s,
+    attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM raw_events
+    WHERE NOT processed AND NOT failed AND next_attempt_at <= now()
+      AND (leased_until IS NULL OR leased_until < now())
+    ORDER BY next_attempt_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, delivery_id, event, action, repository, pr_number, head_sha, needs_analysis,
+          attempts, repository_github_id;
+
+-- name: work_events_renew
+-- Only leases still held: an event given back (released, failed) is not taken again.
+UPDATE raw_events
+SET leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
+WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed
+  AND leased_until IS NOT NULL AND NOT failed;
+
+-- name: work_events_complete
+UPDATE raw_events SET processed = TRUE, processed_at = now(), leased_until = NULL,
+    last_error = NULL
+WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
+
+-- name: work_events_release
+-- Back to the queue after a delay; `refund` gives back the attempt when nothing was tried.
+UPDATE raw_events SET leased_until = NULL,
+    next_attempt_at = now() + make_interval(secs => %(delay_seconds)s::float8),
+    last_error = COALESCE(%(error)s, last_error),
+    attempts = GREATEST(attempts - %(refund)s::int, 0)
+WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
+
+-- name: work_events_dead_letter
+UPDATE raw_events SET failed = TRUE, leased_until = NULL, last_error = %(error)s
+WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
+
+-- name: work_events_dead
+SELECT id, delivery_id, event, action, repository, pr_number, attempts, last_error, received_at
+FROM raw_events WHERE failed ORDER BY id LIMIT %(limit)s;
+
+-- name: work_events_retry_one
+UPDATE raw_events SET failed = FALSE, attempts = 0, next_attempt_at = now(),
+    leased_until = NULL
+WHERE id = %(id)s AND failed
+RETURNING id;
+
+-- name: work_events_retry_all
+UPDATE raw_events SET failed = FALSE, attempts = 0, next_attempt_at = now(), leased_until = NULL
+WHERE failed
+RETURNING id;

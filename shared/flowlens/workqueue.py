@@ -1,0 +1,99 @@
+"""Leased work: claim with FOR UPDATE SKIP LOCKED and a lease, renew, complete, release with the
+one backoff, dead letter, list and retry the dead. Workers hold the control flow; the SQL is
+in db/sql/workqueue.sql, and only this module runs it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from flowlens.db import Tx
+from flowlens.retry import backoff
+
+Row = dict[str, Any]
+
+
+class WorkState(enum.StrEnum):
+    """Where a unit of leased work is."""
+
+    PENDING = "pending"  # waiting for its time (next_attempt_at) and a worker
+    LEASED = "leased"  # a worker holds it until its lease ends
+    DONE = "done"
+    DEAD = "dead"  # given up after its attempts, with its error: listed, retried by hand
+
+
+def state_of(row: Row, now: Any) -> WorkState:
+    """The state of a raw_events row (processed, failed, leased_until)."""
+    if row["processed"]:
+        return WorkState.DONE
+    if row["failed"]:
+        return WorkState.DEAD
+    leased = row.get("leased_until")
+    return WorkState.LEASED if leased is not None and leased > now else WorkState.PENDING
+
+
+@dataclass(frozen=True)
+class EventQueue:
+    """The deliveries the poller works on (raw_events), as one owner sees them."""
+
+    owner: str
+    lease_seconds: float
+
+    async def claim(self, tx: Tx, limit: int) -> list[Row]:
+        """Lease up to `limit` due events (oldest due first), counting an attempt each."""
+        return await tx.all(
+            "work_events_claim", owner=self.owner, lease_seconds=self.lease_seconds, limit=limit
+        )
+
+    async def renew(self, tx: Tx, ids: list[int]) -> None:
+        """Extend the leases this owner still holds."""
+        await tx.execute(
+            "work_events_renew", ids=ids, owner=self.owner, lease_seconds=self.lease_seconds
+        )
+
+    async def complete(self, tx: Tx, ids: list[int]) -> None:
+        """Done: never claimed again."""
+        await tx.execute("work_events_complete", ids=ids, owner=self.owner)
+
+    async def release(
+        self, tx: Tx, ids: list[int], *, delay: float, error: str | None = None, refund: int = 0
+    ) -> None:
+        """Back to the queue in `delay` seconds; `refund` gives the attempt back when nothing
+        was tried."""
+        await tx.execute(
+            "work_events_release",
+            ids=ids,
+            owner=self.owner,
+            delay_seconds=delay,
+            error=error,
+            refund=refund,
+        )
+
+    async def retry_later(
+        self, tx: Tx, ids: list[int], *, attempts: int, error: str, hint: float | None = None
+    ) -> float:
+        """Back to the queue after the backoff for `attempts` failures (at least a server's
+        hint, up to an hour); returns the delay."""
+        delay = backoff(attempts, base=2.0, cap=300.0)
+        if hint is not None:  # a quota's reset: calling sooner only pays for a 429
+            delay = max(delay, min(hint, 3600.0))
+        await self.release(tx, ids, delay=delay, error=error)
+        return delay
+
+    async def dead_letter(self, tx: Tx, ids: list[int], error: str) -> None:
+        """Given up, with its error."""
+        await tx.execute("work_events_dead_letter", ids=ids, owner=self.owner, error=error)
+
+
+async def dead_events(tx: Tx, limit: int) -> list[Row]:
+    """The dead letters, oldest first."""
+    return await tx.all("work_events_dead", limit=limit)
+
+
+async def retry_dead_events(tx: Tx, event_id: int | None = None) -> list[int]:
+    """Put one dead letter (or all) back in the queue, attempts reset; the ids requeued."""
+    if event_id is None:
+        return [r["id"] for r in await tx.all("work_events_retry_all")]
+    row = await tx.one("work_events_retry_one", id=event_id)
+    return [row["id"]] if row else []
