@@ -86,6 +86,26 @@ class EventQueue:
         await tx.execute("work_events_dead_letter", ids=ids, owner=self.owner, error=error)
 
 
+@dataclass(frozen=True)
+class PrAnalysisLease:
+    """One poller at a time analyses a PR's head: a lease on the PR row, as one owner holds it."""
+
+    owner: str
+    lease_seconds: float
+
+    async def take(self, tx: Tx, pr_id: int) -> bool:
+        """Lease the PR's analysis (or renew this owner's lease); False when another owner
+        holds it or its head was analysed meanwhile."""
+        row = await tx.one(
+            "work_pr_analysis_lease", id=pr_id, owner=self.owner, lease_seconds=self.lease_seconds
+        )
+        return row is not None
+
+    async def release(self, tx: Tx, pr_id: int) -> None:
+        """Give the lease back."""
+        await tx.execute("work_pr_analysis_release", id=pr_id, owner=self.owner)
+
+
 async def dead_events(tx: Tx, limit: int) -> list[Row]:
     """The dead letters, oldest first."""
     return await tx.all("work_events_dead", limit=limit)

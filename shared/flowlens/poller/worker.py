@@ -22,7 +22,7 @@ from flowlens.insights.models import Analyser, AnalysisError, ChangeContext, Fil
 from flowlens.loop import pause
 from flowlens.retry import retrying
 from flowlens.settings import Settings
-from flowlens.workqueue import EventQueue
+from flowlens.workqueue import EventQueue, PrAnalysisLease
 
 log = logging.getLogger("flowlens.poller")
 
@@ -86,6 +86,7 @@ class Poller:
         self.files = files
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self.queue = EventQueue(self.owner, settings.lease_seconds)
+        self.pr_lease = PrAnalysisLease(self.owner, settings.lease_seconds)
         self._ai_slots = ai_slots or asyncio.Semaphore(settings.ai_concurrency)
         self._deadline: float | None = None  # while run() goes: when its budget ends
 
@@ -187,10 +188,7 @@ class Poller:
                     commit_sha=pr["head_sha"],
                 )
                 if not known:
-                    leased = await tx.one(
-                        "poller_lease_pr_analysis", id=pr["id"], owner=self.owner,
-                        lease_seconds=self.settings.lease_seconds,
-                    )  # fmt: skip
+                    leased = await self.pr_lease.take(tx, pr["id"])
             if known:
                 # Analysed before (the head went back to it): no new call, but it is the head's
                 # insight again, shown with the head's files.
@@ -209,7 +207,7 @@ class Poller:
                     return summary
                 summary.skipped += len(ids)
                 return summary
-            if leased is None:
+            if not leased:
                 # Another poller is analysing this PR right now; look again shortly.
                 await self._release(ids, self.settings.poll_interval_seconds, None, refund=1)
                 summary.retries += len(ids)
@@ -224,7 +222,7 @@ class Poller:
             finally:
                 held.pop("pr", None)
                 async with self.db.transaction() as tx:
-                    await tx.execute("poller_release_pr_analysis", id=pr["id"], owner=self.owner)
+                    await self.pr_lease.release(tx, pr["id"])
 
     async def _heartbeat(self, held: dict[str, int], ids: list[int]) -> None:
         """Keep the events' leases alive while their group runs, and the PR's analysis lease
@@ -238,12 +236,7 @@ class Poller:
                     pr_id = held.get("pr")
                     if pr_id is not None:
                         # Renews our own lease (and takes nothing from another poller's).
-                        await tx.execute(
-                            "poller_lease_pr_analysis",
-                            id=pr_id,
-                            owner=self.owner,
-                            lease_seconds=lease,
-                        )
+                        await self.pr_lease.take(tx, pr_id)
             except Exception as exc:  # the lease may lapse; another poller then takes over
                 log.warning("could not extend leases: %s", exc)
 

@@ -9,23 +9,6 @@ WHERE p.number = %(number)s
       (SELECT id FROM repositories
        WHERE %(github_id)s::bigint IS NULL AND full_name = %(repository)s));
 
--- name: poller_lease_pr_analysis
-UPDATE pull_requests SET analysis_owner = %(owner)s,
-    analysis_leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
-WHERE id = %(id)s
-  AND (analysis_leased_until IS NULL OR analysis_leased_until < now()
-       OR analysis_owner = %(owner)s)
-  -- Checked again here: another poller may have stored this head's insight a moment ago.
-  AND NOT EXISTS (SELECT 1 FROM insights i
-                  WHERE i.repository_id = pull_requests.repository_id
-                    AND i.pr_number = pull_requests.number
-                    AND i.commit_sha = pull_requests.head_sha)
-RETURNING id;
-
--- name: poller_release_pr_analysis
-UPDATE pull_requests SET analysis_owner = NULL, analysis_leased_until = NULL
-WHERE id = %(id)s AND analysis_owner = %(owner)s;
-
 -- name: poller_insight_for_commit
 SELECT * FROM insights
 WHERE repository_id = %(repository_id)s AND pr_number = %(pr_number)s

@@ -57,3 +57,22 @@ RETURNING id;
 UPDATE raw_events SET failed = FALSE, attempts = 0, next_attempt_at = now(), leased_until = NULL
 WHERE failed
 RETURNING id;
+
+-- A PR's analysis: one poller at a time analyses a PR's head (pull_requests.analysis_*).
+
+-- name: work_pr_analysis_lease
+UPDATE pull_requests SET analysis_owner = %(owner)s,
+    analysis_leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
+WHERE id = %(id)s
+  AND (analysis_leased_until IS NULL OR analysis_leased_until < now()
+       OR analysis_owner = %(owner)s)
+  -- Checked again here: another poller may have stored this head's insight a moment ago.
+  AND NOT EXISTS (SELECT 1 FROM insights i
+                  WHERE i.repository_id = pull_requests.repository_id
+                    AND i.pr_number = pull_requests.number
+                    AND i.commit_sha = pull_requests.head_sha)
+RETURNING id;
+
+-- name: work_pr_analysis_release
+UPDATE pull_requests SET analysis_owner = NULL, analysis_leased_until = NULL
+WHERE id = %(id)s AND analysis_owner = %(owner)s;
