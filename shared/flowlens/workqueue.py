@@ -106,6 +106,57 @@ class PrAnalysisLease:
         await tx.execute("work_pr_analysis_release", id=pr_id, owner=self.owner)
 
 
+@dataclass(frozen=True)
+class AlertQueue:
+    """Alert deliveries due on the configured channels (alert_history)."""
+
+    channels: tuple[str, ...]
+    lease_seconds: float
+
+    async def claim(self, tx: Tx, limit: int) -> list[Row]:
+        """Lease up to `limit` due deliveries."""
+        return await tx.all(
+            "work_alerts_claim",
+            channels=list(self.channels),
+            lease_seconds=self.lease_seconds,
+            limit=limit,
+        )
+
+    async def renew(self, tx: Tx, claim: Row) -> bool:
+        """Extend a claim just before sending; False when another pass claimed it since."""
+        row = await tx.one("work_alerts_renew", **_mine(claim), lease_seconds=self.lease_seconds)
+        return row is not None
+
+    async def complete(self, tx: Tx, claim: Row) -> None:
+        """Sent."""
+        await tx.execute("work_alerts_complete", **_mine(claim))
+
+    async def retry(self, tx: Tx, claim: Row, *, error: str, delay: float) -> None:
+        """Failed this time: again in `delay` seconds (an attempt spent)."""
+        await tx.execute("work_alerts_retry", **_mine(claim), error=error, delay_seconds=delay)
+
+    async def defer(self, tx: Tx, claim: Row, *, delay: float) -> None:
+        """Not yet (its build re-runs): again in `delay` seconds, no attempt spent."""
+        await tx.execute("work_alerts_defer", **_mine(claim), delay_seconds=delay)
+
+    async def not_sent(self, tx: Tx, claim: Row) -> None:
+        """Another pass holds it now: this one's attempt is given back."""
+        await tx.execute("work_alerts_not_sent", id=claim["id"])
+
+    async def failures(self, tx: Tx, claim: Row) -> int:
+        """Attempts that failed so far (this one included)."""
+        return int(await tx.value("work_alerts_failures", id=claim["id"]) or claim["attempts"])
+
+    async def dead_letter(self, tx: Tx, claim: Row, *, error: str) -> None:
+        """Given up (or not to be sent), with why."""
+        await tx.execute("work_alerts_dead_letter", **_mine(claim), error=error)
+
+
+def _mine(claim: Row) -> dict[str, Any]:
+    """A claim as the alert queries name it: the row, and the attempt this pass made."""
+    return {"id": claim["id"], "attempts": claim["attempts"]}
+
+
 async def dead_events(tx: Tx, limit: int) -> list[Row]:
     """The dead letters, oldest first."""
     return await tx.all("work_events_dead", limit=limit)

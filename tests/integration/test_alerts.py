@@ -391,7 +391,7 @@ async def test_a_claim_older_than_a_deferral_cannot_send(db: Database, world: Gi
         try:
             await d.enqueue()
             async with db.transaction() as tx:
-                claims = await tx.all("alert_claim_alerts", channels=["slack"],
+                claims = await tx.all("work_alerts_claim", channels=["slack"],
                                       lease_seconds=d.lease_seconds, limit=50)  # fmt: skip
             loaded = await d._load(claims)
             await make_due(db)  # A's lease ends while it waits
@@ -421,7 +421,7 @@ async def test_a_claim_that_gave_up_is_not_a_failed_attempt(
 
             async def claim() -> list[dict[str, Any]]:
                 async with db.transaction() as tx:
-                    return await tx.all("alert_claim_alerts", channels=["slack"],
+                    return await tx.all("work_alerts_claim", channels=["slack"],
                                         lease_seconds=d.lease_seconds, limit=50)  # fmt: skip
 
             [a] = await claim()

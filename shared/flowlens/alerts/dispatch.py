@@ -20,6 +20,7 @@ from flowlens.alerts.message import Alert, build_alert, insight_alert
 from flowlens.db import Database
 from flowlens.loop import pause
 from flowlens.retry import backoff, jitter
+from flowlens.workqueue import AlertQueue
 
 log = logging.getLogger("flowlens.alerts")
 
@@ -74,6 +75,11 @@ class AlertDispatcher:
         self.send_timeout = config.timeout_seconds * 3
         self.lease_seconds = self.send_timeout + 30.0
 
+    @property
+    def queue(self) -> AlertQueue:
+        """The deliveries due on this dispatcher's channels, leased for lease_seconds."""
+        return AlertQueue(tuple(self.channels), self.lease_seconds)
+
     def retry_delay(self, attempts: int, hint: float | None = None) -> float:
         """Backoff with jitter after `attempts` failures (at least the server's hint)."""
         delay = backoff(
@@ -110,12 +116,7 @@ class AlertDispatcher:
         summary = AlertSummary(passes=1)
         summary.enqueued = await self.enqueue()
         async with self.db.transaction() as tx:
-            claims = await tx.all(
-                "alert_claim_alerts",
-                channels=list(self.channels),
-                lease_seconds=self.lease_seconds,
-                limit=self.batch_size,
-            )
+            claims = await self.queue.claim(tx, self.batch_size)
         if not claims:
             return summary
         alerts = await self._load(claims)
@@ -154,33 +155,32 @@ class AlertDispatcher:
         found = alerts.get((claim["subject_kind"], claim["subject_id"]))
         channel = self.channels.get(claim["channel"])
         where = f"{claim['channel']} {claim['subject_kind']}:{claim['subject_id']}"
-        mine = {"id": claim["id"], "attempts": claim["attempts"]}
         if found == "success":
             error = "not sent: the build passed on a re-run"
-            await self._record("alert_failed", **mine, error=error)
+            await self._record(self.queue.dead_letter, claim, error=error)
             log.info("alert dropped: %s: %s", where, error)
             return "dropped", None
         if isinstance(found, str):  # queued or running: a re-run that may fail again
             age = (datetime.now(UTC) - claim["created_at"]).total_seconds()
             if age > self.config.window_seconds:
                 error = "not sent: the build's re-run did not finish within the alert window"
-                await self._record("alert_failed", **mine, error=error)
+                await self._record(self.queue.dead_letter, claim, error=error)
                 return "dropped", None
             delay = self.config.retry_seconds
-            await self._record("alert_defer", **mine, delay_seconds=delay)
+            await self._record(self.queue.defer, claim, delay=delay)
             return "deferred", None
         alert = found
         if alert is None or channel is None:
             error = "subject no longer exists" if alert is None else "channel not configured"
-            await self._record("alert_failed", **mine, error=error)
+            await self._record(self.queue.dead_letter, claim, error=error)
             return "failed", f"{where}: {error}"
         hint: float | None = None
         try:
             async with self._slots:
                 async with self.db.transaction() as tx:
-                    renewed = await tx.one("alert_renew", **mine, lease_seconds=self.lease_seconds)
-                if renewed is None:  # claimed again by another pass while this one waited
-                    await self._record("alert_not_sent", id=claim["id"])
+                    renewed = await self.queue.renew(tx, claim)
+                if not renewed:  # claimed again by another pass while this one waited
+                    await self._record(self.queue.not_sent, claim)
                     return "skipped", None
                 await asyncio.wait_for(channel.send(alert), timeout=self.send_timeout)
         except ChannelError as exc:
@@ -191,23 +191,24 @@ class AlertDispatcher:
             log.exception("alert channel %s raised", claim["channel"])
             error, permanent = f"{claim['channel']}: {type(exc).__name__}: {exc}"[:300], False
         else:
-            await self._record("alert_sent", **mine)
+            await self._record(self.queue.complete, claim)
             log.info("alert sent: %s", where, extra={"repository": alert.repository})
             return "sent", None
         async with self.db.transaction() as tx:  # failed ones, this included
-            attempts = int(await tx.value("alert_failures", id=claim["id"]) or claim["attempts"])
+            attempts = await self.queue.failures(tx, claim)
         if permanent or attempts >= self.config.max_attempts:
-            await self._record("alert_failed", **mine, error=error)
+            await self._record(self.queue.dead_letter, claim, error=error)
             log.error("alert failed for good (%d attempts): %s: %s", attempts, where, error)
             return "failed", f"{where}: {error}"
         delay = self.retry_delay(attempts, hint)
-        await self._record("alert_retry", **mine, error=error, delay_seconds=delay)
+        await self._record(self.queue.retry, claim, error=error, delay=delay)
         log.warning("alert send failed, retry in %.0fs: %s: %s", delay, where, error)
         return "retried", f"{where}: {error}"
 
-    async def _record(self, query: str, **params: Any) -> None:
+    async def _record(self, step: Any, claim: dict[str, Any], **params: Any) -> None:
+        """One queue step for a claim, in its own transaction."""
         async with self.db.transaction() as tx:
-            await tx.execute(query, **params)
+            await step(tx, claim, **params)
 
     async def run(
         self, budget_seconds: float | None = None, *, stop: asyncio.Event | None = None

@@ -76,3 +76,65 @@ RETURNING id;
 -- name: work_pr_analysis_release
 UPDATE pull_requests SET analysis_owner = NULL, analysis_leased_until = NULL
 WHERE id = %(id)s AND analysis_owner = %(owner)s;
+
+-- Alert deliveries (alert_history): one row per (subject, channel), sent once.
+
+-- name: work_alerts_claim
+-- A lease (next_attempt_at pushed past the send's timeout), committed at once: two pollers never
+-- send one alert at the same time, and a poller killed mid-send leaves it to the next pass.
+UPDATE alert_history SET
+    attempts = attempts + 1,
+    next_attempt_at = now() + make_interval(secs => %(lease_seconds)s::float8)
+WHERE id IN (
+    SELECT id FROM alert_history
+    WHERE status = 'pending' AND next_attempt_at <= now()
+      AND channel = ANY(%(channels)s::text[])
+    ORDER BY next_attempt_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, subject_kind, subject_id, channel, attempts, created_at;
+
+-- name: work_alerts_renew
+-- The claim again, just before its send (a claim that waited for a free slot may have seen its
+-- lease end and another pass claim the alert): only while no other claim came since (its
+-- attempts are still this claim's).
+UPDATE alert_history
+SET next_attempt_at = now() + make_interval(secs => %(lease_seconds)s::float8)
+WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending'
+RETURNING id;
+
+-- name: work_alerts_complete
+-- This and the next two record a claim's outcome only while it is still the latest claim.
+UPDATE alert_history SET status = 'sent', sent_at = now(), last_error = NULL
+WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
+
+-- name: work_alerts_retry
+UPDATE alert_history SET
+    next_attempt_at = now() + make_interval(secs => %(delay_seconds)s::float8),
+    last_error = %(error)s
+WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
+
+-- name: work_alerts_defer
+-- Not this time, and not a failed attempt: the build is being re-run; look again after the
+-- delay. `attempts` stays as the claim left it (it identifies the latest claim).
+UPDATE alert_history SET
+    next_attempt_at = now() + make_interval(secs => %(delay_seconds)s::float8),
+    deferrals = deferrals + 1
+WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
+
+-- name: work_alerts_not_sent
+-- A claim that gave up before trying to send (another pass claimed the alert while it waited
+-- for a send slot): not a failed attempt, so it counts with the deferrals. Whichever claim is
+-- the latest keeps its `attempts`.
+UPDATE alert_history SET deferrals = deferrals + 1
+WHERE id = %(id)s AND status = 'pending';
+
+-- name: work_alerts_failures
+-- Claims that tried to send so far: read when a send failed, after any claim that gave up
+-- meanwhile was counted.
+SELECT attempts - deferrals AS failures FROM alert_history WHERE id = %(id)s;
+
+-- name: work_alerts_dead_letter
+UPDATE alert_history SET status = 'failed', last_error = %(error)s
+WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
