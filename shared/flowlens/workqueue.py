@@ -157,6 +157,43 @@ def _mine(claim: Row) -> dict[str, Any]:
     return {"id": claim["id"], "attempts": claim["attempts"]}
 
 
+@dataclass(frozen=True)
+class SyncClaims:
+    """Sync runs (sync_state), as one process sees them: a due repository is one owner's."""
+
+    owner: str
+
+    async def claim(self, tx: Tx, repository: str, *, lease_seconds: float) -> Row | None:
+        """The repository's sync state when it is due and nobody holds it, now leased."""
+        return await tx.one(
+            "work_sync_claim", repository=repository, owner=self.owner, lease_seconds=lease_seconds
+        )
+
+    async def complete(self, tx: Tx, repository: str, **cursors: Any) -> None:
+        """A run ended: its cursors (moved forward only), the lease given back, the next run
+        scheduled (`schedule`, `next_in_seconds`)."""
+        await tx.execute("work_sync_complete", repository=repository, owner=self.owner, **cursors)
+
+    async def fail(
+        self, tx: Tx, repository: str, *, error: str, schedule: bool, next_in: float
+    ) -> None:
+        """A run failed: the lease given back, the error kept, the next run scheduled."""
+        await tx.execute(
+            "work_sync_fail",
+            repository=repository,
+            owner=self.owner,
+            error=error[:500],
+            schedule=schedule,
+            next_in_seconds=next_in,
+        )
+
+    @staticmethod
+    async def next_due(tx: Tx, repositories: list[str]) -> float | None:
+        """Seconds until the earliest of these repositories is due (None: none is known)."""
+        value = await tx.value("work_sync_next_due", repositories=repositories)
+        return float(value) if value is not None else None
+
+
 async def dead_events(tx: Tx, limit: int) -> list[Row]:
     """The dead letters, oldest first."""
     return await tx.all("work_events_dead", limit=limit)

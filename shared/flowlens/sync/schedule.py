@@ -24,6 +24,7 @@ from flowlens.sync.client import (
     RateLimited,
 )
 from flowlens.sync.runner import Progress, RepositorySync, SyncResult, check_repository
+from flowlens.workqueue import SyncClaims
 
 log = logging.getLogger("flowlens.sync")
 
@@ -95,10 +96,9 @@ async def _finish(
     next_in: float,
 ) -> None:
     async with db.transaction() as tx:
-        await tx.execute(
-            "sync_finish",
-            repository=repository,
-            owner=owner,
+        await SyncClaims(owner).complete(
+            tx,
+            repository,
             schedule=schedule,
             next_in_seconds=next_in,
             prs_cursor=result.prs_cursor,
@@ -112,13 +112,8 @@ async def _fail(
     db: Database, repository: str, *, owner: str, error: str, schedule: bool, next_in: float
 ) -> None:
     async with db.transaction() as tx:
-        await tx.execute(
-            "sync_fail",
-            repository=repository,
-            owner=owner,
-            error=error[:500],
-            schedule=schedule,
-            next_in_seconds=next_in,
+        await SyncClaims(owner).fail(
+            tx, repository, error=error, schedule=schedule, next_in=next_in
         )
 
 
@@ -199,11 +194,8 @@ class SyncScheduler:
             if run_deadline - now < 0.5:  # no time left to get anywhere
                 break
             async with self.db.transaction() as tx:
-                row = await tx.one(
-                    "sync_claim",
-                    repository=repository,
-                    owner=self.owner,
-                    lease_seconds=run_deadline - now + LEASE_MARGIN,
+                row = await SyncClaims(self.owner).claim(
+                    tx, repository, lease_seconds=run_deadline - now + LEASE_MARGIN
                 )
             if row is None:
                 continue
@@ -275,7 +267,7 @@ class SyncScheduler:
     async def seconds_until_due(self) -> float:
         """How long until one of the repositories is due (capped at the interval)."""
         async with self.db.transaction() as tx:
-            value = await tx.value("sync_next_due", repositories=self.repositories)
+            value = await SyncClaims.next_due(tx, self.repositories)
         cap = self.settings.sync_interval_seconds
         return cap if value is None else min(float(value), cap)
 

@@ -138,3 +138,74 @@ SELECT attempts - deferrals AS failures FROM alert_history WHERE id = %(id)s;
 -- name: work_alerts_dead_letter
 UPDATE alert_history SET status = 'failed', last_error = %(error)s
 WHERE id = %(id)s AND attempts = %(attempts)s AND status = 'pending';
+
+-- Sync runs (sync_state): one process at a time syncs a repository when it is due.
+
+-- name: work_sync_claim
+-- A due repository nobody holds: the conditional UPDATE lets exactly one process win it.
+UPDATE sync_state SET
+    leased_until = now() + make_interval(secs => %(lease_seconds)s::float8),
+    lease_owner = %(owner)s,
+    last_started_at = now()
+WHERE repository = %(repository)s
+  AND next_run_at <= now()
+  AND (leased_until IS NULL OR leased_until < now())
+RETURNING *;
+
+-- name: work_sync_complete
+-- Cursors move forward only, and only when this walk reached back to where the last one ended
+-- (a short one-off `--since 1` must not make the schedule skip older changes); a first cursor
+-- is set by any complete walk. *_covered_from keeps where the unbroken coverage up to each
+-- cursor begins, so the schedule can tell whether the cursor covers its own window.
+-- (In SET, every column name is the row's value before this UPDATE.)
+UPDATE sync_state SET
+    leased_until = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE leased_until END,
+    lease_owner = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE lease_owner END,
+    next_run_at = CASE WHEN %(schedule)s::bool
+                       THEN now() + make_interval(secs => %(next_in_seconds)s::float8)
+                       ELSE next_run_at END,
+    prs_cursor = CASE
+        WHEN %(prs_cursor)s::timestamptz IS NULL THEN prs_cursor
+        WHEN prs_cursor IS NULL THEN %(prs_cursor)s::timestamptz
+        WHEN %(prs_from)s::timestamptz <= prs_cursor
+            THEN GREATEST(prs_cursor, %(prs_cursor)s::timestamptz)
+        ELSE prs_cursor END,
+    prs_covered_from = CASE
+        WHEN %(prs_cursor)s::timestamptz IS NULL THEN prs_covered_from
+        WHEN prs_cursor IS NULL THEN %(prs_from)s::timestamptz
+        WHEN %(prs_from)s::timestamptz <= prs_cursor AND prs_covered_from IS NOT NULL
+            THEN LEAST(prs_covered_from, %(prs_from)s::timestamptz)
+        ELSE prs_covered_from END,
+    runs_cursor = CASE
+        WHEN %(runs_cursor)s::timestamptz IS NULL THEN runs_cursor
+        WHEN runs_cursor IS NULL THEN %(runs_cursor)s::timestamptz
+        WHEN %(runs_from)s::timestamptz <= runs_cursor
+            THEN GREATEST(runs_cursor, %(runs_cursor)s::timestamptz)
+        ELSE runs_cursor END,
+    runs_covered_from = CASE
+        WHEN %(runs_cursor)s::timestamptz IS NULL THEN runs_covered_from
+        WHEN runs_cursor IS NULL THEN %(runs_from)s::timestamptz
+        WHEN %(runs_from)s::timestamptz <= runs_cursor AND runs_covered_from IS NOT NULL
+            THEN LEAST(runs_covered_from, %(runs_from)s::timestamptz)
+        ELSE runs_covered_from END,
+    last_finished_at = now(),
+    last_error = NULL,
+    runs = runs + 1
+WHERE repository = %(repository)s;
+
+-- name: work_sync_fail
+UPDATE sync_state SET
+    leased_until = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE leased_until END,
+    lease_owner = CASE WHEN lease_owner = %(owner)s THEN NULL ELSE lease_owner END,
+    next_run_at = CASE WHEN %(schedule)s::bool
+                       THEN now() + make_interval(secs => %(next_in_seconds)s::float8)
+                       ELSE next_run_at END,
+    last_error = %(error)s,
+    runs = runs + 1
+WHERE repository = %(repository)s;
+
+-- name: work_sync_next_due
+-- Seconds until the earliest of these repositories is due (0 when one is due now).
+SELECT GREATEST(0, EXTRACT(EPOCH FROM min(GREATEST(next_run_at, COALESCE(leased_until, next_run_at)))
+                                       - now()))::float8 AS seconds
+FROM sync_state WHERE repository = ANY(%(repositories)s::text[]);
