@@ -201,7 +201,4 @@ async def dead_events(tx: Tx, limit: int) -> list[Row]:
 
 async def retry_dead_events(tx: Tx, event_id: int | None = None) -> list[int]:
     """Put one dead letter (or all) back in the queue, attempts reset; the ids requeued."""
-    if event_id is None:
-        return [r["id"] for r in await tx.all("work_events_retry_all")]
-    row = await tx.one("work_events_retry_one", id=event_id)
-    return [row["id"]] if row else []
+    return [r["id"] for r in await tx.all("work_events_retry", id=event_id)]

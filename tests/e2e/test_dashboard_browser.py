@@ -82,15 +82,14 @@ async def _wait_http(url: str, proc: asyncio.subprocess.Process, timeout: float 
     raise AssertionError(f"{url} never came up")
 
 
-async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
-    chromium = _require_browser()
-    from playwright.async_api import async_playwright
-
+@contextlib.asynccontextmanager
+async def dev_stack(dsn: str, **extra: str) -> AsyncIterator[tuple[str, str]]:
+    """`flowlens dev` on free ports, up and healthy: (ingest URL, API base URL)."""
     ingest_port, api_port = free_port(), free_port()
     env = {
         **os.environ, "DATABASE_URL": dsn, "GITHUB_WEBHOOK_SECRET": SECRET,
         "INGEST_PORT": str(ingest_port), "API_PORT": str(api_port), "GITHUB_API_URL": "",
-        "POLL_INTERVAL_SECONDS": "0.2", "LOG_FORMAT": "text",
+        "POLL_INTERVAL_SECONDS": "0.2", "LOG_FORMAT": "text", **extra,
     }  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flowlens", "dev", env=env, cwd=ROOT,
@@ -101,6 +100,16 @@ async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
     try:
         await _wait_http(f"{base}/healthz", proc)
         await _wait_http(ingest + "healthz", proc)
+        yield ingest, base
+    finally:
+        await interrupt(proc, 20)
+
+
+async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
+    chromium = _require_browser()
+    from playwright.async_api import async_playwright
+
+    async with dev_stack(dsn) as (ingest, base):
         opened = load_fixture("pull_request/opened.payload.json")
         with httpx.Client() as client:
             _, resp = send(client, ingest, SECRET, "pull_request", opened)
@@ -179,8 +188,6 @@ async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
             assert await page.evaluate("window.__csp") == ["script-src-elem blocked inline"]
             assert await page.evaluate("window.__injected") is None
             await browser.close()
-    finally:
-        await interrupt(proc, 20)
 
 
 @contextlib.asynccontextmanager

@@ -4,16 +4,13 @@ never in the URL, and goes live."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 
 import httpx
 import pytest
 
-from flowlens.devdb import free_port
 from flowlens.replay import send
 from tests.conftest import load_fixture
-from tests.e2e.test_dashboard_browser import ROOT, _require_browser, _wait_http
+from tests.e2e.test_dashboard_browser import _require_browser, dev_stack
 from tests.helpers import SECRET, variant
 
 pytestmark = pytest.mark.browser
@@ -25,21 +22,7 @@ async def test_the_dashboards_socket_carries_the_token_outside_the_url(dsn: str)
     chromium = _require_browser()
     from playwright.async_api import async_playwright
 
-    ingest_port, api_port = free_port(), free_port()
-    env = {
-        **os.environ, "DATABASE_URL": dsn, "GITHUB_WEBHOOK_SECRET": SECRET, "API_TOKENS": TOKEN,
-        "INGEST_PORT": str(ingest_port), "API_PORT": str(api_port), "GITHUB_API_URL": "",
-        "POLL_INTERVAL_SECONDS": "0.2", "LOG_FORMAT": "text",
-    }  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "flowlens", "dev", env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    ingest = f"http://127.0.0.1:{ingest_port}/"
-    base = f"http://127.0.0.1:{api_port}"
-    try:
-        await _wait_http(f"{base}/healthz", proc)
-        await _wait_http(ingest + "healthz", proc)
+    async with dev_stack(dsn, API_TOKENS=TOKEN) as (ingest, base):
         opened = load_fixture("pull_request/opened.payload.json")
         with httpx.Client() as client:
             assert send(client, ingest, SECRET, "pull_request", opened)[1].status_code == 202
@@ -91,6 +74,3 @@ async def test_the_dashboards_socket_carries_the_token_outside_the_url(dsn: str)
         for url, protocols in sockets:
             assert "token" not in url and TOKEN not in url
             assert protocols[0] == "flowlens" and protocols[1].startswith("bearer.")
-    finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), 30)

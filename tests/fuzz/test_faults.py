@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +19,6 @@ from flowlens.devdb import EmbeddedPostgres
 from flowlens.ingest.app import close_all
 from flowlens.settings import PollerSettings
 from tests.conftest import load_fixture
-from tests.fakes.fake_gemini import FakeGemini, Reply
 from tests.helpers import github_headers, variant
 from tests.integration.conftest import ingest_app
 
@@ -112,32 +109,10 @@ async def test_a_killed_pollers_work_is_done_once_within_45_seconds(db: Database
     """With the default lease: SIGKILL mid-run, then another poller takes every head, each
     analysed once, and nothing stays unprocessed 45 s after the kill."""
     from flowlens.poller.worker import Poller
-    from tests.integration.test_poller import CountingAnalyser, deliver, pending, pr_delivery
+    from tests.integration.test_poller import CountingAnalyser, kill_poll_mid_ai_calls, pending
 
     assert PollerSettings(database_url="postgresql://unused").lease_seconds <= 30
-    for n in range(1, 6):
-        await deliver(db, "pull_request", pr_delivery(n, f"{n:040d}", "opened", 0), f"k{n}")
-    gemini = FakeGemini(default=Reply.answer(risk_level="high"), delay=120.0)
-    with gemini.running() as url:
-        env = {
-            **os.environ, "DATABASE_URL": dsn, "GEMINI_API_KEY": "fake-key",
-            "GOOGLE_GEMINI_BASE_URL": url, "GITHUB_API_URL": "", "LOG_FORMAT": "text",
-            "POLL_INTERVAL_SECONDS": "0.1",
-        }  # fmt: skip
-        env.pop("LEASE_SECONDS", None)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "flowlens", "poll", env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            for _ in range(600):
-                if len(gemini.calls) >= 5:
-                    break
-                await asyncio.sleep(0.05)
-            assert len(gemini.calls) >= 5, "the first poller never reached the AI calls"
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
+    await kill_poll_mid_ai_calls(db, dsn, 120.0)
     killed_at = time.monotonic()
     assert await pending(db) == 5  # claimed, not processed: nothing lost
     analyser = CountingAnalyser()

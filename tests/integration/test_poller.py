@@ -320,22 +320,27 @@ async def _cli(env: dict[str, str], *args: str) -> str:
     return out.decode()
 
 
-async def test_poller_killed_mid_batch_loses_nothing(db: Database, dsn: str) -> None:
+async def kill_poll_mid_ai_calls(
+    db: Database, dsn: str, gemini_delay: float, **env_extra: str
+) -> None:
+    """Five PRs delivered; `flowlens poll` runs until all five AI calls hang, then SIGKILL."""
     for n in range(1, 6):
         await deliver(db, "pull_request", pr_delivery(n, f"{n:040d}", "opened", 0), f"k{n}")
-    gemini = FakeGemini(default=Reply.answer(risk_level="high"), delay=30.0)
+    gemini = FakeGemini(default=Reply.answer(risk_level="high"), delay=gemini_delay)
     with gemini.running() as url:
         env = {
             **os.environ, "DATABASE_URL": dsn, "GEMINI_API_KEY": "fake-key",
-            "GOOGLE_GEMINI_BASE_URL": url, "LEASE_SECONDS": "1", "GITHUB_API_URL": "",
-            "LOG_FORMAT": "text", "POLL_INTERVAL_SECONDS": "0.1",
+            "GOOGLE_GEMINI_BASE_URL": url, "GITHUB_API_URL": "",
+            "LOG_FORMAT": "text", "POLL_INTERVAL_SECONDS": "0.1", **env_extra,
         }  # fmt: skip
+        if "LEASE_SECONDS" not in env_extra:
+            env.pop("LEASE_SECONDS", None)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "flowlens", "poll", env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            for _ in range(300):
+            for _ in range(600):
                 if len(gemini.calls) >= 5:
                     break
                 await asyncio.sleep(0.05)
@@ -343,6 +348,10 @@ async def test_poller_killed_mid_batch_loses_nothing(db: Database, dsn: str) -> 
         finally:
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
+
+
+async def test_poller_killed_mid_batch_loses_nothing(db: Database, dsn: str) -> None:
+    await kill_poll_mid_ai_calls(db, dsn, 30.0, LEASE_SECONDS="1")
     assert await pending(db) == 5  # claimed, not processed: nothing lost
     await asyncio.sleep(1.2)  # the lease ends
     analyser = CountingAnalyser()

@@ -47,15 +47,11 @@ WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s AND NOT processed;
 SELECT id, delivery_id, event, action, repository, pr_number, attempts, last_error, received_at
 FROM raw_events WHERE failed ORDER BY id LIMIT %(limit)s;
 
--- name: work_events_retry_one
+-- name: work_events_retry
+-- One failed event by id, or every failed event when id is NULL.
 UPDATE raw_events SET failed = FALSE, attempts = 0, next_attempt_at = now(),
     leased_until = NULL
-WHERE id = %(id)s AND failed
-RETURNING id;
-
--- name: work_events_retry_all
-UPDATE raw_events SET failed = FALSE, attempts = 0, next_attempt_at = now(), leased_until = NULL
-WHERE failed
+WHERE failed AND (%(id)s::bigint IS NULL OR id = %(id)s::bigint)
 RETURNING id;
 
 -- A PR's analysis: one poller at a time analyses a PR's head (pull_requests.analysis_*).
