@@ -403,7 +403,7 @@ async def ingest_and_poller(dsn: str, notify: bool) -> AsyncIterator[str]:
     from flowlens.api.server import serve
     from flowlens.db import Database
     from flowlens.ingest.app import close_all
-    from flowlens.insights.heuristic import HeuristicAnalyser
+    from flowlens.insights.builtin import RiskModelAnalyser
     from flowlens.poller.worker import Poller
     from flowlens.settings import PollerSettings
 
@@ -413,7 +413,7 @@ async def ingest_and_poller(dsn: str, notify: bool) -> AsyncIterator[str]:
     settings = PollerSettings(database_url=dsn, feed_notify=notify)
     stop = asyncio.Event()
     async with Database(dsn, min_size=1, max_size=4) as db, serve(app, lifespan="off") as url:
-        poller = asyncio.create_task(Poller(db, settings, HeuristicAnalyser()).run(3600, stop=stop))
+        poller = asyncio.create_task(Poller(db, settings, RiskModelAnalyser()).run(3600, stop=stop))
         try:
             yield url
         finally:

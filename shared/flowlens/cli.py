@@ -1,4 +1,4 @@
-"""The `flowlens` command: dev, migrate, poll, replay, sync, events, cloud."""
+"""The `flowlens` command: dev, migrate, poll, replay, sync, events, risk-eval, cloud."""
 
 from __future__ import annotations
 
@@ -252,6 +252,37 @@ def _sync(args: argparse.Namespace) -> int:
         return 2
 
 
+def _risk_eval(args: argparse.Namespace) -> int:
+    import time
+
+    from flowlens.risk.replay import StreamError, evaluate, open_text
+
+    started = time.monotonic()
+
+    def progress(n: int) -> None:
+        if not args.quiet:
+            print(f"risk-eval: {n:,} commits, {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+    try:
+        reader = open_text(args.input)
+    except OSError as exc:
+        print(f"flowlens: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        with reader, open(args.output, "w", encoding="utf-8") as out:
+            count = asyncio.run(evaluate(reader, out, progress=progress))
+    except StreamError as exc:
+        print(f"flowlens: {args.input}: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        print(f"flowlens: {exc}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f"risk-eval: {count:,} commits scored in {time.monotonic() - started:.1f} s "
+              f"-> {args.output}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def _positive_days(value: str) -> float:
     days = float(value)
     if not 0 < days <= MAX_SINCE_DAYS:  # also refuses nan and inf
@@ -321,6 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
     reapply.add_argument("id", nargs="?", type=int, help="event id (from `events unapplied`)")
     reapply.add_argument("--all", action="store_true", help="every unapplied event")
     p.set_defaults(func=_events)
+
+    p = sub.add_parser(
+        "risk-eval",
+        help="score a commit stream (JSON lines) with the built-in risk model and history",
+    )
+    p.add_argument("--input", required=True, metavar="FILE.jsonl[.gz]")
+    p.add_argument("--output", required=True, metavar="OUT.jsonl")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_risk_eval)
 
     from flowlens.cloud import add_cloud_commands
 

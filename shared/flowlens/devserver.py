@@ -308,7 +308,7 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
         # The banner gives URLs to use at once: print it only when both servers listen.
         for (server, _), task in zip(servers, tasks, strict=True):
             await wait_started(server, task)
-        analyser = getattr(poller.analyser, "name", "heuristic")
+        analyser = getattr(poller.analyser, "name", "risk-model")
         local = url_host(host)
         ingest_url = f"http://{local}:{base.ingest_port}/"
         api_url = f"http://{local}:{base.api_port}"
@@ -324,7 +324,7 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
             f"  Flutter app    {api_url}/flutter"
             f"  (socket ws://{local}:{base.api_port}/flutter/ws)\n"
             f"  analyser       {analyser}"
-            + (" (set GEMINI_API_KEY for Gemini)" if analyser == "heuristic" else "")
+            + (" (set GEMINI_API_KEY for Gemini)" if analyser == "risk-model" else "")
             + (
                 f"\n  database       DATABASE_URL={embedded.dsn('flowlens')}"
                 "  (for flowlens events, sync...)"

@@ -114,7 +114,7 @@ async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
         with httpx.Client() as client:
             _, resp = send(client, ingest, SECRET, "pull_request", opened)
             assert resp.status_code == 202
-        # The poller writes the heuristic insight; wait for it through REST.
+        # The poller writes the built-in insight; wait for it through REST.
         prs = await wait_for_insight(base)
         assert prs and prs[0]["riskLevel"] in ("low", "medium", "high")
         risk = prs[0]["riskLevel"]

@@ -84,7 +84,7 @@ async def test_dev_runs_everything_and_keeps_data(tmp_path: Path) -> None:
     proc = await _start(env)
     banner = await _read_until(proc, "stop           Ctrl-C")
     assert f"http://localhost:{ingest}/" in banner and f"http://localhost:{api}/" in banner
-    assert "webhook secret" in banner and "analyser       heuristic" in banner
+    assert "webhook secret" in banner and "analyser       risk-model" in banner
     assert "github-actions (off: set CI_WRITE_KEY to use it)" in banner  # it would answer 403
     assert f"Flutter app    http://localhost:{api}/flutter" in banner
     secret = (tmp_path / "home" / "webhook-secret").read_text().strip()
@@ -151,7 +151,7 @@ async def test_demo_replays_its_story_without_asking_github(tmp_path: Path) -> N
         [pr] = (await client.get("/api/prs", params={"state": "all"})).json()
         insights = (await client.get(f"/api/insights/{pr['number']}")).json()
     assert pr["status"] == "merged" and pr["riskLevel"], pr
-    assert {i["model"] for i in insights} == {"heuristic"} and len(insights) == 2
+    assert {i["model"] for i in insights} == {"risk-model"} and len(insights) == 2
     out += await _stop(proc)
     assert proc.returncode == 0, out
     assert "changed files unavailable" not in out, out

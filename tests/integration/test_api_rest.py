@@ -169,7 +169,7 @@ async def test_insights_empty_then_newest_first(dsn: str, db: Database) -> None:
         items = INSIGHTS.validate_python(resp.json())
         assert [i.commitSha for i in items] == ["b" * 40, opened(2)["pull_request"]["head"]["sha"]]
         assert all(i.prNumber == 2 and i.repositoryName == REPO for i in items)
-        assert all(i.model == "heuristic" for i in items)
+        assert all(i.model == "risk-model" for i in items)
         assert all(has_offset(i["createdAt"]) for i in resp.json())
         # Without repo: that number in every repository.
         same = await client.get("/api/insights/2")

@@ -19,7 +19,7 @@ from flowlens.api.routes import Services
 from flowlens.api.server import serve
 from flowlens.db import Database
 from flowlens.ingest.store import record_delivery
-from flowlens.insights.heuristic import HeuristicAnalyser
+from flowlens.insights.builtin import RiskModelAnalyser
 from flowlens.poller.worker import Poller
 from flowlens.settings import ApiSettings, PollerSettings
 from tests.conftest import load_fixture
@@ -147,9 +147,9 @@ def workflow_run(status: str, conclusion: str | None, at: str, *, run_id: int = 
 
 
 async def analyse(db: Database) -> int:
-    """One poller scan with the heuristic analyser; returns how many insights it wrote."""
+    """One poller scan with the built-in analyser; returns how many insights it wrote."""
     settings = PollerSettings(database_url="postgresql://unused", poll_interval_seconds=0.05)
-    summary = await Poller(db, settings, HeuristicAnalyser()).scan_once()
+    summary = await Poller(db, settings, RiskModelAnalyser()).scan_once()
     return summary.insights
 
 

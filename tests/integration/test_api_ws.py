@@ -49,7 +49,7 @@ async def test_pr_update_shape_insight_null_then_filled(dsn: str, db: Database) 
         assert await analyse(db) == 1
         analysed = PrUpdate.model_validate(await next_update(ws))
         assert analysed.data.ai_insight is not None
-        assert analysed.data.ai_insight.model == "heuristic"
+        assert analysed.data.ai_insight.model == "risk-model"
         assert analysed.data.pull_request.riskLevel == analysed.data.ai_insight.risk_level
         # The message is the same object /api/prs serves for that PR.
         async with httpx.AsyncClient(base_url=base) as client:

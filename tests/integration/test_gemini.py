@@ -16,7 +16,7 @@ from flowlens.insights import (
     AnalysisError,
     ChangeContext,
     FileChange,
-    HeuristicAnalyser,
+    RiskModelAnalyser,
     make_analyser,
 )
 from flowlens.insights.gemini import MAX_PROMPT_CHARS, GeminiAnalyser, build_prompt
@@ -343,7 +343,7 @@ def test_prompt_is_capped_and_says_so() -> None:
 
 
 async def test_factory_picks_the_analyser() -> None:
-    assert isinstance(make_analyser(Settings()), HeuristicAnalyser)
+    assert isinstance(make_analyser(Settings()), RiskModelAnalyser)
     settings = Settings(gemini_api_key="sekrit-key", gemini_model="gemini-x", gemini_max_attempts=2)
     analyser = make_analyser(settings)
     assert isinstance(analyser, GeminiAnalyser)

@@ -14,7 +14,7 @@ import pytest
 
 from flowlens.db import Database
 from flowlens.ingest.store import record_delivery
-from flowlens.insights.heuristic import HeuristicAnalyser
+from flowlens.insights.builtin import RiskModelAnalyser
 from flowlens.insights.models import AnalysisError, ChangeContext, Insight
 from flowlens.poller.worker import Poller
 from flowlens.settings import PollerSettings
@@ -27,9 +27,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 class CountingAnalyser:
-    """The heuristic, counting calls per (repository, PR, sha) and optionally slow."""
+    """The built-in analyser, counting calls per (repository, PR, sha) and optionally slow."""
 
-    name = "heuristic"
+    name = "risk-model"
 
     def __init__(self, delay: float = 0.0, fail: str | None = None) -> None:
         self.calls: Counter[tuple[str, int, str]] = Counter()
@@ -44,7 +44,7 @@ class CountingAnalyser:
             await asyncio.sleep(self.delay)
         if self.fail:
             raise AnalysisError(self.fail, retryable=True)
-        return await HeuristicAnalyser().analyse(ctx)
+        return await RiskModelAnalyser().analyse(ctx)
 
 
 def settings(**overrides: Any) -> PollerSettings:
@@ -378,7 +378,7 @@ async def test_function_returns_json_summary(db: Database, dsn: str, monkeypatch
     assert body["ai_calls"] == 1 and body["failures"] == 0
     async with db.transaction() as tx:
         rows = await tx.all("insights_for_pr", repository=REPO, number=3)
-    assert rows[0]["model"] == "heuristic"
+    assert rows[0]["model"] == "risk-model"
 
 
 async def test_no_ai_call_starts_after_the_budget(db: Database) -> None:

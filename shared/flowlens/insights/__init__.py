@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flowlens.github.rest import GitHubError
+from flowlens.insights.builtin import RiskModelAnalyser
 from flowlens.insights.factory import make_analyser
 from flowlens.insights.github_files import GitHubFilesClient
-from flowlens.insights.heuristic import HeuristicAnalyser
 from flowlens.insights.models import (
     Analyser,
     AnalysisError,
@@ -29,9 +29,9 @@ __all__ = [
     "GeminiAnalyser",
     "GitHubError",
     "GitHubFilesClient",
-    "HeuristicAnalyser",
     "Insight",
     "RiskLevel",
+    "RiskModelAnalyser",
     "ground_key_changes",
     "make_analyser",
 ]

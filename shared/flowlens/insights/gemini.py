@@ -23,7 +23,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from flowlens.insights.heuristic import classify_path
+from flowlens.insights.builtin import describe_read, model_read, top_drivers
 from flowlens.insights.models import (
     MAX_KEY_CHANGE_CHARS,
     MAX_KEY_CHANGES,
@@ -34,7 +34,9 @@ from flowlens.insights.models import (
     Insight,
     ground_key_changes,
 )
+from flowlens.insights.paths import classify_path
 from flowlens.retry import backoff
+from flowlens.risk.model import Assessment
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +155,8 @@ class GeminiAnalyser:
     async def analyse(self, ctx: ChangeContext) -> Insight:
         """Assess one change; retries transient failures and invalid answers."""
         tag = secrets.token_hex(8)
-        prompt = build_prompt(ctx, tag)
+        read = model_read(ctx)  # pure and local: kept beside the answer, and in the prompt
+        prompt = build_prompt(ctx, tag, read=read)
         config = types.GenerateContentConfig(
             system_instruction=SYSTEM_INSTRUCTION.format(tag=tag),
             response_mime_type="application/json",
@@ -188,7 +191,7 @@ class GeminiAnalyser:
                 last, retryable = "unreadable response", True
             else:
                 try:
-                    return self._accept(response.text, ctx)
+                    return self._accept(response.text, ctx, read)
                 except _InvalidAnswer as exc:
                     last, retryable = f"invalid answer ({exc})", False
             log.warning(
@@ -205,7 +208,7 @@ class GeminiAnalyser:
             retry_after=hint,  # the last answer's RetryInfo: the event waits at least that
         )
 
-    def _accept(self, text: str | None, ctx: ChangeContext) -> Insight:
+    def _accept(self, text: str | None, ctx: ChangeContext, read: Assessment) -> Insight:
         """The answer as an Insight, or _InvalidAnswer; never passes raw text through."""
         if not text:
             raise _InvalidAnswer("empty answer")
@@ -222,13 +225,18 @@ class GeminiAnalyser:
                 extra={"repository": ctx.repository, "pr": ctx.pr_number, "sha": ctx.head_sha},
             )
         try:
+            # The contract's insight has one summary: the model's read is shown at its end
+            # (and kept apart in risk_score / risk_drivers).
+            model_line = f"FlowLens model: {read.level} risk, {describe_read(read)}."
             return Insight(
                 risk_level=answer.risk_level,
-                summary=answer.summary,
+                summary=f"{answer.summary[: MAX_TEXT_CHARS - len(model_line) - 2]}\n\n{model_line}",
                 recommendation=answer.recommendation,
                 key_changes=grounded,
                 confidence_score=answer.confidence_score,
                 model=self.name,
+                risk_score=round(read.score, 4),
+                drivers=top_drivers(read),
             )
         except ValidationError as exc:
             raise _InvalidAnswer(_describe_invalid(exc)) from None
@@ -288,8 +296,15 @@ def _clip(text: str, limit: int, what: str) -> str:
     return text[:limit] + f"\n[{what} truncated: {limit:,} of {len(text):,} characters shown]"
 
 
-def build_prompt(ctx: ChangeContext, tag: str, max_chars: int = MAX_PROMPT_CHARS) -> str:
-    """The user turn: a short request, the tagged data block, a reminder; <= ~max_chars."""
+def build_prompt(
+    ctx: ChangeContext,
+    tag: str,
+    max_chars: int = MAX_PROMPT_CHARS,
+    *,
+    read: Assessment | None = None,
+) -> str:
+    """The user turn: a short request, FlowLens's model read, the tagged data block, a
+    reminder; <= ~max_chars."""
     head = [
         f"<<<PR_DATA {tag}",
         f"repository: {ctx.repository}",
@@ -315,6 +330,13 @@ def build_prompt(ctx: ChangeContext, tag: str, max_chars: int = MAX_PROMPT_CHARS
         "Assess the risk of this pull request commit. Its data follows, between the "
         f"PR_DATA {tag} markers.\n"
     )
+    if read is not None:
+        # Computed by FlowLens, not written by the PR's author: outside the data block.
+        intro += (
+            "FlowLens's statistical defect model (change size, spread and the history of these "
+            f"files and this author) reads it as {read.level} risk, {describe_read(read)}. "
+            "Weigh it with what the diff shows.\n"
+        )
     budget = max_chars - len(intro) - sum(len(s) + 1 for s in head + tail)
 
     # The file list comes first: every file the model may name must be visible to it.

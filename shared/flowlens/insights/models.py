@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation
+
+from flowlens.risk.history import History
 
 RiskLevel = Literal["low", "medium", "high"]
 CiState = Literal["pending", "building", "buildPassed", "buildFailed"]
@@ -45,6 +48,24 @@ class ChangeContext(BaseModel):
     files: list[FileChange]
     additions: int = Field(ge=0)
     deletions: int = Field(ge=0)
+    # What FlowLens's kept history says of the author and the files (flowlens.risk.history),
+    # and when the change is scored (the file ages are measured to it; None: now).
+    history: SkipValidation[History] = Field(default_factory=History)
+    at: datetime | None = None
+
+
+class Driver(BaseModel):
+    """One term of the risk model's score: its measured value and its log-odds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    feature: str = Field(min_length=1, max_length=40)
+    label: str = Field(min_length=1, max_length=120)
+    value: float = Field(allow_inf_nan=False)
+    contribution: float = Field(allow_inf_nan=False)
+
+
+MAX_DRIVERS = 5
 
 
 class Insight(BaseModel):
@@ -58,6 +79,9 @@ class Insight(BaseModel):
     key_changes: list[str] = Field(default_factory=list, max_length=MAX_KEY_CHANGES)
     confidence_score: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
     model: str = Field(min_length=1)
+    # The built-in model's probability and top drivers; kept beside Gemini's answer too.
+    risk_score: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    drivers: list[Driver] = Field(default_factory=list, max_length=MAX_DRIVERS)
 
 
 class AnalysisError(Exception):
@@ -71,7 +95,7 @@ class AnalysisError(Exception):
 
 
 class Analyser(Protocol):
-    """Turns a change into an insight (Gemini or the built-in heuristic)."""
+    """Turns a change into an insight (Gemini or the built-in risk model)."""
 
     name: str
 

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
@@ -21,6 +22,9 @@ from flowlens.ingest.store import save_pr_now
 from flowlens.insights.models import Analyser, AnalysisError, ChangeContext, FileChange, Insight
 from flowlens.loop import pause
 from flowlens.retry import retrying
+from flowlens.risk.history import History, PgHistory
+from flowlens.risk.outcomes import followed_up, revert_targets
+from flowlens.risk.replay import observe
 from flowlens.settings import Settings
 from flowlens.workqueue import EventQueue, PrAnalysisLease
 
@@ -261,9 +265,12 @@ class Poller:
                         files = await self._files(pr)
                         if self._spent():  # the lookup took what was left of the budget
                             return await self._defer(ids, summary)
+                        at = datetime.now(UTC)
+                        history = await retrying(self._observe, pr, files, at)
                         summary.ai_calls += 1
                         called = asyncio.get_running_loop().time()
-                        insight = await self.analyser.analyse(self._context(pr, files))
+                        ctx = self._context(pr, files, history, at)
+                        insight = await self.analyser.analyse(ctx)
             except AnalysisError as exc:
                 await self._failed(events, str(exc), exc.retryable, summary, exc.retry_after)
                 return summary
@@ -288,8 +295,33 @@ class Poller:
             log.info("insight %s (%s) for %s", insight.risk_level, insight.model, sha[:12])
             return summary
 
+    async def _observe(self, pr: dict[str, Any], files: list[FileChange], at: datetime
+                       ) -> History:  # fmt: skip
+        """The risk model's history for this head, the PR recorded into it, and what this
+        change tells of earlier ones (a follow-up of their files, a revert): one transaction."""
+        change = f"pr:{pr['id']}"
+        async with self.db.transaction() as tx:
+            history = await observe(PgHistory(tx), pr["repository_id"], change,
+                                    pr["author"] or "", [f.path for f in files], at)  # fmt: skip
+            earlier = [int(k[3:]) for k in followed_up(history, at, change)
+                       if k.startswith("pr:")]  # fmt: skip
+            if earlier:
+                await tx.execute("risk_outcome_for_changes", repository_id=pr["repository_id"],
+                                 pr_ids=earlier, detail=f"#{pr['number']}")  # fmt: skip
+            reverts = revert_targets(pr["title"] or "", pr["body"] or "")
+            if reverts is not None:
+                await tx.execute(
+                    "risk_outcome_reverted", repository_id=pr["repository_id"],
+                    shas=reverts.shas, numbers=[n for n in reverts.numbers if n != pr["number"]],
+                    detail=f"#{pr['number']}",
+                )  # fmt: skip
+        return history
+
     @staticmethod
-    def _context(pr: dict[str, Any], files: list[FileChange]) -> ChangeContext:
+    def _context(
+        pr: dict[str, Any], files: list[FileChange], history: History | None = None,
+        at: datetime | None = None,
+    ) -> ChangeContext:  # fmt: skip
         return ChangeContext(
             repository=pr["repository"],
             pr_number=pr["number"],
@@ -303,6 +335,8 @@ class Poller:
             files=files,
             additions=pr["additions"] or 0,
             deletions=pr["deletions"] or 0,
+            history=history or History(),
+            at=at,
         )
 
     def _cutoff(self) -> float | None:
@@ -388,6 +422,8 @@ class Poller:
                 key_changes=Jsonb(list(insight.key_changes)),
                 confidence_score=insight.confidence_score,
                 model=insight.model,
+                risk_score=insight.risk_score,
+                risk_drivers=Jsonb([d.model_dump() for d in insight.drivers]),
             )
             if row is not None:
                 await self._make_latest(tx, pr, row, files)

@@ -16,9 +16,11 @@ WHERE repository_id = %(repository_id)s AND pr_number = %(pr_number)s
 
 -- name: poller_insert_insight
 INSERT INTO insights (repository_id, pull_request_id, pr_number, commit_sha, risk_level,
-                      summary, recommendation, key_changes, confidence_score, model)
+                      summary, recommendation, key_changes, confidence_score, model,
+                      risk_score, risk_drivers)
 VALUES (%(repository_id)s, %(pull_request_id)s, %(pr_number)s, %(commit_sha)s, %(risk_level)s,
-        %(summary)s, %(recommendation)s, %(key_changes)s, %(confidence_score)s, %(model)s)
+        %(summary)s, %(recommendation)s, %(key_changes)s, %(confidence_score)s, %(model)s,
+        %(risk_score)s, %(risk_drivers)s)
 ON CONFLICT (repository_id, pr_number, commit_sha) DO NOTHING
 RETURNING *;
 
