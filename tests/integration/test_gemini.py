@@ -19,6 +19,7 @@ from flowlens.insights import (
     RiskModelAnalyser,
     make_analyser,
 )
+from flowlens.insights.builtin import describe_read, model_read
 from flowlens.insights.gemini import MAX_PROMPT_CHARS, GeminiAnalyser, build_prompt
 from flowlens.settings import Settings
 from tests.fakes import FakeGemini, GeminiCall, Reply
@@ -105,7 +106,15 @@ async def test_good_answer(gemini: FakeGemini, analyser: GeminiAnalyser) -> None
     insight = await analyser.analyse(change())
 
     assert insight.risk_level == "high"
-    assert insight.summary == "Adds a new query path."
+    # Both answers are kept and shown: Gemini's level and words, the model's score and drivers
+    # (in their own fields, and at the end of the one summary the contract has).
+    read = model_read(change())
+    assert insight.risk_score == round(read.score, 4)
+    assert [d.feature for d in insight.drivers] == [d.name for d in read.drivers[:5]]
+    gemini_part, model_part = insight.summary.split("\n\n")
+    assert gemini_part == "Adds a new query path."
+    assert model_part == f"FlowLens model: {read.level} risk, {describe_read(read)}."
+    assert f"defect probability {read.score:.2f}" in model_part
     assert insight.recommendation == "Check the query plan."
     assert insight.key_changes == ["src/db.py: new query helper", "src/app.py: retries the client"]
     assert insight.confidence_score == 0.8
@@ -126,7 +135,11 @@ async def test_good_answer(gemini: FakeGemini, analyser: GeminiAnalyser) -> None
         "key_changes",
         "confidence_score",
     }
-    _, block = data_block(call)
+    tag, block = data_block(call)
+    # The model's read is data FlowLens computed: in the prompt, outside the PR's data block.
+    before = call.prompt.split(f"<<<PR_DATA {tag}")[0]
+    assert f"reads it as {read.level} risk, {describe_read(read)}." in before
+    assert "defect probability" not in block
     assert "- modified src/app.py +12/-3" in block
     assert "+def q(): ..." in block
     assert "CI state: buildPassed" in block

@@ -17,13 +17,15 @@ from psycopg.types.json import Jsonb
 
 from flowlens import logs, serialize
 from flowlens.db import Database, Tx
+from flowlens.db.codec import unpack_payload
+from flowlens.github.parse import load_payload
 from flowlens.github.rest import GitHubError
 from flowlens.ingest.store import save_pr_now
 from flowlens.insights.models import Analyser, AnalysisError, ChangeContext, FileChange, Insight
 from flowlens.loop import pause
 from flowlens.retry import retrying
 from flowlens.risk.history import History, PgHistory
-from flowlens.risk.outcomes import followed_up, revert_targets
+from flowlens.risk.outcomes import commit_reverts, followed_up, revert_targets
 from flowlens.risk.replay import observe
 from flowlens.settings import Settings
 from flowlens.workqueue import EventQueue, PrAnalysisLease
@@ -123,6 +125,12 @@ class Poller:
             name, number = event["repository"], event["pr_number"]
             groups[known.get((name, number), (None, name, number))].append(event)
         if plain:
+            pushes = [e["id"] for e in claimed if e["event"] == "push" and not e["needs_analysis"]]
+            if pushes:
+                try:
+                    await self._push_reverts(pushes)
+                except Exception as exc:  # an outcome is a bonus: never what holds events up
+                    log.warning("reading pushes for reverts failed: %s", exc)
             # Reviews, builds, pings...: their PR changes reached the feed in ingest's transaction.
             await self._mark(plain)
         # Every group is waited for, also when one fails: none may run on past its scan.
@@ -140,6 +148,22 @@ class Poller:
                 log.error("analysis of a pull request failed", exc_info=result)
                 summary.errors.append(f"scan failed: {result}"[:300])
         return summary
+
+    async def _push_reverts(self, ids: list[int]) -> None:
+        """Pushed commits that revert analysed heads ("This reverts commit <sha>.") record it."""
+        async with self.db.transaction() as tx:
+            for row in await tx.all("risk_push_payloads", ids=ids):
+                payload = load_payload(unpack_payload(row["payload"]))
+                for commit in payload.get("commits") or []:
+                    if not isinstance(commit, dict) or not isinstance(commit.get("message"), str):
+                        continue
+                    reverts = commit_reverts(commit["message"])
+                    if reverts is not None:
+                        await tx.execute(
+                            "risk_outcome_reverted", repository_id=row["repository_id"],
+                            shas=reverts.shas, numbers=reverts.numbers,
+                            detail=f"push {str(commit.get('id') or '')[:12]}".strip(),
+                        )  # fmt: skip
 
     async def _mark(self, ids: list[int]) -> None:
         async with self.db.transaction() as tx:

@@ -21,18 +21,30 @@ _REVERTS_COMMIT = re.compile(r"\breverts? commit ([0-9a-f]{7,40})\b", re.IGNOREC
 _PR = re.compile(r"(?:^|[\s(])(?:[\w.-]+/[\w.-]+)?#(\d{1,9})\b")
 
 
+def commit_reverts(message: str) -> RevertTargets | None:
+    """What one pushed commit (its whole message) reverts."""
+    title, _, body = message.partition("\n")
+    return revert_targets(title, body, numbers_in_title=False)
+
+
 @dataclass(frozen=True)
 class RevertTargets:
     shas: list[str]
     numbers: list[int]
 
 
-def revert_targets(title: str, body: str) -> RevertTargets | None:
-    """What a change reverts, or None when it is not a revert (or names nothing)."""
+def revert_targets(title: str, body: str, *, numbers_in_title: bool = True
+                   ) -> RevertTargets | None:  # fmt: skip
+    """What a change reverts, or None when it is not a revert (or names nothing).
+
+    A pushed commit's title may end with the number of the revert PR that was squash-merged
+    (`Revert "x" (#13)`), so for pushes (`numbers_in_title=False`) only the body's
+    `Reverts owner/repo#N` line names a PR.
+    """
     if not _REVERT_TITLE.match(title):
         return None
     shas = set(_SHA.findall(title.lower())) | set(_REVERTS_COMMIT.findall(body.lower()))
-    numbers = {int(n) for n in _PR.findall(title)}
+    numbers = {int(n) for n in _PR.findall(title)} if numbers_in_title else set()
     numbers |= {int(n) for line in body.splitlines() if line.lower().startswith("reverts ")
                 for n in _PR.findall(line)}  # fmt: skip
     if not shas and not numbers:

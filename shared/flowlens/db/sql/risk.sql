@@ -91,3 +91,13 @@ SELECT id, 'reverted', %(detail)s FROM (
              ORDER BY i.created_at DESC, i.id DESC LIMIT 1) AS latest
 ) named
 ON CONFLICT DO NOTHING;
+
+-- name: risk_push_payloads
+-- Pushes the poller reads for revert commits, with their repository's row id.
+SELECT e.id, e.payload, r.id AS repository_id
+FROM raw_events e
+JOIN repositories r ON r.id = COALESCE(
+    (SELECT id FROM repositories WHERE github_id = e.repository_github_id),
+    (SELECT id FROM repositories
+     WHERE e.repository_github_id IS NULL AND full_name = e.repository))
+WHERE e.id = ANY(%(ids)s::bigint[]);
