@@ -167,6 +167,15 @@ async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
             await stage.wait_for(timeout=15000)
             status = await row.locator('[data-testid="pr-status"]').inner_text()
             assert "fail" in status.lower()
+            # The risk read against outcomes: the analysed head's level now shows its failed
+            # build (the card refetches with the builds).
+            chart = page.locator('[data-testid="risk-chart"]')
+            failed_bar = chart.locator(
+                f'[data-level="{risk}"] [data-outcome="buildFailed"][data-rate="1"]'
+            )
+            await failed_bar.wait_for(timeout=15000)
+            words = await chart.locator(f'[data-level="{risk}"]').text_content()
+            assert "1 analysed" in (words or "")
             assert await page.evaluate("window.__noReload === true"), "the page reloaded"
             await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 

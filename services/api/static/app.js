@@ -5,7 +5,9 @@ import { Api, AuthCancelled, getToken, socketProtocols, socketUrl } from "./modu
 import { h } from "./modules/dom.js";
 import { insightIsFor, prKey, relativeTime } from "./modules/format.js";
 import { LiveSocket } from "./modules/live.js";
+import { calibrationChart } from "./modules/chart.js";
 import { applyPrUpdate, repoName } from "./modules/live-state.js";
+import { calibrationRows, hasCalibration } from "./modules/risk-calibration.js";
 import {
   buildRows,
   cardId,
@@ -28,6 +30,7 @@ const BUILDS_SETTLE_MS = 300;
 // again when the socket opens.
 const FIRST_LOAD_WAIT_MS = 1500;
 const METRICS_DAYS = 7;
+const RISK_DAYS = 30; // the risk calibration card's window
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -44,6 +47,7 @@ const els = {
   buildsTable: $("[data-testid=builds-table]"),
   metrics: $("#metric-cards"),
   chart: $("#chart-box"),
+  riskChart: $("#risk-box"),
   windowLabel: $("#window-label"),
   dialog: $("#token-dialog"),
   tokenForm: $("#token-form"),
@@ -63,6 +67,7 @@ const state = {
   socketSeq: 0,
   builds: [],
   metrics: null,
+  risk: null, // GET /api/metrics/risk
   firstLoadTimer: 0, // the snapshot's fallback while the socket is slow to open
   loadSeq: 0,
   loaded: false,
@@ -245,10 +250,11 @@ async function loadAll({ quiet = false } = {}) {
     state.repos = Array.isArray(repos) ? repos : [];
     canonicalRepo();
     renderRepoOptions();
-    const [prs, builds, metrics] = await Promise.allSettled([
+    const [prs, builds, metrics, risk] = await Promise.allSettled([
       api.prs(repo),
       api.builds(repo),
       api.metrics(repo, METRICS_DAYS),
+      api.risk(repo, RISK_DAYS),
     ]);
     if (seq !== state.loadSeq) return;
     const auth = [prs, builds, metrics].find((r) => r.status === "rejected" && r.reason instanceof AuthCancelled);
@@ -260,6 +266,7 @@ async function loadAll({ quiet = false } = {}) {
     else errors.push(`builds (${builds.reason.message})`);
     if (metrics.status === "fulfilled") state.metrics = metrics.value;
     else errors.push(`metrics (${metrics.reason.message})`);
+    state.risk = risk.status === "fulfilled" ? risk.value : null;
     state.lastBuildsFetch = Date.now();
     state.loaded = true;
     state.loadError = null;
@@ -333,8 +340,13 @@ function mergePrs(list, socketSeqAtStart) {
 async function refreshBuilds() {
   const repo = state.repo;
   state.lastBuildsFetch = Date.now();
-  const [builds, metrics] = await Promise.allSettled([api.builds(repo), api.metrics(repo, METRICS_DAYS)]);
+  const [builds, metrics, risk] = await Promise.allSettled([
+    api.builds(repo),
+    api.metrics(repo, METRICS_DAYS),
+    api.risk(repo, RISK_DAYS),
+  ]);
   if (repo !== state.repo) return;
+  if (risk.status === "fulfilled") state.risk = risk.value;
   if (builds.status === "fulfilled") {
     state.builds = Array.isArray(builds.value) ? builds.value : [];
     renderBuilds();
@@ -677,6 +689,11 @@ function renderMetrics() {
   els.windowLabel.textContent = `Last ${days} days${state.repo ? ` · ${state.repo}` : " · all repositories"}`;
   els.metrics.replaceChildren(...metricCards(state.metrics));
   els.chart.replaceChildren(...chartBlock(state.builds, days));
+  els.riskChart.replaceChildren(
+    hasCalibration(state.risk)
+      ? calibrationChart(calibrationRows(state.risk))
+      : h("p", { class: "empty", text: "No analysed heads in the last 30 days yet." }),
+  );
 }
 
 /** Relative times drift; refresh their text (no network). */

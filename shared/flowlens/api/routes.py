@@ -22,8 +22,10 @@ from flowlens.api.schemas import (
     MetricsSummary,
     PullRequest,
     Repository,
+    RiskMetrics,
 )
 from flowlens.db import Database, Tx
+from flowlens.model import RISK
 from flowlens.names import REPO_NAME
 from flowlens.settings import ApiSettings
 
@@ -271,6 +273,40 @@ async def metrics_summary(
             "lastUpdated": serialize.iso(last["updated_at"]) if last else None,
         }
     )
+
+
+# Outcome (as the API names it) -> the column of api_risk_outcomes that counts it.
+RISK_OUTCOMES = {
+    "buildFailed": "build_failed",
+    "closedUnmerged": "closed_unmerged",
+    "reverted": "reverted",
+    "followUp": "follow_up",
+}
+
+
+@router.get("/metrics/risk", response_model=RiskMetrics, summary="Risk read calibration")
+async def metrics_risk(
+    request: Request,
+    repo: RepoParam = None,
+    days: Annotated[int, Query(ge=1, le=365, description="Window in days.")] = 30,
+) -> Response:
+    """Per risk level: the heads analysed in the last `days` days, and how many of them (and
+    what share) had their build fail, were closed unmerged, were reverted, or were followed up
+    by a change of the same files."""
+    async with services(request).db.transaction() as tx:
+        rid = await repository_id(tx, repo)
+        rows = {r["risk_level"]: r for r in await tx.all("api_risk_outcomes", repository_id=rid,
+                                                         days=days)}  # fmt: skip
+    levels = []
+    for level in RISK:
+        row = rows.get(level)
+        count = int(row["insights"]) if row else 0
+        outcomes = {}
+        for name, column in RISK_OUTCOMES.items():
+            met = int(row[column]) if row else 0
+            outcomes[name] = {"count": met, "rate": round(met / count, 4) if count else None}
+        levels.append({"riskLevel": level, "count": count, "outcomes": outcomes})
+    return ok({"windowDays": days, "outcomes": list(RISK_OUTCOMES), "levels": levels})
 
 
 health_router = APIRouter()

@@ -23,6 +23,7 @@ from flowlens.model import (
 )
 
 BuildStatus = Literal["queued", "running", "success", "failed"]
+Outcome = Literal["buildFailed", "closedUnmerged", "reverted", "followUp"]
 
 
 class Strict(BaseModel):
@@ -126,6 +127,27 @@ class MetricsSummary(Strict):
     avgBuildTimeSeconds: float | None
     lastBuildStatus: BuildStatus | None
     lastUpdated: datetime | None
+
+
+class OutcomeRate(Strict):
+    """How many insights of one level met one outcome, and that count over the level's."""
+
+    count: int = Field(ge=0)
+    rate: float | None = Field(ge=0, le=1)
+
+
+class RiskLevelOutcomes(Strict):
+    riskLevel: Risk
+    count: int = Field(ge=0)
+    outcomes: dict[Outcome, OutcomeRate]
+
+
+class RiskMetrics(Strict):
+    """/api/metrics/risk: the live calibration of the risk read (docs/METRICS.md)."""
+
+    windowDays: int
+    outcomes: list[Outcome]
+    levels: list[RiskLevelOutcomes]
 
 
 class Health(Strict):

@@ -134,6 +134,10 @@ export class Api {
     return this.get("/api/metrics/summary", { repo, days }, opts);
   }
 
+  risk(repo, days = 30, opts) {
+    return this.get("/api/metrics/risk", { repo, days }, opts);
+  }
+
   insights(number, repo, opts) {
     return this.get(`/api/insights/${encodeURIComponent(number)}`, { repo }, opts);
   }

@@ -139,3 +139,57 @@ export function chartLegend(h) {
     item("swatch-other", "Queued or running"),
   );
 }
+
+/**
+ * The risk read against outcomes (rows from risk-calibration.js): for each risk level, one
+ * horizontal bar per outcome, its length the share of that level's analysed heads that met it.
+ * @param {ReturnType<import("./risk-calibration.js").calibrationRows>} rows
+ * @returns {SVGSVGElement}
+ */
+export function calibrationChart(rows) {
+  const id = `chart-${++chartId}`;
+  const levels = [...new Set(rows.map((r) => r.level))];
+  const outcomes = [...new Set(rows.map((r) => r.outcome))];
+  const RW = 360;
+  const left = 118;
+  const right = 42;
+  const barH = 9;
+  const gap = 3;
+  const groupGap = 14;
+  const groupH = outcomes.length * (barH + gap) + groupGap;
+  const RH = 8 + levels.length * groupH;
+  const plotW = RW - left - right;
+  const svg = s("svg", {
+    class: "chart calibration",
+    viewBox: `0 0 ${RW} ${RH}`,
+    role: "img",
+    "aria-labelledby": `${id}-title ${id}-desc`,
+    "data-testid": "risk-chart",
+  });
+  svg.append(
+    s("title", { id: `${id}-title`, text: "What happened after each risk level" }),
+    s("desc", { id: `${id}-desc` }, rows.map((r) => r.text).join(". ")),
+  );
+  levels.forEach((level, li) => {
+    const top = 8 + li * groupH;
+    const g = s("g", { class: `level level-${level}`, "data-level": level });
+    g.append(s("text", { x: 0, y: top + 8, class: "level-name", text: `${level} risk` }));
+    const total = rows.find((r) => r.level === level)?.total ?? 0;
+    g.append(s("text", { x: 0, y: top + 20, class: "axis", text: `${total} analysed` }));
+    outcomes.forEach((outcome, oi) => {
+      const row = rows.find((r) => r.level === level && r.outcome === outcome);
+      const y = top + oi * (barH + gap);
+      const bar = s("g", { class: "outcome", "data-outcome": outcome, "data-rate": row.rate ?? "" });
+      bar.append(s("title", { text: row.text }));
+      bar.append(s("text", { x: left - 6, y: y + barH - 1, "text-anchor": "end", class: "axis", text: row.label }));
+      bar.append(s("rect", { x: left, y, width: plotW, height: barH, rx: 2, class: "track" }));
+      if (row.rate !== null) {
+        bar.append(s("rect", { x: left, y, width: Math.max(row.rate > 0 ? 2 : 0, row.rate * plotW), height: barH, rx: 2, class: `fill fill-${level}` }));
+      }
+      bar.append(s("text", { x: RW - right + 4, y: y + barH - 1, class: "count", text: row.rate === null ? "–" : `${Math.round(row.rate * 100)}%` }));
+      g.append(bar);
+    });
+    svg.append(g);
+  });
+  return svg;
+}

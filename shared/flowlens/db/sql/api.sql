@@ -168,3 +168,26 @@ SELECT status, updated_at FROM builds
 WHERE (%(repository_id)s::bigint IS NULL OR repository_id = %(repository_id)s::bigint)
 ORDER BY COALESCE(started_at, created_at) DESC, id DESC
 LIMIT 1;
+
+-- name: api_risk_outcomes
+-- Per risk level, the insights written in the window and how many of them met each outcome
+-- (docs/METRICS.md): a failed build of the head, the PR closed unmerged at that head, a
+-- revert, a follow-up change of the same files.
+SELECT i.risk_level, count(*) AS insights,
+       count(*) FILTER (WHERE EXISTS (
+           SELECT 1 FROM builds b
+           WHERE b.repository_id = i.repository_id AND b.commit_sha = i.commit_sha
+             AND b.status = 'failed')) AS build_failed,
+       count(*) FILTER (WHERE p.state = 'closed' AND p.head_sha = i.commit_sha)
+           AS closed_unmerged,
+       count(*) FILTER (WHERE EXISTS (
+           SELECT 1 FROM insight_outcomes o
+           WHERE o.insight_id = i.id AND o.outcome = 'reverted')) AS reverted,
+       count(*) FILTER (WHERE EXISTS (
+           SELECT 1 FROM insight_outcomes o
+           WHERE o.insight_id = i.id AND o.outcome = 'follow_up')) AS follow_up
+FROM insights i
+LEFT JOIN pull_requests p ON p.id = i.pull_request_id
+WHERE i.created_at >= now() - make_interval(days => %(days)s::int)
+  AND (%(repository_id)s::bigint IS NULL OR i.repository_id = %(repository_id)s::bigint)
+GROUP BY i.risk_level;
