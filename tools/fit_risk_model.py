@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -28,44 +27,16 @@ from flowlens.risk.replay import commits, open_text  # noqa: E402
 
 DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "jit" / "commits.jsonl.gz"
 DEFAULT_OUTPUT = ROOT / "shared" / "flowlens" / "risk" / "coefficients.json"
-STRENGTHS = (0.01, 0.1, 1.0)
-HIGH_QUANTILE = 0.90
-MEDIUM_QUANTILE = 0.60
-
-
-def mean_project_auc(coefficients: dict, data: list[F.Row]) -> float:
-    values = F.scores(coefficients, data)
-    per = []
-    for project in sorted({r.project for r in data}):
-        idx = [i for i, r in enumerate(data) if r.project == project]
-        a = F.auc([data[i].label for i in idx], [values[i] for i in idx])
-        if a is not None:
-            per.append(a)
-    return statistics.mean(per)
 
 
 def build(input_path: Path) -> dict:
     with open_text(input_path) as reader:
         data = F.rows(commits(reader))
-    last = max(r.year for r in data)
-    train = [r for r in data if r.year <= last - 4]
-    check = [r for r in data if last - 4 < r.year <= last - 2]
-    chosen = max(STRENGTHS, key=lambda c: (round(mean_project_auc(F.fit(train, c_reg=c), check),
-                                                 4), -c))  # fmt: skip
-    model = F.fit(data, c_reg=chosen)
-    fitted = F.scores(model, data)
-    model["thresholds"] = {
-        "medium": round(F.quantile(fitted, MEDIUM_QUANTILE), 6),
-        "high": round(F.quantile(fitted, HIGH_QUANTILE), 6),
-    }
-    model["fitted_on"] = {
+    model = F.fit_selected(data)
+    model["fitted_on"].update({
         "data": "ApacheJIT calibration period (2003-2016), see docs/RISK_MODEL.md",
         "sha256": hashlib.sha256(input_path.read_bytes()).hexdigest(),
-        "labelled_commits": len(data),
-        "buggy": sum(r.label for r in data),
-        "l2_strength_c": chosen,
-        "quantiles": {"medium": MEDIUM_QUANTILE, "high": HIGH_QUANTILE},
-    }
+    })  # fmt: skip
     return model
 
 

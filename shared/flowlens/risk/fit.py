@@ -9,7 +9,7 @@ import asyncio
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flowlens.risk.features import FileLines, measure
@@ -85,6 +85,47 @@ def fit(train: list[Row], *, c_reg: float = 1.0) -> dict[str, Any]:
     }  # fmt: skip
 
 
+STRENGTHS = (0.01, 0.1, 1.0)
+HIGH_QUANTILE = 0.90
+MEDIUM_QUANTILE = 0.60
+
+
+def mean_project_auc(coefficients: dict[str, Any], data: list[Row]) -> float:
+    """The mean over projects of the ROC AUC of the model's scores."""
+    values = scores(coefficients, data)
+    per = []
+    for project in sorted({r.project for r in data}):
+        idx = [i for i, r in enumerate(data) if r.project == project]
+        a = auc([data[i].label for i in idx], [values[i] for i in idx])
+        if a is not None:
+            per.append(a)
+    return sum(per) / len(per)
+
+
+def fit_selected(data: list[Row]) -> dict[str, Any]:
+    """The product's fitting procedure: the L2 strength chosen on the two years before the
+    newest two (fit on the years before them), then a fit on all `data`, with the level cuts
+    at the HIGH_QUANTILE and MEDIUM_QUANTILE of its fitted scores."""
+    last = max(r.year for r in data)
+    train = [r for r in data if r.year <= last - 4]
+    check = [r for r in data if last - 4 < r.year <= last - 2]
+    chosen = max(STRENGTHS, key=lambda c: (round(mean_project_auc(fit(train, c_reg=c), check),
+                                                 4), -c))  # fmt: skip
+    model = fit(data, c_reg=chosen)
+    fitted = scores(model, data)
+    model["thresholds"] = {
+        "medium": round(quantile(fitted, MEDIUM_QUANTILE), 6),
+        "high": round(quantile(fitted, HIGH_QUANTILE), 6),
+    }
+    model["fitted_on"] = {
+        "labelled_commits": len(data),
+        "buggy": sum(r.label for r in data),
+        "l2_strength_c": chosen,
+        "quantiles": {"medium": MEDIUM_QUANTILE, "high": HIGH_QUANTILE},
+    }
+    return model
+
+
 def scores(coefficients: dict[str, Any], data: list[Row]) -> list[float]:
     """The model's probability for each row (the same formula as flowlens.risk.model)."""
     out = []
@@ -110,7 +151,3 @@ def auc(labels: list[int], values: list[float]) -> float | None:
     if len(set(labels)) < 2:
         return None
     return float(roc_auc_score(labels, values))
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
