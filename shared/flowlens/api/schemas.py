@@ -143,7 +143,7 @@ class RiskLevelOutcomes(Strict):
 
 
 class RiskMetrics(Strict):
-    """/api/metrics/risk: the live calibration of the risk read (docs/METRICS.md)."""
+    """/api/metrics/risk: the live calibration of the risk read (docs/RISK_MODEL.md)."""
 
     windowDays: int
     outcomes: list[Outcome]

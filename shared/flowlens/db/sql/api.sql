@@ -171,7 +171,7 @@ LIMIT 1;
 
 -- name: api_risk_outcomes
 -- Per risk level, the insights written in the window and how many of them met each outcome
--- (docs/METRICS.md): a failed build of the head, the PR closed unmerged at that head, a
+-- (docs/RISK_MODEL.md, "Outcomes"): a failed build of the head, the PR closed unmerged at that head, a
 -- revert, a follow-up change of the same files.
 SELECT i.risk_level, count(*) AS insights,
        count(*) FILTER (WHERE EXISTS (
