@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 
 from flowlens.db import Database
 from flowlens.ingest.app import close_all
+from tests.fakes import FakeGitHub
 from tests.helpers import SECRET, encode, github_headers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,3 +72,19 @@ async def counts(db: Database) -> Any:
         return dict(row)
 
     return read
+
+
+@pytest.fixture(scope="module")
+def github_server() -> Iterator[FakeGitHub]:
+    """The fake of GitHub's pull-request files API, one server per module (starting and
+    stopping uvicorn costs ~0.2 s a time)."""
+    fake = FakeGitHub()
+    with fake.running():
+        yield fake
+
+
+@pytest.fixture
+def github(github_server: FakeGitHub) -> FakeGitHub:
+    """That server with nothing registered (a module's own `github` fixture wins)."""
+    github_server.reset()
+    return github_server

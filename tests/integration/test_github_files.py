@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,20 +14,6 @@ from flowlens.insights.github_files import MAX_PAGES, USER_AGENT, cap_patch
 from tests.fakes import FakeGitHub, github_file
 
 REPO = "octo/app"
-
-
-@pytest.fixture(scope="module")
-def github_server() -> Iterator[FakeGitHub]:
-    # One server for the module: starting and stopping uvicorn costs ~0.2 s a time.
-    fake = FakeGitHub()
-    with fake.running():
-        yield fake
-
-
-@pytest.fixture
-def github(github_server: FakeGitHub) -> FakeGitHub:
-    github_server.reset()
-    return github_server
 
 
 def client_for(github: FakeGitHub, token: str | None = None, **kw: Any) -> GitHubFilesClient:

@@ -4,10 +4,7 @@ files client against a local fake."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from flowlens.db import Database
 from flowlens.insights import GitHubFilesClient
@@ -17,19 +14,6 @@ from tests.fakes import FakeGitHub, github_file
 from tests.fakes.fake_gemini import FakeGemini, Reply
 from tests.helpers import variant
 from tests.integration.test_poller import REPO, CountingAnalyser, deliver, pr_delivery, settings
-
-
-@pytest.fixture(scope="module")
-def github_server() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub()
-    with fake.running():
-        yield fake
-
-
-@pytest.fixture
-def github(github_server: FakeGitHub) -> FakeGitHub:
-    github_server.reset()
-    return github_server
 
 
 def pr(number: int, sha: str, minute: int, **fields: Any) -> dict[str, Any]:
