@@ -3,6 +3,7 @@ the same history and answer every lookup alike, including a PR's later heads."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 from datetime import UTC, datetime, timedelta
@@ -86,3 +87,28 @@ async def test_the_stores_agree_on_any_stream(db: Database, seed: int) -> None:
             pg = await observe(PgHistory(tx), repo, change, author, paths, at)
         mem = await observe(memory, repo, change, author, paths, at)
         assert pg == mem, (step, change, author, paths)
+
+
+async def test_concurrent_changes_of_one_author_count_one_author(db: Database) -> None:
+    """Two pollers record two PRs of one author touching the same new file at once: one
+    author, two changes; and a change recorded late never becomes the file's last."""
+    repo = await repository(db, "o/concurrent")
+    first_in = asyncio.Event()
+    release = asyncio.Event()
+
+    async def record(change: str, hours: int, hold: bool) -> None:
+        async with db.transaction() as tx:
+            await PgHistory(tx).record(repo, change, "ann", ["new.py"], T0 + timedelta(hours=hours))
+            if hold:
+                first_in.set()
+                await release.wait()  # the other records while this one is uncommitted
+
+    holder = asyncio.create_task(record("c2", 2, hold=True))
+    await first_in.wait()
+    other = asyncio.create_task(record("c1", 1, hold=False))
+    await asyncio.sleep(0.3)
+    release.set()
+    await asyncio.gather(holder, other)
+    async with db.transaction() as tx:
+        history = await PgHistory(tx).lookup(repo, "c3", "bob", ["new.py"])
+    assert history.files["new.py"] == FileHistory(2, 1, T0 + timedelta(hours=2), "c2")

@@ -97,8 +97,9 @@ class MemoryHistory:
             self._touched.add(key)
             f = self._files.setdefault((repository, path), _File())
             f.changes += 1
-            f.prev_at, f.prev_change = f.last_at, f.last_change
-            f.last_at, f.last_change = at, change
+            if f.last_at is None or at >= f.last_at:
+                f.prev_at, f.prev_change = f.last_at, f.last_change
+                f.last_at, f.last_change = at, change
             f.authors[author] = f.authors.get(author, 0) + 1
 
 

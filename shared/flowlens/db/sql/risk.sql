@@ -42,28 +42,29 @@ WITH change AS (
     FROM unnest(%(paths)s::text[]) AS p ORDER BY p
     ON CONFLICT DO NOTHING
     RETURNING path
-), known_authors AS (  -- the snapshot before this statement: which files the author had
-    SELECT path FROM risk_file_authors
-    WHERE repository_id = %(repository_id)s AND author = %(author)s
-      AND path = ANY(%(paths)s::text[])
 ), file_authors AS (
     INSERT INTO risk_file_authors AS fa (repository_id, path, author, changes)
     SELECT %(repository_id)s, path, %(author)s, 1 FROM new_paths ORDER BY path
     ON CONFLICT (repository_id, path, author) DO UPDATE SET changes = fa.changes + 1
-    RETURNING path
+    -- changes = 1: the author's first change of the file (also when another transaction
+    -- recorded one meanwhile: the conflict waits for it and counts on from its row).
+    RETURNING path, changes = 1 AS new_author
 )
 INSERT INTO risk_files AS f (repository_id, path, changes, authors, last_at, last_change)
-SELECT %(repository_id)s, n.path, 1,
-       CASE WHEN n.path IN (SELECT path FROM known_authors) THEN 0 ELSE 1 END,
+SELECT %(repository_id)s, n.path, 1, CASE WHEN n.new_author THEN 1 ELSE 0 END,
        %(at)s, %(change_key)s
 FROM file_authors n ORDER BY n.path
 ON CONFLICT (repository_id, path) DO UPDATE SET
     changes = f.changes + 1,
     authors = f.authors + EXCLUDED.authors,
-    prev_at = f.last_at,
-    prev_change = f.last_change,
-    last_at = EXCLUDED.last_at,
-    last_change = EXCLUDED.last_change;
+    -- A change recorded after a later one (two pollers, out of order) is counted but does not
+    -- become the file's last change.
+    prev_at = CASE WHEN EXCLUDED.last_at >= f.last_at THEN f.last_at ELSE f.prev_at END,
+    prev_change = CASE WHEN EXCLUDED.last_at >= f.last_at THEN f.last_change
+                       ELSE f.prev_change END,
+    last_change = CASE WHEN EXCLUDED.last_at >= f.last_at THEN EXCLUDED.last_change
+                       ELSE f.last_change END,
+    last_at = GREATEST(f.last_at, EXCLUDED.last_at);
 
 -- name: risk_outcome_for_changes
 -- A later change touched these PRs' files: the latest insight of each PR records it.
