@@ -62,7 +62,7 @@ async def test_history_scores_and_outcomes_through_the_poller(
     await analyse_all(db, github, analyser)
 
     assert await outcomes(db) == {
-        (1, "follow_up"): "#2",  # PR 2, then PR 4 (src/a.py): the first kept
+        (1, "follow_up"): "#2",  # PR 2 and later PR 4 touched src/a.py: the first is kept
         (1, "reverted"): "#3",
         (2, "reverted"): "#4",
         (2, "follow_up"): "#4",
@@ -116,6 +116,10 @@ async def test_a_pushed_revert_commit_marks_the_head_it_names(
     other = dict(commit, id="3" * 40, message=f"Add revert button for {'9' * 40}")
     push = variant(load_fixture("push/payload.json"), ref="refs/heads/master",
                    commits=[other, commit])  # fmt: skip
+    # The same revert on a side branch has undone nothing yet.
+    await deliver(db, "push", variant(push, ref="refs/heads/try-revert"), "p0")
+    await analyse_all(db, github, analyser)
+    assert await outcomes(db) == {}
     await deliver(db, "push", push, "p3")
     await analyse_all(db, github, analyser)
     assert await outcomes(db) == {(5, "reverted"): f"push {'1' * 12}"}

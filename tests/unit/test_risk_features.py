@@ -72,11 +72,13 @@ def test_subsystem() -> None:
         ("revert 9fceb02 and #7", "", ["9fceb02"], [7]),
         ('Revert "Add cache"', "no reference", None, None),
         ("Add revert button", "Reverts octo/app#41", None, None),
+        ('Revert "Add cache"', "Reverts other/lib#41", None, None),  # another repository's #41
+        ('Revert "Add cache" (OCTO/App#3)', "Reverts other/lib#41", [], [3]),
     ],
 )
 def test_revert_targets(title: str, body: str, shas: list[str] | None,
                         numbers: list[int] | None) -> None:  # fmt: skip
-    found = revert_targets(title, body)
+    found = revert_targets(title, body, "octo/app")
     if shas is None:
         assert found is None
     else:

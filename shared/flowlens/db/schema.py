@@ -222,4 +222,5 @@ EXPECTED_INDEXES: set[tuple[str, str]] = {
     ("risk_files", "risk_files_pkey"),
     ("insights", "insights_created_idx"),
     ("insights", "insights_commit_idx"),
+    ("insights", "insights_pull_request_idx"),
 }

@@ -150,14 +150,20 @@ class Poller:
         return summary
 
     async def _push_reverts(self, ids: list[int]) -> None:
-        """Pushed commits that revert analysed heads ("This reverts commit <sha>.") record it."""
+        """Commits pushed to the default branch that revert analysed heads ("This reverts
+        commit <sha>.") record it; a revert on a side branch has not undone anything yet."""
         async with self.db.transaction() as tx:
             for row in await tx.all("risk_push_payloads", ids=ids):
                 payload = load_payload(unpack_payload(row["payload"]))
+                repo = payload.get("repository")
+                if not isinstance(repo, dict) or not repo.get("default_branch") or (
+                    payload.get("ref") != f"refs/heads/{repo['default_branch']}"
+                ):
+                    continue
                 for commit in payload.get("commits") or []:
                     if not isinstance(commit, dict) or not isinstance(commit.get("message"), str):
                         continue
-                    reverts = commit_reverts(commit["message"])
+                    reverts = commit_reverts(commit["message"], str(repo.get("full_name") or ""))
                     if reverts is not None:
                         await tx.execute(
                             "risk_outcome_reverted", repository_id=row["repository_id"],
@@ -332,7 +338,7 @@ class Poller:
             if earlier:
                 await tx.execute("risk_outcome_for_changes", repository_id=pr["repository_id"],
                                  pr_ids=earlier, detail=f"#{pr['number']}")  # fmt: skip
-            reverts = revert_targets(pr["title"] or "", pr["body"] or "")
+            reverts = revert_targets(pr["title"] or "", pr["body"] or "", pr["repository"])
             if reverts is not None:
                 await tx.execute(
                     "risk_outcome_reverted", repository_id=pr["repository_id"],
