@@ -1,4 +1,4 @@
-"""The `flowlens` command: dev, migrate, poll, replay, sync, events, risk-eval, cloud."""
+"""The `flowlens` command: dev, migrate, poll, replay, sync, events, checks, risk-eval, cloud."""
 
 from __future__ import annotations
 
@@ -131,6 +131,40 @@ def _events(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _checks(args: argparse.Namespace) -> int:
+    from flowlens.db import Database
+    from flowlens.workqueue import failed_checks, retry_failed_checks
+
+    settings = Settings.from_env()
+    logs.setup("checks", settings.log_format, settings.log_level)
+
+    async def run() -> int:
+        async with Database(settings.dsn, min_size=0, max_size=1) as db, db.transaction() as tx:
+            if args.checks_command == "failed":
+                rows = await failed_checks(tx, args.limit)
+                if not rows:
+                    print("no failed write-backs")
+                for row in rows:
+                    print(
+                        f"{row['id']}\t{row['repository']}#{row['pr_number']}\t"
+                        f"{row['head_sha'][:12]}\t{row['mode']} {row['wanted']}\t"
+                        f"attempts={row['attempts']}\t{row['last_error'] or ''}"
+                    )
+                return 0
+            if args.all == (args.id is not None):
+                print("flowlens: give a write-back ID (from `checks failed`) or --all",
+                      file=sys.stderr)  # fmt: skip
+                return 2
+            ids = await retry_failed_checks(tx, args.id)
+            if args.id is not None and not ids:
+                print(f"flowlens: write-back {args.id} has not failed", file=sys.stderr)
+                return 1
+            print(f"requeued {len(ids)} write-back(s)" + (f": {ids}" if ids else ""))
+            return 0
+
+    return asyncio.run(run())
+
+
 def _dev(args: argparse.Namespace) -> int:
     from flowlens.devserver import main as dev_main
 
@@ -214,8 +248,10 @@ def _sync(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr, flush=True)
 
     async def run() -> int:
+        from flowlens.installations import token_source
+
         db = Database(settings.dsn, min_size=0, max_size=4)
-        client = make_client(settings)
+        client = make_client(settings, tokens=token_source(settings, db))
         try:
             if args.loop:
                 scheduler = SyncScheduler(
@@ -352,6 +388,17 @@ def build_parser() -> argparse.ArgumentParser:
     reapply.add_argument("id", nargs="?", type=int, help="event id (from `events unapplied`)")
     reapply.add_argument("--all", action="store_true", help="every unapplied event")
     p.set_defaults(func=_events)
+
+    p = sub.add_parser(
+        "checks", help="write-back to GitHub: list checks/statuses that failed for good; retry"
+    )
+    ck = p.add_subparsers(dest="checks_command", required=True, metavar="{failed,retry}")
+    failed_checks = ck.add_parser("failed", help="list write-backs that failed for good")
+    failed_checks.add_argument("--limit", type=_count, default=100)
+    retry_checks = ck.add_parser("retry", help="put failed write-backs back in the queue")
+    retry_checks.add_argument("id", nargs="?", type=int, help="write-back id (from `failed`)")
+    retry_checks.add_argument("--all", action="store_true", help="every failed write-back")
+    p.set_defaults(func=_checks)
 
     p = sub.add_parser(
         "risk-eval",

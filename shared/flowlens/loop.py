@@ -3,6 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Self
+
+MAX_ERRORS = 20
+
+
+@dataclass
+class DutyCounts:
+    """What a duty's passes did (part of the poller's JSON summary): its int counters, added
+    up pass by pass, and the first MAX_ERRORS errors."""
+
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: Self) -> None:
+        for f in fields(self):
+            if f.name != "errors":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for error in other.errors:
+            self.note(error)
+
+    def note(self, error: str) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(error[:300])
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 async def pause(seconds: float, stop: asyncio.Event | None) -> bool:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # `*`, `null` (what a sandboxed page sends) or scheme://host[:port], IPv6 hosts in brackets.
@@ -20,6 +20,11 @@ def _origin_ok(origin: str) -> bool:
 
 class ConfigError(RuntimeError):
     """A deployable started without a setting it needs, or with a bad value."""
+
+
+def _blank_is_none(value: Any) -> Any:
+    """An empty variable counts as unset (Terraform passes "" for an unset id)."""
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -44,6 +49,17 @@ class Settings(BaseSettings):
     gemini_model: str = "gemini-2.5-flash"
     github_token: SecretStr | None = None
     github_api_url: str = "https://api.github.com"
+    # GitHub App mode (docs/GITHUB_APP.md): the App's id and its private key (PEM).
+    github_app_id: Annotated[int | None, BeforeValidator(_blank_is_none)] = Field(
+        default=None, ge=1
+    )
+    github_app_private_key: SecretStr | None = None
+    # Where a check or status links to (the dashboard's URL); unset: no link.
+    dashboard_url: str = ""
+    # The check's quality gate: its conclusion is failure at or above this level.
+    check_fail_at: Literal["off", "medium", "high"] = "off"
+    # A check still in progress this long after its analysis started is completed neutral.
+    check_timeout_seconds: float = Field(default=300.0, gt=0)
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     poll_budget_seconds: float = Field(default=50.0, ge=0)
     ai_concurrency: int = Field(default=16, ge=1, le=256)
@@ -160,6 +176,11 @@ class Settings(BaseSettings):
                 f"invalid settings: CORS_ORIGINS: {bad[0]!r} is not an origin "
                 "(scheme://host[:port], comma-separated, or *)"
             )
+        if (settings.github_app_id is None) != (not settings.secret("github_app_private_key")):
+            raise ConfigError(
+                "invalid settings: GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY go together "
+                "(one is set, the other is not)"
+            )
         # Blank counts as missing: an empty secret would make every check fail unexplained.
         missing = [name for name in cls.REQUIRED if not settings.secret(name.lower())]
         if missing:
@@ -193,6 +214,21 @@ class Settings(BaseSettings):
     def sync_repository_list(self) -> list[str]:
         """SYNC_REPOSITORIES split on commas."""
         return [r.strip() for r in self.sync_repositories.split(",") if r.strip()]
+
+    @property
+    def app_mode(self) -> bool:
+        """Whether FlowLens runs as a GitHub App (GITHUB_APP_ID and its private key set)."""
+        return self.github_app_id is not None and bool(self.secret("github_app_private_key"))
+
+    @property
+    def write_back(self) -> Literal["check_run", "status"] | None:
+        """How the risk read reaches the pull request: a check run (App mode), a commit status
+        (token mode), or not at all (no GitHub credentials, or no GitHub API)."""
+        if not self.github_api_url:
+            return None
+        if self.app_mode:
+            return "check_run"
+        return "status" if self.secret("github_token") else None
 
     @property
     def dsn(self) -> str:

@@ -93,12 +93,13 @@ class PrAnalysisLease:
     owner: str
     lease_seconds: float
 
-    async def take(self, tx: Tx, pr_id: int) -> bool:
+    async def take(self, tx: Tx, pr_id: int, *, again: bool = False) -> bool:
         """Lease the PR's analysis (or renew this owner's lease); False when another owner
-        holds it or its head was analysed meanwhile."""
+        holds it or its head was analysed meanwhile (unless `again`: a re-analysis)."""
         row = await tx.one(
-            "work_pr_analysis_lease", id=pr_id, owner=self.owner, lease_seconds=self.lease_seconds
-        )
+            "work_pr_analysis_lease", id=pr_id, owner=self.owner,
+            lease_seconds=self.lease_seconds, again=again,
+        )  # fmt: skip
         return row is not None
 
     async def release(self, tx: Tx, pr_id: int) -> None:
@@ -202,3 +203,65 @@ async def dead_events(tx: Tx, limit: int) -> list[Row]:
 async def retry_dead_events(tx: Tx, event_id: int | None = None) -> list[int]:
     """Put one dead letter (or all) back in the queue, attempts reset; the ids requeued."""
     return [r["id"] for r in await tx.all("work_events_retry", id=event_id)]
+
+
+@dataclass(frozen=True)
+class CheckQueue:
+    """Write-back to GitHub (check_writes): what a head's check or status should show, and
+    the leased sends that make GitHub show it."""
+
+    owner: str
+    lease_seconds: float
+
+    @staticmethod
+    async def want_started(tx: Tx, pr: Row, mode: str) -> None:
+        """The head's analysis starts: the check shows in progress."""
+        await tx.execute(
+            "work_checks_want_started", repository_id=pr["repository_id"],
+            pull_request_id=pr["id"], pr_number=pr["number"], head_sha=pr["head_sha"], mode=mode,
+        )  # fmt: skip
+
+    @staticmethod
+    async def want_completed(
+        tx: Tx, repository_id: int, head_sha: str, *, insight_id: int | None,
+        reason: str | None = None,
+    ) -> None:  # fmt: skip
+        """The head's analysis ended, with its insight or the reason it has none."""
+        await tx.execute(
+            "work_checks_want_completed", repository_id=repository_id, head_sha=head_sha,
+            insight_id=insight_id, reason=reason,
+        )  # fmt: skip
+
+    @staticmethod
+    async def expire(tx: Tx, after_seconds: float, reason: str) -> int:
+        """Checks in progress for longer than `after_seconds` are to be completed neutral."""
+        rows = await tx.all("work_checks_expire", after_seconds=after_seconds, reason=reason)
+        return len(rows)
+
+    async def claim(self, tx: Tx, limit: int) -> list[Row]:
+        """Lease up to `limit` due sends."""
+        return await tx.all("work_checks_claim", owner=self.owner,
+                            lease_seconds=self.lease_seconds, limit=limit)  # fmt: skip
+
+    async def posted(self, tx: Tx, claim: Row, posted: str, external_id: int | None) -> None:
+        """GitHub shows `posted` now."""
+        await tx.execute("work_checks_posted", id=claim["id"], owner=self.owner, posted=posted,
+                         external_id=external_id, version=claim["version"])  # fmt: skip
+
+    async def retry(self, tx: Tx, claim: Row, *, error: str, delay: float) -> None:
+        await tx.execute("work_checks_retry", id=claim["id"], owner=self.owner,
+                         error=error[:2000], delay_seconds=delay)  # fmt: skip
+
+    async def dead_letter(self, tx: Tx, claim: Row, *, error: str) -> None:
+        await tx.execute("work_checks_dead_letter", id=claim["id"], owner=self.owner,
+                         error=error[:2000])  # fmt: skip
+
+
+async def failed_checks(tx: Tx, limit: int) -> list[Row]:
+    """Write-backs that failed for good, oldest first."""
+    return await tx.all("work_checks_failed", limit=limit)
+
+
+async def retry_failed_checks(tx: Tx, check_id: int | None = None) -> list[int]:
+    """Put one failed write-back (or all) back in the queue; the ids requeued."""
+    return [r["id"] for r in await tx.all("work_checks_retry_failed", id=check_id)]

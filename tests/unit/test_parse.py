@@ -141,3 +141,59 @@ def test_unexpected_shapes_are_kept_as_they_are() -> None:
 def test_what_is_not_a_json_object_is_refused(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_payload(text)
+
+
+def _own(relative: str, **changes: Any) -> dict[str, Any]:
+    from tests.conftest import load_fixture
+
+    return variant(load_fixture(relative), **changes)
+
+
+def test_flowlens_own_check_and_status_are_not_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write-back's check run, its check suite (by the App's id) and its commit status come
+    back as webhooks; none of them is a build of the PR."""
+    other = parse("check_run", _own("check_run/completed.payload.json"))
+    assert other.builds, "another app's check run is a build"
+    own = parse("check_run", _own("check_run/completed.payload.json",
+                                  **{"check_run.name": "FlowLens risk"}))  # fmt: skip
+    assert own.builds == [] and not own.needs_analysis
+    status = _own("status/payload.json", context="FlowLens risk")
+    assert parse("status", status).builds == []
+    suite = _own("check_suite/completed.payload.json")
+    assert parse("check_suite", suite).builds
+    monkeypatch.setattr(parse_module, "OWN_APP_ID", suite["check_suite"]["app"]["id"])
+    assert parse("check_suite", suite).builds == []
+
+
+def test_a_rerequested_flowlens_check_asks_for_a_new_analysis() -> None:
+    pr = {"number": 2, "id": 5, "head": {"sha": "7" * 40, "ref": "changes"},
+          "base": {"ref": "master", "repo": {"id": 526}}}  # fmt: skip
+    changes = {"check_run.name": "FlowLens risk", "check_run.pull_requests": [pr]}
+    payload = _own("check_run/rerequested.payload.json", **changes)
+    facts = parse("check_run", payload)
+    assert facts.needs_analysis and facts.pr_number == 2 and facts.builds == []
+    # Another app's check asked to re-run: a build event, no analysis.
+    theirs = parse("check_run", variant(payload, **{"check_run.name": "CI"}))
+    assert not theirs.needs_analysis and theirs.rerun is None
+    # A PR of another repository (a fork's base): nothing to analyse here.
+    fork = variant(payload, **{"check_run.pull_requests.0.base.repo.id": 9})
+    assert not parse("check_run", fork).needs_analysis
+
+
+def test_installation_events_name_the_installation_and_its_repositories() -> None:
+    created = parse("installation", _own("installation/created.payload.json"))
+    assert created.installation is not None
+    assert created.installation.installation_id == 957387
+    assert created.installation.action == "installation.created"
+    assert created.installation.added == ("Codertocat/Hello-World",)
+    added = parse("installation_repositories",
+                  _own("installation_repositories/added.payload.json"))  # fmt: skip
+    assert added.installation is not None and added.installation.added == ("Codertocat/Space",)
+    removed = parse("installation_repositories", _own(
+        "installation_repositories/added.payload.json", action="removed",
+        repositories_removed=[{"id": 1, "full_name": "Codertocat/Space", "name": "Space",
+                               "private": False, "node_id": "x"}],
+        repositories_added=[],
+    ))  # fmt: skip
+    assert removed.installation is not None
+    assert removed.installation.removed == ("Codertocat/Space",) and not removed.installation.added

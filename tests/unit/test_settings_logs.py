@@ -143,3 +143,27 @@ def test_log_levels_python_knows_are_taken(level: str, monkeypatch: pytest.Monke
     monkeypatch.setenv("DATABASE_URL", "postgresql://h/x")
     monkeypatch.setenv("LOG_LEVEL", level)
     assert Settings.from_env().log_level == level
+
+
+def test_github_app_settings_go_together_and_choose_the_write_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_TOKEN", "GITHUB_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://x")
+    assert PollerSettings.from_env().write_back is None  # no credentials: nothing posted
+    monkeypatch.setenv("GITHUB_APP_ID", "")  # Terraform's "unset"
+    assert PollerSettings.from_env().github_app_id is None
+    monkeypatch.setenv("GITHUB_TOKEN", "t0ken")
+    assert PollerSettings.from_env().write_back == "status"
+    monkeypatch.setenv("GITHUB_APP_ID", "123")
+    with pytest.raises(ConfigError, match="GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY go together"):
+        PollerSettings.from_env()
+    monkeypatch.setenv("GITHUB_APP_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----\n...")
+    settings = PollerSettings.from_env()
+    assert settings.app_mode and settings.write_back == "check_run"  # the App wins
+    monkeypatch.setenv("GITHUB_API_URL", "")
+    assert PollerSettings.from_env().write_back is None
+    monkeypatch.setenv("CHECK_FAIL_AT", "low")
+    with pytest.raises(ConfigError, match="CHECK_FAIL_AT"):
+        PollerSettings.from_env()

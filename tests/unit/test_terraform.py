@@ -31,7 +31,7 @@ SIX_SECRETS = {
     "GITHUB_TOKEN",
 }
 # The alert channels' secrets (docs/ALERTS.md), optional like the last four above.
-ALERT_SECRETS = {"ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"}
+ALERT_SECRETS = {"ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD", "GITHUB_APP_PRIVATE_KEY"}
 # Deployable -> (settings class, settings it cannot start without).
 DEPLOYABLES: dict[str, tuple[type[Settings], set[str]]] = {
     "ingest": (IngestSettings, set(IngestSettings.REQUIRED)),

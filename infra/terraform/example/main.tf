@@ -23,6 +23,10 @@ module "flowlens" {
   extra_env        = var.extra_env
   secret_versions  = var.secret_versions
 
+  github_app_id = var.github_app_id
+  dashboard_url = var.dashboard_url
+  check_fail_at = var.check_fail_at
+
   api_min_instances    = var.api_min_instances
   api_max_instances    = var.api_max_instances
   api_concurrency      = var.api_concurrency

@@ -66,11 +66,11 @@ variable "database_mode" {
 
 variable "optional_secrets" {
   type        = set(string)
-  description = "Optional secrets that have a version in Secret Manager: GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN, ALERT_SLACK_WEBHOOK_URL, ALERT_SMTP_PASSWORD."
+  description = "Optional secrets that have a version in Secret Manager: GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN, GITHUB_APP_PRIVATE_KEY, ALERT_SLACK_WEBHOOK_URL, ALERT_SMTP_PASSWORD."
   default     = []
 
   validation {
-    condition     = alltrue([for s in var.optional_secrets : contains(["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"], s)])
+    condition     = alltrue([for s in var.optional_secrets : contains(["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"], s)])
     error_message = "Unknown optional secret."
   }
 }
@@ -222,5 +222,38 @@ variable "secret_versions" {
   validation {
     condition     = alltrue([for k, v in var.secret_versions : can(regex("^(latest|[0-9]+)$", v))])
     error_message = "secret_versions maps a secret name to latest or a version number."
+  }
+}
+
+variable "github_app_id" {
+  type        = string
+  description = "The GitHub App's id for App mode (docs/GITHUB_APP.md); put its private key in the GITHUB_APP_PRIVATE_KEY secret and optional_secrets. Empty: token mode."
+  default     = ""
+
+  validation {
+    condition     = can(regex("^([1-9][0-9]*)?$", var.github_app_id))
+    error_message = "github_app_id must be the App's numeric id, or empty."
+  }
+}
+
+variable "dashboard_url" {
+  type        = string
+  description = "Where the check or status on a pull request links to: the dashboard's https URL (empty: no link)."
+  default     = ""
+
+  validation {
+    condition     = var.dashboard_url == "" || startswith(var.dashboard_url, "https://")
+    error_message = "dashboard_url must be an https URL, or empty."
+  }
+}
+
+variable "check_fail_at" {
+  type        = string
+  description = "The check's quality gate: failure at or above this risk level (medium or high); off: always neutral."
+  default     = "off"
+
+  validation {
+    condition     = contains(["off", "medium", "high"], var.check_fail_at)
+    error_message = "check_fail_at must be off, medium or high."
   }
 }

@@ -268,10 +268,12 @@ async function loadAll({ quiet = false } = {}) {
     else errors.push(`metrics (${metrics.reason.message})`);
     state.risk = risk.status === "fulfilled" ? risk.value : null;
     state.lastBuildsFetch = Date.now();
+    const first = !state.loaded;
     state.loaded = true;
     state.loadError = null;
     state.lastLoadFailed = errors.length > 0;
     renderAll();
+    if (first) revealLinkedCard();
     // A refusal of the socket stays in view: it is the cause to fix (REST may fail for it too).
     if (live.refused) showRefusal(live.refused);
     else if (errors.length) showBanner(`Could not load ${errors.join(", ")}.`, { label: "Retry", run: () => loadAll({}) });
@@ -298,6 +300,15 @@ async function loadAll({ quiet = false } = {}) {
       resolveReady();
     }
   }
+}
+
+/** A link to one PR (the check on GitHub links to `?repo=…#pr-…`): its card, once rendered. */
+function revealLinkedCard() {
+  const id = decodeURIComponent(window.location.hash.slice(1));
+  const card = id ? document.getElementById(id) : null;
+  if (!card) return;
+  card.scrollIntoView({ block: "start" });
+  card.classList.add("linked");
 }
 
 function setBusy(busy) {

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from flowlens.alerts.channels import Channel, ChannelError
 from flowlens.alerts.config import AlertConfig
 from flowlens.alerts.message import Alert, build_alert, insight_alert
 from flowlens.db import Database
-from flowlens.loop import pause
+from flowlens.loop import DutyCounts, pause
 from flowlens.retry import backoff, jitter
 from flowlens.workqueue import AlertQueue
 
@@ -29,7 +29,7 @@ MAX_RETRY_DELAY = 3600.0
 
 
 @dataclass
-class AlertSummary:
+class AlertSummary(DutyCounts):
     """What alert passes did (part of the poller's JSON summary)."""
 
     passes: int = 0
@@ -40,16 +40,6 @@ class AlertSummary:
     skipped: int = 0  # claims another pass took over while they waited for a slot
     dropped: int = 0  # builds that passed on a re-run before their alert's turn came
     deferred: int = 0  # builds being re-run when their alert's turn came: looked at again later
-    errors: list[str] = field(default_factory=list)
-
-    def add(self, other: AlertSummary) -> None:
-        for name in ("passes", "enqueued", "sent", "retried", "failed", "skipped", "dropped",
-                     "deferred"):  # fmt: skip
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class AlertDispatcher:
@@ -123,8 +113,8 @@ class AlertDispatcher:
         outcomes = await asyncio.gather(*(self._deliver(c, alerts) for c in claims))
         for outcome, error in outcomes:
             setattr(summary, outcome, getattr(summary, outcome) + 1)
-            if error and len(summary.errors) < 20:
-                summary.errors.append(error)
+            if error:
+                summary.note(error)
         return summary
 
     async def _load(self, claims: list[dict[str, Any]]) -> dict[tuple[str, int], Alert | str]:
@@ -222,8 +212,7 @@ class AlertDispatcher:
                 total.add(await self.pass_once())
             except Exception as exc:  # the database may be down for a moment; try next pass
                 log.exception("alert pass failed")
-                if len(total.errors) < 20:
-                    total.errors.append(f"alert pass failed: {exc}"[:300])
+                total.note(f"alert pass failed: {exc}")
             if stop is not None and stop.is_set():
                 break
             elapsed = time.monotonic() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import reprlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,18 @@ ACTED_ON = frozenset(
 
 # pull_request actions after which the head commit deserves a (new) risk analysis.
 ANALYSE_ACTIONS = frozenset({"opened", "reopened", "synchronize", "ready_for_review", "edited"})
+
+
+# FlowLens's own write-back (a check run in App mode, a commit status in token mode): its
+# webhooks are never builds of the PR (docs/GITHUB_APP.md).
+CHECK_NAME = "FlowLens risk"
+# The App's id: the check suites GitHub makes for FlowLens's own check runs are not builds
+# either. From GITHUB_APP_ID, as the settings read it.
+OWN_APP_ID: int | None = (
+    int(os.environ["GITHUB_APP_ID"])
+    if os.environ.get("GITHUB_APP_ID", "").strip().isdigit()
+    else None
+)
 
 
 class PayloadError(ValueError):
@@ -157,6 +170,18 @@ class BuildFacts:
         return None
 
 
+@dataclass(frozen=True)
+class InstallationFacts:
+    """What an installation event says: which installation, what happened, which repositories
+    it now covers or no longer covers (by full name)."""
+
+    installation_id: int
+    action: str
+    account: str | None
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
 @dataclass
 class Delivery:
     """Everything one webhook delivery tells FlowLens."""
@@ -170,10 +195,16 @@ class Delivery:
     review: ReviewFacts | None = None
     builds: list[BuildFacts] = field(default_factory=list)
     ignored: bool = False
+    # GitHub asked to run FlowLens's check again: this PR's head is analysed anew.
+    rerun: PrFacts | None = None
+    # An installation or installation_repositories event of the App (App mode).
+    installation: InstallationFacts | None = None
 
     @property
     def needs_analysis(self) -> bool:
         """Whether the poller should analyse this delivery's head commit."""
+        if self.rerun is not None:
+            return True
         return (
             self.event == "pull_request"
             and self.pr is not None
@@ -184,6 +215,8 @@ class Delivery:
 
     @property
     def pr_number(self) -> int | None:
+        if self.rerun is not None:
+            return self.rerun.number
         if self.pr is not None:
             return self.pr.number
         if self.review is not None:
@@ -426,6 +459,14 @@ def _check(p: dict[str, Any], key: str) -> list[BuildFacts]:
     item = p.get(key) or {}
     if "id" not in item:
         raise PayloadError(f"{key}.id missing")
+    if key == "check_run" and item.get("name") == CHECK_NAME:
+        return []  # FlowLens's own check: the risk read, not a build
+    if (
+        key == "check_suite"
+        and OWN_APP_ID is not None
+        and (_obj(item.get("app")).get("id") == OWN_APP_ID)
+    ):
+        return []  # the suite GitHub made for FlowLens's own check
     refs = _pr_refs(item.get("pull_requests"), (p.get("repository") or {}).get("id"))
     status = map_build_status(item.get("status"), item.get("conclusion"))
     if key == "check_suite":
@@ -466,6 +507,8 @@ def _status(p: dict[str, Any]) -> list[BuildFacts]:
     context = _text(p, "context", "status") or "default"
     if not sha:
         raise PayloadError("status.sha missing")
+    if context == CHECK_NAME:
+        return []  # FlowLens's own status: the risk read, not a build
     state = _text(p, "state", "status") or "pending"
     status = map_build_status("completed" if state != "pending" else "pending", state)
     branches = p.get("branches") or []
@@ -664,7 +707,8 @@ def _check_types(facts: Any, event: str) -> None:
 
 
 def _checked(delivery: Delivery) -> Delivery:
-    for facts in (delivery.repo, *delivery.extra_repos, delivery.pr, delivery.review):
+    for facts in (delivery.repo, *delivery.extra_repos, delivery.pr, delivery.review,
+                  delivery.rerun):  # fmt: skip
         if facts is not None:
             _check_types(facts, delivery.event)
     for build in delivery.builds:
@@ -726,6 +770,8 @@ def _parse(event: str, payload: dict[str, Any]) -> Delivery:
         delivery.builds = _workflow_run(payload)
     elif event == "workflow_job":
         delivery.builds = _workflow_job(payload)
+    elif event == "check_run" and action == "rerequested" and _rerun(payload) is not None:
+        delivery.rerun = _rerun(payload)
     elif event in ("check_suite", "check_run"):
         delivery.builds = _check(payload, event)
     elif event == "status":
@@ -747,4 +793,36 @@ def _parse(event: str, payload: dict[str, Any]) -> Delivery:
                 repo = _repo(item, complete=False)
                 if repo is not None:
                     delivery.extra_repos.append(repo)
+        delivery.installation = _installation(payload, event, action, delivery.extra_repos)
     return delivery
+
+
+def _rerun(p: dict[str, Any]) -> PrFacts | None:
+    """The PR whose FlowLens check GitHub asked to run again (None: another app's check, or
+    a check of no PR of this repository)."""
+    item = _obj(p.get("check_run"))
+    if item.get("name") != CHECK_NAME:
+        return None
+    refs = _pr_refs(item.get("pull_requests"), _obj(p.get("repository")).get("id"))
+    return refs[0] if refs else None
+
+
+def _installation(
+    p: dict[str, Any], event: str, action: str | None, added: list[RepoFacts]
+) -> InstallationFacts | None:
+    item = _obj(p.get("installation"))
+    installation_id = item.get("id")
+    if isinstance(installation_id, bool) or not isinstance(installation_id, int):
+        return None
+    account = _obj(item.get("account")).get("login")
+    removed = tuple(
+        str(r["full_name"]) for r in p.get("repositories_removed") or []
+        if isinstance(r, dict) and isinstance(r.get("full_name"), str)
+    )  # fmt: skip
+    return InstallationFacts(
+        installation_id=installation_id,
+        action=f"{event}.{action}",
+        account=account if isinstance(account, str) else None,
+        added=tuple(r.full_name for r in added),
+        removed=removed,
+    )

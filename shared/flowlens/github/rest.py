@@ -15,10 +15,19 @@ class GitHubError(Exception):
     """The GitHub API refused or failed; `retryable` says whether trying later may help. The
     one error type of FlowLens's GitHub clients (the files client, the sync)."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        # Seconds GitHub asked to wait (a rate limit's reset or Retry-After), when it did.
+        self.retry_after = retry_after
 
 
 def origin(url: str) -> str:

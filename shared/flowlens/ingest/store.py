@@ -23,6 +23,7 @@ from flowlens.github.parse import (
     parse,
 )
 from flowlens.ingest.identity import upsert_repository
+from flowlens.installations import apply_installation
 from flowlens.model import WRITTEN_COLUMNS
 from flowlens.retry import DELIVERY_RETRYABLE, retrying
 
@@ -574,6 +575,8 @@ async def apply_facts(
     if facts.repo is None:
         for extra in facts.extra_repos:
             await upsert_repository(session, extra, source=source, delivery_id=delivery_id)
+        if facts.installation is not None:
+            await apply_installation(tx, facts.installation)
         return []
     repo_id, repo_name = await upsert_repository(
         session, facts.repo, facts.renamed_from, source=source, delivery_id=delivery_id

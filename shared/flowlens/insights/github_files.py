@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from flowlens.github.app import StaticToken, TokenSource
 from flowlens.github.rest import (
     GitHubError,
     error_message,
@@ -59,8 +60,11 @@ class GitHubFilesClient:
         max_attempts: int = 3,
         retry_delay: float = 0.5,
         timeout_seconds: float = 15.0,
+        tokens: TokenSource | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        # App mode hands in its installation tokens; token mode a GITHUB_TOKEN (or none).
+        self.tokens: TokenSource = tokens or StaticToken(token)
         self.patch_max_bytes = patch_max_bytes
         self.max_wait = max_wait
         self.max_attempts = max(1, max_attempts)
@@ -71,8 +75,6 @@ class GitHubFilesClient:
             "X-GitHub-Api-Version": API_VERSION,
             "User-Agent": USER_AGENT,
         }
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout_seconds)
 
@@ -118,8 +120,12 @@ class GitHubFilesClient:
         attempt = 0
         while True:
             attempt += 1
+            headers = dict(self._headers)
+            authorization = await self.tokens.authorization(repository)
+            if authorization:
+                headers["Authorization"] = authorization
             try:
-                response = await self._client.get(url, params=params, headers=self._headers)
+                response = await self._client.get(url, params=params, headers=headers)
             except httpx.TransportError as exc:
                 if attempt >= self.max_attempts:
                     raise GitHubError(
@@ -152,7 +158,9 @@ class GitHubFilesClient:
                 continue
 
             status = response.status_code
-            transient = status >= 500 or status in (408, 429)
+            # 401 with an installation token: revoked or outdated; a new one may do.
+            renewed = status == 401 and self.tokens.refused(repository)
+            transient = status >= 500 or status in (408, 429) or renewed
             if transient and attempt < self.max_attempts:
                 await asyncio.sleep(self._backoff(attempt))
                 continue

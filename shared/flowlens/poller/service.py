@@ -10,8 +10,11 @@ from typing import Any
 
 from flowlens.alerts import AlertConfig, AlertDispatcher, build_channels
 from flowlens.db import Database
+from flowlens.github.app import AppTokens, TokenSource
+from flowlens.github.checks import ChecksClient, CheckWriter
 from flowlens.insights.factory import make_analyser
 from flowlens.insights.github_files import GitHubFilesClient
+from flowlens.installations import token_source
 from flowlens.poller.worker import Poller, Summary
 from flowlens.settings import ConfigError, PollerSettings
 from flowlens.sync import GitHubError, SyncScheduler
@@ -28,12 +31,16 @@ class PollerService:
             settings.dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
         self.analyser = make_analyser(settings)
+        # GitHub credentials for every client of this process: the App's installation tokens
+        # (one cache) or GITHUB_TOKEN.
+        self.tokens = token_source(settings, self.db)
         self.files: GitHubFilesClient | None = None
         if settings.github_api_url:
             self.files = GitHubFilesClient(
                 settings.github_api_url,
-                settings.secret("github_token"),
+                None,
                 patch_max_bytes=settings.github_patch_max_bytes,
+                tokens=self.tokens,
             )
         # AI_CONCURRENCY holds for the whole process, overlapping invocations included.
         self.ai_slots = asyncio.Semaphore(settings.ai_concurrency)
@@ -41,7 +48,8 @@ class PollerService:
         log.info("analyser: %s", getattr(self.analyser, "name", type(self.analyser).__name__))
         # Extra duties beside event processing; each is off unless configured.
         self.alerts = _alert_dispatcher(self.db, settings)
-        self.sync = _sync_scheduler(self.db, settings)
+        self.sync = _sync_scheduler(self.db, settings, self.tokens)
+        self.checks = _check_writer(self.db, settings, self.tokens)
 
     def new_poller(self) -> Poller:
         """A Poller with a lease owner of its own."""
@@ -57,6 +65,9 @@ class PollerService:
         if self.sync is not None:
             names.append("sync")
             jobs.append(self.sync.run(budget, stop=stop))
+        if self.checks is not None:
+            names.append("checks")
+            jobs.append(self.checks.run(budget, stop=stop))
         out: dict[str, Any] = {}
         for name, result in zip(
             names, await asyncio.gather(*jobs, return_exceptions=True), strict=True
@@ -109,6 +120,10 @@ class PollerService:
             await self.alerts.aclose()
         if self.sync is not None:
             await self.sync.aclose()
+        if self.checks is not None:
+            await self.checks.aclose()
+        elif isinstance(self.tokens, AppTokens):
+            await self.tokens.aclose()
         await self.db.close()
         if self.files is not None:
             await self.files.aclose()
@@ -130,13 +145,24 @@ def _alert_dispatcher(db: Database, settings: PollerSettings) -> AlertDispatcher
     return AlertDispatcher(db, config, build_channels(settings, config))
 
 
-def _sync_scheduler(db: Database, settings: PollerSettings) -> SyncScheduler | None:
+def _check_writer(db: Database, settings: PollerSettings, tokens: TokenSource
+                  ) -> CheckWriter | None:  # fmt: skip
+    """Write-back to the pull request when GitHub credentials allow it (docs/GITHUB_APP.md)."""
+    mode = settings.write_back
+    if mode is None:
+        return None
+    log.info("write-back on: a %s per analysed head", mode.replace("_", " "))
+    return CheckWriter(db, settings, ChecksClient(settings.github_api_url, tokens))
+
+
+def _sync_scheduler(db: Database, settings: PollerSettings, tokens: TokenSource
+                    ) -> SyncScheduler | None:  # fmt: skip
     """The scheduled sync when SYNC_REPOSITORIES lists repositories."""
     repositories = settings.sync_repository_list
     if not repositories:
         return None
     try:
-        scheduler = SyncScheduler(db, settings, repositories)
+        scheduler = SyncScheduler(db, settings, repositories, tokens=tokens)
     except GitHubError as exc:
         log.error("scheduled sync disabled: %s", exc)
         return None

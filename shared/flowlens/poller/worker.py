@@ -28,7 +28,7 @@ from flowlens.risk.history import History, PgHistory
 from flowlens.risk.outcomes import commit_reverts, followed_up, revert_targets
 from flowlens.risk.replay import observe
 from flowlens.settings import Settings
-from flowlens.workqueue import EventQueue, PrAnalysisLease
+from flowlens.workqueue import CheckQueue, EventQueue, PrAnalysisLease
 
 log = logging.getLogger("flowlens.poller")
 
@@ -156,8 +156,10 @@ class Poller:
             for row in await tx.all("risk_push_payloads", ids=ids):
                 payload = load_payload(unpack_payload(row["payload"]))
                 repo = payload.get("repository")
-                if not isinstance(repo, dict) or not repo.get("default_branch") or (
-                    payload.get("ref") != f"refs/heads/{repo['default_branch']}"
+                if (
+                    not isinstance(repo, dict)
+                    or not repo.get("default_branch")
+                    or (payload.get("ref") != f"refs/heads/{repo['default_branch']}")
                 ):
                     continue
                 for commit in payload.get("commits") or []:
@@ -215,14 +217,21 @@ class Poller:
                     await self.queue.complete(tx, ids)
                     summary.skipped += len(ids)
                     return summary
-                known = await tx.one(
-                    "poller_insight_for_commit",
-                    repository_id=pr["repository_id"],
-                    pr_number=number,
-                    commit_sha=pr["head_sha"],
+                # GitHub asked to run FlowLens's check again: the head is analysed anew.
+                rerun = any(e["event"] == "check_run" and e["action"] == "rerequested"
+                            for e in events)  # fmt: skip
+                known = (
+                    None
+                    if rerun
+                    else await tx.one(
+                        "poller_insight_for_commit",
+                        repository_id=pr["repository_id"],
+                        pr_number=number,
+                        commit_sha=pr["head_sha"],
+                    )
                 )
                 if not known:
-                    leased = await self.pr_lease.take(tx, pr["id"])
+                    leased = await self.pr_lease.take(tx, pr["id"], again=rerun)
             if known:
                 # Analysed before (the head went back to it): no new call, but it is the head's
                 # insight again, shown with the head's files.
@@ -247,8 +256,9 @@ class Poller:
                 summary.retries += len(ids)
                 return summary
             held["pr"] = pr["id"]
+            held["again"] = int(rerun)
             try:
-                return await self._analyse(pr, events, summary)
+                return await self._analyse(pr, events, summary, rerun)
             except Exception as exc:  # an analyser bug or a failed store: back off, lose nothing
                 log.exception("analysis of %s#%s failed", repository, number)
                 await self._failed(events, f"poller error: {exc!r}", True, summary)
@@ -270,12 +280,16 @@ class Poller:
                     pr_id = held.get("pr")
                     if pr_id is not None:
                         # Renews our own lease (and takes nothing from another poller's).
-                        await self.pr_lease.take(tx, pr_id)
+                        await self.pr_lease.take(tx, pr_id, again=bool(held.get("again")))
             except Exception as exc:  # the lease may lapse; another poller then takes over
                 log.warning("could not extend leases: %s", exc)
 
     async def _analyse(
-        self, pr: dict[str, Any], events: list[dict[str, Any]], summary: Summary
+        self,
+        pr: dict[str, Any],
+        events: list[dict[str, Any]],
+        summary: Summary,
+        rerun: bool = False,
     ) -> Summary:
         ids = [e["id"] for e in events]
         sha = pr["head_sha"]
@@ -302,7 +316,8 @@ class Poller:
                         ctx = self._context(pr, files, history, at)
                         insight = await self.analyser.analyse(ctx)
             except AnalysisError as exc:
-                await self._failed(events, str(exc), exc.retryable, summary, exc.retry_after)
+                await self._failed(events, str(exc), exc.retryable, summary, exc.retry_after,
+                                   pr=pr)  # fmt: skip
                 return summary
             except TimeoutError:
                 if limit is None or not limit.expired():
@@ -318,9 +333,9 @@ class Poller:
                 # A call that outlasted a whole AI timeout counts as an attempt, so an AI that
                 # keeps hanging ends in the dead letters instead of being paid for every minute.
                 error = f"analysis given up after {ran:.0f}s, past the poll budget"
-                await self._failed(events, error, True, summary)
+                await self._failed(events, error, True, summary, pr=pr)
                 return summary
-            stored = await retrying(self._store, pr, insight, files, ids)
+            stored = await retrying(self._store, pr, insight, files, ids, rerun)
             summary.insights += int(stored)
             log.info("insight %s (%s) for %s", insight.risk_level, insight.model, sha[:12])
             return summary
@@ -331,6 +346,8 @@ class Poller:
         change tells of earlier ones (a follow-up of their files, a revert): one transaction."""
         change = f"pr:{pr['id']}"
         async with self.db.transaction() as tx:
+            if self.settings.write_back is not None:
+                await CheckQueue.want_started(tx, pr, self.settings.write_back)
             history = await observe(PgHistory(tx), pr["repository_id"], change,
                                     pr["author"] or "", [f.path for f in files], at)  # fmt: skip
             earlier = [int(k[3:]) for k in followed_up(history, at, change)
@@ -408,6 +425,8 @@ class Poller:
         retryable: bool,
         summary: Summary,
         retry_after: float | None = None,
+        *,
+        pr: dict[str, Any] | None = None,
     ) -> None:
         summary.errors.append(error[:300])
         # Each event by its own attempts: a new event is not given up with an old one.
@@ -429,6 +448,12 @@ class Poller:
             ids = [e["id"] for e in spent]
             async with self.db.transaction() as tx:
                 await self.queue.dead_letter(tx, ids, error[:2000])
+                if pr is not None and self.settings.write_back is not None:
+                    # Its check is completed (neutral) rather than left in progress.
+                    await CheckQueue.want_completed(
+                        tx, pr["repository_id"], pr["head_sha"], insight_id=None,
+                        reason=error[:300],
+                    )  # fmt: skip
             summary.failures += len(spent)
             log.error(
                 "analysis failed for good after %d attempt(s): %s",
@@ -436,7 +461,12 @@ class Poller:
             )  # fmt: skip
 
     async def _store(
-        self, pr: dict[str, Any], insight: Insight, files: list[FileChange], ids: list[int]
+        self,
+        pr: dict[str, Any],
+        insight: Insight,
+        files: list[FileChange],
+        ids: list[int],
+        rerun: bool = False,
     ) -> bool:
         """Insight + PR row + feed entry + processed marks, in one transaction."""
         async with self.db.transaction() as tx:
@@ -454,9 +484,21 @@ class Poller:
                 model=insight.model,
                 risk_score=insight.risk_score,
                 risk_drivers=Jsonb([d.model_dump() for d in insight.drivers]),
+                replace=rerun,
             )
             if row is not None:
                 await self._make_latest(tx, pr, row, files)
+            if self.settings.write_back is not None:
+                # Another poller may have stored this head's insight first: the check shows it.
+                shown = row or await tx.one(
+                    "poller_insight_for_commit", repository_id=pr["repository_id"],
+                    pr_number=pr["number"], commit_sha=pr["head_sha"],
+                )  # fmt: skip
+                await CheckQueue.want_completed(
+                    tx, pr["repository_id"], pr["head_sha"],
+                    insight_id=shown["id"] if shown else None,
+                    reason=None if shown else "the analysis stored no insight",
+                )  # fmt: skip
             await self.queue.complete(tx, ids)
             return row is not None
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from flowlens.github.app import StaticToken, TokenSource
 from flowlens.github.rest import (
     SECONDARY_LIMIT_WAIT,
     GitHubError,
@@ -121,8 +122,11 @@ class GitHubSyncClient:
         max_wait: float = 300.0,
         client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        tokens: TokenSource | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        # App mode hands in its installation tokens; token mode a GITHUB_TOKEN (or none).
+        self.tokens: TokenSource = tokens or StaticToken(token)
         self.cache = cache if cache is not None else ETagCache()
         self.max_attempts = max(1, max_attempts)
         self.retry_delay = retry_delay
@@ -135,8 +139,6 @@ class GitHubSyncClient:
             "X-GitHub-Api-Version": API_VERSION,
             "User-Agent": USER_AGENT,
         }
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=True)
         # When the primary limit is used up, no request is made before it resets.
@@ -190,6 +192,9 @@ class GitHubSyncClient:
             attempt += 1
             cached = self.cache.get(url)
             headers = dict(self._headers)
+            authorization = await self.tokens.authorization(_repository_of(url))
+            if authorization:
+                headers["Authorization"] = authorization
             if cached is not None:
                 headers["If-None-Match"] = cached.etag
             self.stats.requests += 1
@@ -228,7 +233,9 @@ class GitHubSyncClient:
                     )
                 self._blocked_until = max(self._blocked_until, time.monotonic() + wait)
                 continue  # _respect_limit waits (bounded) or raises
-            transient = status >= 500 or status in (408, 429)
+            # 401 with an installation token: revoked or outdated; a new one may do.
+            renewed = status == 401 and self.tokens.refused(_repository_of(url))
+            transient = status >= 500 or status in (408, 429) or renewed
             if transient and attempt < self.max_attempts:
                 await self._backoff(attempt)
                 continue
@@ -282,6 +289,12 @@ class GitHubSyncClient:
             return next_link(response, self._origin)
         except ValueError as exc:
             raise GitHubError(str(exc), retryable=False) from None
+
+
+def _repository_of(url: str) -> str:
+    """owner/name of a /repos/{owner}/{name}/... URL ('' for any other)."""
+    parts = urlsplit(url).path.split("/")
+    return f"{parts[2]}/{parts[3]}" if len(parts) > 3 and parts[1] == "repos" else ""
 
 
 def _path(url: str) -> str:

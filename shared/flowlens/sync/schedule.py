@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flowlens.db import Database
+from flowlens.github.app import TokenSource
 from flowlens.github.rest import GitHubError
 from flowlens.loop import pause
 from flowlens.settings import Settings
@@ -36,13 +37,23 @@ LEASE_MARGIN = 30.0
 LOOP_RUN_SECONDS = 540.0
 
 
-def make_client(settings: Settings, cache: ETagCache | None = None) -> GitHubSyncClient:
-    """A sync client for GITHUB_API_URL, with GITHUB_TOKEN when set."""
+def _tokens(settings: Settings, db: Database) -> TokenSource:
+    from flowlens.installations import token_source
+
+    return token_source(settings, db)
+
+
+def make_client(
+    settings: Settings, cache: ETagCache | None = None, *, tokens: TokenSource | None = None
+) -> GitHubSyncClient:
+    """A sync client for GITHUB_API_URL, with the App's installation tokens (`tokens`, App
+    mode) or GITHUB_TOKEN when set."""
     return GitHubSyncClient(
         settings.github_api_url or "https://api.github.com",
         settings.secret("github_token"),
         cache=cache,
         max_wait=settings.sync_max_wait_seconds,
+        tokens=tokens,
     )
 
 
@@ -165,12 +176,13 @@ class SyncScheduler:
         owner: str | None = None,
         progress: Progress | None = None,
         jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2),
+        tokens: TokenSource | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.repositories = [check_repository(r) for r in repositories]
         self._owns_client = client is None
-        self.client = client or make_client(settings)
+        self.client = client or make_client(settings, tokens=tokens or _tokens(settings, db))
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self.progress = progress
         self._jitter = jitter

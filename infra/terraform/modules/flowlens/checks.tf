@@ -15,3 +15,10 @@ check "external_database_connection_budget" {
     error_message = "At full scale the deployables may open ${local.db_connection_budget} connections: make sure the external database allows that many."
   }
 }
+
+check "github_app_id_and_key_together" {
+  assert {
+    condition     = (var.github_app_id == "") == !contains(local.enabled_optional_secrets, "GITHUB_APP_PRIVATE_KEY")
+    error_message = "GitHub App mode needs both github_app_id and the GITHUB_APP_PRIVATE_KEY secret (in optional_secrets or secret_values); the poller refuses to start with only one."
+  }
+}

@@ -52,6 +52,8 @@ locals {
     FEED_NOTIFY = tostring(var.feed_notify)
     # Trace names in its log lines (projects/P/traces/T): the runtime does not set it.
     GOOGLE_CLOUD_PROJECT = var.project_id
+    # App mode: the suites GitHub makes for FlowLens's own check runs are not builds.
+    GITHUB_APP_ID = var.github_app_id
   }
   ingest_required_secrets = ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET"]
   ingest_optional_secrets = ["CI_WRITE_KEY"]
@@ -67,9 +69,14 @@ locals {
     POLL_BUDGET_SECONDS   = tostring(var.poll_budget_seconds)
     AI_CONCURRENCY        = tostring(var.ai_concurrency)
     FEED_NOTIFY           = tostring(var.feed_notify)
+    # Write-back to the pull request (docs/GITHUB_APP.md): App mode with GITHUB_APP_ID and the
+    # GITHUB_APP_PRIVATE_KEY secret, else a commit status with GITHUB_TOKEN.
+    GITHUB_APP_ID = var.github_app_id
+    DASHBOARD_URL = var.dashboard_url
+    CHECK_FAIL_AT = var.check_fail_at
   }
   poller_required_secrets = ["DATABASE_URL"]
-  poller_optional_secrets = ["GEMINI_API_KEY", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"]
+  poller_optional_secrets = ["GEMINI_API_KEY", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"]
 
   # --- api: services/api (ApiSettings) ---
   api_env = {
@@ -127,14 +134,15 @@ locals {
     "SYNC_INTERVAL_SECONDS",
     "SYNC_SINCE_DAYS",
     "SYNC_MAX_WAIT_SECONDS",
+    "CHECK_TIMEOUT_SECONDS",
   ]
   extra_env_ok = {
     for d, m in var.extra_env : d => alltrue([for k in keys(m) : contains(local.tunable_settings, k)])
   }
 
   # --- secrets ---
-  secret_names          = ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"]
-  optional_secret_names = ["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"]
+  secret_names          = ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"]
+  optional_secret_names = ["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"]
   secret_ids            = { for n in local.secret_names : n => "${var.name_prefix}-${lower(replace(n, "_", "-"))}" }
 
   # Secret names only, so the (sensitive) values never decide what is created.

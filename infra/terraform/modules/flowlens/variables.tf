@@ -215,13 +215,13 @@ variable "psa_prefix_length" {
 
 variable "secret_values" {
   type        = map(string)
-  description = "Optional secret values Terraform writes as Secret Manager versions (they land in the state file; prefer `gcloud secrets versions add`). Keys: DATABASE_URL, GITHUB_WEBHOOK_SECRET, GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN, ALERT_SLACK_WEBHOOK_URL, ALERT_SMTP_PASSWORD."
+  description = "Optional secret values Terraform writes as Secret Manager versions (they land in the state file; prefer `gcloud secrets versions add`). Keys: DATABASE_URL, GITHUB_WEBHOOK_SECRET, GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN, GITHUB_APP_PRIVATE_KEY, ALERT_SLACK_WEBHOOK_URL, ALERT_SMTP_PASSWORD."
   default     = {}
   sensitive   = true
 
   validation {
     condition = alltrue([for k in keys(var.secret_values) : contains(
-      ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"], k
+      ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"], k
     )])
     error_message = "secret_values keys must be names of FlowLens secrets."
   }
@@ -240,12 +240,12 @@ variable "generate_webhook_secret" {
 
 variable "optional_secrets" {
   type        = set(string)
-  description = "Optional secrets that have a version and should be passed to the deployables: GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN, ALERT_SLACK_WEBHOOK_URL, ALERT_SMTP_PASSWORD. Those given in secret_values are added automatically."
+  description = "Optional secrets that have a version and should be passed to the deployables: GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN, GITHUB_APP_PRIVATE_KEY, ALERT_SLACK_WEBHOOK_URL, ALERT_SMTP_PASSWORD. Those given in secret_values are added automatically."
   default     = []
 
   validation {
-    condition     = alltrue([for s in var.optional_secrets : contains(["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"], s)])
-    error_message = "optional_secrets may only hold GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN, ALERT_SLACK_WEBHOOK_URL and ALERT_SMTP_PASSWORD."
+    condition     = alltrue([for s in var.optional_secrets : contains(["GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"], s)])
+    error_message = "optional_secrets may only hold GEMINI_API_KEY, CI_WRITE_KEY, API_TOKENS, GITHUB_TOKEN, GITHUB_APP_PRIVATE_KEY, ALERT_SLACK_WEBHOOK_URL and ALERT_SMTP_PASSWORD."
   }
 }
 
@@ -256,7 +256,7 @@ variable "secret_versions" {
 
   validation {
     condition = alltrue([for k, v in var.secret_versions : contains(
-      ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"], k
+      ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET", "GEMINI_API_KEY", "CI_WRITE_KEY", "API_TOKENS", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "ALERT_SLACK_WEBHOOK_URL", "ALERT_SMTP_PASSWORD"], k
     ) && can(regex("^(latest|[0-9]+)$", v))])
     error_message = "secret_versions maps a FlowLens secret name to latest or a version number."
   }
@@ -294,6 +294,39 @@ variable "github_api_url" {
   validation {
     condition     = var.github_api_url == "" || startswith(var.github_api_url, "https://")
     error_message = "github_api_url must be an https URL, or empty to turn the files lookup off."
+  }
+}
+
+variable "github_app_id" {
+  type        = string
+  description = "GITHUB_APP_ID: the GitHub App's id for App mode (docs/GITHUB_APP.md); its private key is the GITHUB_APP_PRIVATE_KEY secret. Empty: token mode (GITHUB_TOKEN) or no GitHub credentials."
+  default     = ""
+
+  validation {
+    condition     = can(regex("^([1-9][0-9]*)?$", var.github_app_id))
+    error_message = "github_app_id must be the App's numeric id, or empty."
+  }
+}
+
+variable "dashboard_url" {
+  type        = string
+  description = "DASHBOARD_URL: where the check run or commit status on a pull request links to (the dashboard's https URL). Empty: no link."
+  default     = ""
+
+  validation {
+    condition     = var.dashboard_url == "" || startswith(var.dashboard_url, "https://")
+    error_message = "dashboard_url must be an https URL, or empty."
+  }
+}
+
+variable "check_fail_at" {
+  type        = string
+  description = "CHECK_FAIL_AT: the write-back's quality gate. The check's conclusion is failure at or above this risk level (medium or high), success below it; off: always neutral."
+  default     = "off"
+
+  validation {
+    condition     = contains(["off", "medium", "high"], var.check_fail_at)
+    error_message = "check_fail_at must be off, medium or high."
   }
 }
 

@@ -21,7 +21,14 @@ INSERT INTO insights (repository_id, pull_request_id, pr_number, commit_sha, ris
 VALUES (%(repository_id)s, %(pull_request_id)s, %(pr_number)s, %(commit_sha)s, %(risk_level)s,
         %(summary)s, %(recommendation)s, %(key_changes)s, %(confidence_score)s, %(model)s,
         %(risk_score)s, %(risk_drivers)s)
-ON CONFLICT (repository_id, pr_number, commit_sha) DO NOTHING
+-- A head's insight is written once; `replace` (GitHub asked to run the check again) writes
+-- the new analysis over it.
+ON CONFLICT (repository_id, pr_number, commit_sha) DO UPDATE SET
+    risk_level = EXCLUDED.risk_level, summary = EXCLUDED.summary,
+    recommendation = EXCLUDED.recommendation, key_changes = EXCLUDED.key_changes,
+    confidence_score = EXCLUDED.confidence_score, model = EXCLUDED.model,
+    risk_score = EXCLUDED.risk_score, risk_drivers = EXCLUDED.risk_drivers, created_at = now()
+WHERE %(replace)s::bool
 RETURNING *;
 
 -- name: poller_lock_pull_request_by_id

@@ -62,11 +62,12 @@ UPDATE pull_requests SET analysis_owner = %(owner)s,
 WHERE id = %(id)s
   AND (analysis_leased_until IS NULL OR analysis_leased_until < now()
        OR analysis_owner = %(owner)s)
-  -- Checked again here: another poller may have stored this head's insight a moment ago.
-  AND NOT EXISTS (SELECT 1 FROM insights i
+  -- Checked again here: another poller may have stored this head's insight a moment ago
+  -- (unless the head is to be analysed anew: GitHub asked to re-run its check).
+  AND (%(again)s::bool OR NOT EXISTS (SELECT 1 FROM insights i
                   WHERE i.repository_id = pull_requests.repository_id
                     AND i.pr_number = pull_requests.number
-                    AND i.commit_sha = pull_requests.head_sha)
+                    AND i.commit_sha = pull_requests.head_sha))
 RETURNING id;
 
 -- name: work_pr_analysis_release
@@ -205,3 +206,83 @@ WHERE repository = %(repository)s;
 SELECT GREATEST(0, EXTRACT(EPOCH FROM min(GREATEST(next_run_at, COALESCE(leased_until, next_run_at)))
                                        - now()))::float8 AS seconds
 FROM sync_state WHERE repository = ANY(%(repositories)s::text[]);
+
+-- Write-back (check_writes): one check run or commit status per analysed head.
+
+-- name: work_checks_want_started
+-- The analysis of a head starts: GitHub should show the check in progress (again, for a
+-- re-analysis of the same head; the check is the same one, updated in place).
+INSERT INTO check_writes AS c (repository_id, pull_request_id, pr_number, head_sha, mode, wanted)
+VALUES (%(repository_id)s, %(pull_request_id)s, %(pr_number)s, %(head_sha)s, %(mode)s,
+        'in_progress')
+ON CONFLICT (repository_id, head_sha) DO UPDATE SET
+    wanted = 'in_progress', insight_id = NULL, reason = NULL, version = c.version + 1,
+    posted = NULL, status = 'pending', attempts = 0, next_attempt_at = now(), started_at = now(),
+    updated_at = now(), mode = EXCLUDED.mode
+WHERE c.wanted <> 'in_progress' OR c.status = 'failed';
+
+-- name: work_checks_want_completed
+-- The head's analysis ended: with its insight, or (insight_id NULL) with the reason it has none.
+UPDATE check_writes SET
+    wanted = 'completed', insight_id = %(insight_id)s, reason = %(reason)s, version = version + 1,
+    status = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now()
+WHERE repository_id = %(repository_id)s AND head_sha = %(head_sha)s;
+
+-- name: work_checks_expire
+-- A check never stays in progress: past the bound, it is completed without an insight.
+UPDATE check_writes SET
+    wanted = 'completed', reason = %(reason)s, version = version + 1, status = 'pending',
+    attempts = 0, next_attempt_at = now(), updated_at = now()
+WHERE wanted = 'in_progress' AND status <> 'failed'
+  AND started_at < now() - make_interval(secs => %(after_seconds)s::float8)
+RETURNING id;
+
+-- name: work_checks_claim
+UPDATE check_writes SET
+    leased_until = now() + make_interval(secs => %(lease_seconds)s::float8),
+    lease_owner = %(owner)s,
+    attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM check_writes
+    WHERE status = 'pending' AND next_attempt_at <= now()
+      AND (leased_until IS NULL OR leased_until < now())
+    ORDER BY next_attempt_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, repository_id, pull_request_id, pr_number, head_sha, mode, wanted, insight_id,
+          reason, posted, external_id, version, attempts;
+
+-- name: work_checks_posted
+-- What GitHub now shows (and the check run's id); done when nothing newer is wanted since.
+UPDATE check_writes SET
+    posted = %(posted)s, external_id = COALESCE(%(external_id)s, external_id),
+    status = CASE WHEN version = %(version)s THEN 'done' ELSE 'pending' END,
+    last_error = NULL, leased_until = NULL, updated_at = now()
+WHERE id = %(id)s AND lease_owner = %(owner)s;
+
+-- name: work_checks_retry
+UPDATE check_writes SET
+    next_attempt_at = now() + make_interval(secs => %(delay_seconds)s::float8),
+    last_error = %(error)s, leased_until = NULL, updated_at = now()
+WHERE id = %(id)s AND lease_owner = %(owner)s AND status = 'pending';
+
+-- name: work_checks_dead_letter
+UPDATE check_writes SET status = 'failed', last_error = %(error)s, leased_until = NULL,
+    updated_at = now()
+WHERE id = %(id)s AND lease_owner = %(owner)s AND status = 'pending';
+
+-- name: work_checks_failed
+SELECT c.id, r.full_name AS repository, c.pr_number, c.head_sha, c.mode, c.wanted,
+       c.attempts, c.last_error, c.updated_at
+FROM check_writes c JOIN repositories r ON r.id = c.repository_id
+WHERE c.status = 'failed'
+ORDER BY c.id
+LIMIT %(limit)s::int;
+
+-- name: work_checks_retry_failed
+-- One failed write-back by id, or all when id is NULL: back in the queue, attempts reset.
+UPDATE check_writes SET status = 'pending', attempts = 0, next_attempt_at = now(),
+    leased_until = NULL, updated_at = now()
+WHERE status = 'failed' AND (%(id)s::bigint IS NULL OR id = %(id)s::bigint)
+RETURNING id;
