@@ -39,6 +39,8 @@ class Settings(BaseSettings):
 
     # Which settings this deployable cannot start without (checked by from_env).
     REQUIRED: ClassVar[tuple[str, ...]] = ()
+    # Whether this deployable signs as the GitHub App (then GITHUB_APP_ID needs its key).
+    USES_APP_KEY: ClassVar[bool] = True
     # Whether this deployable serves the API (and so must not start with a blank API_TOKENS).
     SERVES_API: ClassVar[bool] = False
 
@@ -176,7 +178,9 @@ class Settings(BaseSettings):
                 f"invalid settings: CORS_ORIGINS: {bad[0]!r} is not an origin "
                 "(scheme://host[:port], comma-separated, or *)"
             )
-        if (settings.github_app_id is None) != (not settings.secret("github_app_private_key")):
+        if cls.USES_APP_KEY and (settings.github_app_id is None) != (
+            not settings.secret("github_app_private_key")
+        ):
             raise ConfigError(
                 "invalid settings: GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY go together "
                 "(one is set, the other is not)"
@@ -246,6 +250,8 @@ class IngestSettings(Settings):
     """Settings of the ingest function."""
 
     REQUIRED = ("DATABASE_URL", "GITHUB_WEBHOOK_SECRET")
+    # Ingest reads GITHUB_APP_ID only to know its own check suites; it never signs.
+    USES_APP_KEY = False
 
 
 class PollerSettings(Settings):

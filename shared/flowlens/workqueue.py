@@ -248,13 +248,18 @@ class CheckQueue:
         await tx.execute("work_checks_posted", id=claim["id"], owner=self.owner, posted=posted,
                          external_id=external_id, version=claim["version"])  # fmt: skip
 
-    async def retry(self, tx: Tx, claim: Row, *, error: str, delay: float) -> None:
+    async def retry(self, tx: Tx, claim: Row, *, error: str, delay: float,
+                    refund: bool = False) -> None:  # fmt: skip
+        """Send again after `delay` (at once when something newer is wanted meanwhile);
+        `refund`: the attempt did not count (GitHub's rate limit)."""
         await tx.execute("work_checks_retry", id=claim["id"], owner=self.owner,
-                         error=error[:2000], delay_seconds=delay)  # fmt: skip
+                         error=error[:2000], delay_seconds=delay, version=claim["version"],
+                         refund=int(refund))  # fmt: skip
 
     async def dead_letter(self, tx: Tx, claim: Row, *, error: str) -> None:
+        """Failed for good, unless something newer is wanted meanwhile: that is sent now."""
         await tx.execute("work_checks_dead_letter", id=claim["id"], owner=self.owner,
-                         error=error[:2000])  # fmt: skip
+                         error=error[:2000], version=claim["version"])  # fmt: skip
 
 
 async def failed_checks(tx: Tx, limit: int) -> list[Row]:

@@ -79,6 +79,7 @@ class CheckRun:
     conclusion: str | None
     output: dict[str, Any]
     details_url: str | None
+    app_id: int = 0  # the App that made it
     history: list[str] = field(default_factory=list)  # every status it was set to, in order
 
 
@@ -111,7 +112,8 @@ class FakeGitHubApp:
         self._ids = itertools.count(1001)
         self._lock = threading.Lock()
         self._limited_until = 0.0
-        self._faults: list[tuple[str, float]] = []  # ("status"|"secondary"|"hang", value)
+        # (kind, value, path fragment): "status" | "secondary" | "hang" | "lost"
+        self._faults: list[tuple[str, float, str]] = []
         self.app = Starlette(routes=[
             Route("/app/installations/{installation:int}/access_tokens", self._access_token,
                   methods=["POST"]),
@@ -141,20 +143,33 @@ class FakeGitHubApp:
         with self._lock:
             self._limited_until = time.time() + seconds
 
-    def secondary_limit(self, retry_after: float, times: int = 1) -> None:
-        """The next `times` requests get a secondary limit (403 with Retry-After)."""
+    def secondary_limit(self, retry_after: float, times: int = 1, only: str = "") -> None:
+        """The next `times` requests (whose path holds `only`) get a secondary limit (403 with
+        Retry-After)."""
         with self._lock:
-            self._faults.extend([("secondary", retry_after)] * times)
+            self._faults.extend([("secondary", retry_after, only)] * times)
 
-    def fail_next(self, status: int = 502, times: int = 1) -> None:
-        """The next `times` requests fail with `status`."""
+    def fail_next(self, status: int = 502, times: int = 1, only: str = "") -> None:
+        """The next `times` requests (whose path holds `only`) fail with `status`."""
         with self._lock:
-            self._faults.extend([("status", float(status))] * times)
+            self._faults.extend([("status", float(status), only)] * times)
 
-    def hang_next(self, seconds: float, times: int = 1) -> None:
-        """The next `times` requests are answered only after `seconds` (a client timeout)."""
+    def hang_next(self, seconds: float, times: int = 1, only: str = "") -> None:
+        """The next `times` requests are not served: a 504 after `seconds` (a client timeout
+        when that is longer than the client waits)."""
         with self._lock:
-            self._faults.extend([("hang", seconds)] * times)
+            self._faults.extend([("hang", seconds, only)] * times)
+
+    def lose_answer(self, seconds: float, only: str = "") -> None:
+        """The next request is served, but its answer comes only after `seconds`: GitHub did
+        it, the client (timed out) does not know."""
+        with self._lock:
+            self._faults.append(("lost", seconds, only))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self._limited_until = 0.0
 
     def runs_for(self, repository: str, sha: str) -> list[CheckRun]:
         return [r for r in self.check_runs.values()
@@ -177,13 +192,19 @@ class FakeGitHubApp:
 
     async def _gate(self, request: Request) -> Response | None:
         """A scripted fault or the rate limit, before anything else; None: go on."""
+        path = request.url.path
         with self._lock:
-            fault = self._faults.pop(0) if self._faults else None
+            fault = next((f for f in self._faults if f[2] in path), None)
+            if fault is not None:
+                self._faults.remove(fault)
             limited_until = self._limited_until
         if fault is not None:
-            kind, value = fault
-            if kind == "hang":
+            kind, value, _ = fault
+            if kind == "lost":
+                request.state.answer_delay = value
+            elif kind == "hang":
                 await asyncio.sleep(value)
+                return _error(504, "We couldn't respond to your request in time.")
             elif kind == "secondary":
                 return _error(403, "You have exceeded a secondary rate limit.",
                               {"Retry-After": f"{value:g}"})  # fmt: skip
@@ -231,6 +252,9 @@ class FakeGitHubApp:
         return None
 
     async def _record(self, request: Request, answer: Response) -> Response:
+        delay = getattr(request.state, "answer_delay", None)
+        if delay:
+            await asyncio.sleep(delay)
         record = GitHubRequest(
             method=request.method, path=request.url.path, query=dict(request.query_params),
             headers={k.lower(): v for k, v in request.headers.items()},
@@ -288,7 +312,7 @@ class FakeGitHubApp:
                     id=next(self._ids), repository=repository, head_sha=body["head_sha"],
                     name=body["name"], status=body.get("status", "queued"),
                     conclusion=body.get("conclusion"), output=body.get("output") or {},
-                    details_url=body.get("details_url"),
+                    details_url=body.get("details_url"), app_id=self.app_id,
                 )  # fmt: skip
                 run.history.append(run.status)
                 with self._lock:
@@ -328,8 +352,10 @@ class FakeGitHubApp:
         )
         if answer is None:
             name = request.query_params.get("check_name")
+            app_id = request.query_params.get("app_id")
             runs = [_run_json(r) for r in self.runs_for(repository, request.path_params["sha"])
-                    if name is None or r.name == name]  # fmt: skip
+                    if (name is None or r.name == name)
+                    and (app_id is None or str(r.app_id) == app_id)]  # fmt: skip
             answer = JSONResponse({"total_count": len(runs), "check_runs": runs})
         return await self._record(request, answer)
 

@@ -15,7 +15,7 @@ from flowlens.github.checks import ChecksClient, Shown, conclusion, dashboard_li
 from flowlens.github.rest import GitHubError
 from flowlens.insights import GitHubFilesClient
 from tests.fakes import github_file
-from tests.fakes.fake_github_app import FakeGitHubApp, rsa_key_pair
+from tests.fakes.fake_github_app import CheckRun, FakeGitHubApp, rsa_key_pair
 
 REPO = "octo/app"
 SHA = "a" * 40
@@ -221,6 +221,23 @@ async def test_secondary_limits_server_errors_and_timeouts_are_retryable(
     assert caught.value.retryable and expected in str(caught.value)
     assert caught.value.retry_after == retry_after
     assert len(fake.runs_for(REPO, SHA)) == 1
+
+
+async def test_only_this_apps_check_run_counts_as_flowlens_own(fake: FakeGitHubApp) -> None:
+    """A check run of the same name made by another App (a staging FlowLens) is not ours."""
+    fake.check_runs[1] = CheckRun(1, REPO, SHA, "FlowLens risk", "completed", "success", {},
+                                  None, app_id=999)  # fmt: skip
+    tokens = tokens_for(fake)
+    assert fake.url is not None
+    mine = ChecksClient(fake.url, tokens, app_id=fake.app_id)
+    anyones = ChecksClient(fake.url, tokens)
+    try:
+        assert await mine.find_check_run(REPO, SHA) is None
+        assert await anyones.find_check_run(REPO, SHA) == 1
+    finally:
+        await mine.aclose()
+        await anyones.aclose()
+        await tokens.aclose()
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 
 from flowlens.db import Database
 from flowlens.github.app import AppTokens
-from flowlens.github.checks import ChecksClient, CheckWriter
+from flowlens.github.checks import check_writer
 from flowlens.insights import GitHubFilesClient
 from flowlens.insights.models import AnalysisError, ChangeContext, Insight
 from flowlens.installations import InstallationLookup, token_source
@@ -86,8 +86,8 @@ async def analyse(db: Database, s: PollerSettings, analyser: Any = None) -> None
 
 async def write(db: Database, s: PollerSettings, passes: int = 2) -> list[dict[str, Any]]:
     """Write-back passes as the poller's duty runs them; their summaries."""
-    writer = CheckWriter(db, s, ChecksClient(s.github_api_url, token_source(s, db),
-                                             timeout_seconds=0.5))  # fmt: skip
+    writer = check_writer(db, s, token_source(s, db), timeout_seconds=0.5)
+    assert writer is not None
     try:
         return [(await writer.pass_once()).as_dict() for _ in range(passes)]
     finally:
@@ -290,14 +290,15 @@ async def test_rate_limits_delay_the_write_back_never_the_analysis(
     s = app_settings(fake, dsn)
     sha = "b" * 40
     await opened(db, fake, 2, sha, SMALL)
-    await analyse(db, s)
-    fake.secondary_limit(5, times=50)  # every request for now
-    summaries = await write(db, s, passes=1)
+    fake.secondary_limit(5, times=50, only="/check-runs")  # every check-run request for now
+    summaries = await analyse_and_write(db, s, passes=1)
+    assert sha in await levels(db)  # analysed (with its files) while the write-back waits
     assert summaries[0]["retried"] == 1 and fake.check_runs == {}
     (row,) = await write_rows(db)
     assert row["status"] == "pending" and "403" in row["last_error"]
     assert row["due_in"] >= 5  # not before GitHub's Retry-After
-    fake._faults.clear()
+    assert row["attempts"] == 0  # a rate limit spends no attempt
+    fake.clear_faults()
     async with db.transaction() as tx:  # time passes
         await tx.conn.execute("UPDATE check_writes SET next_attempt_at = now()")
     assert (await write(db, s, passes=1))[0]["posted"] == 1
@@ -343,3 +344,69 @@ async def test_without_credentials_nothing_is_written_back(
     await analyse(db, s)
     assert sha in await levels(db) and await write_rows(db) == []
     assert fake.check_runs == {} and fake.statuses == []
+
+
+async def test_a_send_whose_answer_was_lost_updates_the_run_it_made(
+    db: Database, dsn: str, fake: FakeGitHubApp
+) -> None:
+    """GitHub created the check run but the answer never came back (a timeout): the next
+    attempt finds that run and completes it, rather than making a second one."""
+    s = app_settings(fake, dsn)
+    sha = "e" * 40
+    await opened(db, fake, 2, sha, SMALL)
+    await analyse(db, s)
+    fake.lose_answer(1.0, only="/check-runs")
+    (first,) = await write(db, s, passes=1)  # the writer's client gives up after 0.5 s
+    assert first["retried"] == 1, first
+    await asyncio.sleep(0.6)  # the fake has made the run meanwhile
+    async with db.transaction() as tx:
+        await tx.conn.execute("UPDATE check_writes SET next_attempt_at = now()")
+    (second,) = await write(db, s, passes=1)
+    assert second["posted"] == 1, second
+    (run,) = fake.runs_for(REPO, sha)
+    assert run.status == "completed" and len(fake.calls("POST", "/check-runs")) == 1
+    assert fake.calls("GET", f"/commits/{sha}/check-runs")[-1].query["app_id"] == str(fake.app_id)
+
+
+async def test_a_check_run_deleted_at_github_is_made_anew(
+    db: Database, dsn: str, fake: FakeGitHubApp
+) -> None:
+    s = app_settings(fake, dsn)
+    sha = "f" * 40
+    await opened(db, fake, 2, sha, SMALL)
+    await analyse_and_write(db, s)
+    fake.check_runs.clear()  # GitHub deleted it (its suite went, say)
+    async with db.transaction() as tx:  # ... and the head is to be shown again
+        cur = await tx.conn.execute("SELECT * FROM pull_requests WHERE number = 2")
+        pr = await cur.fetchone()
+        assert pr is not None
+        await CheckQueue.want_started(tx, pr, "check_run")
+    summaries = await write(db, s, passes=2)
+    assert [x["retried"] for x in summaries] == [1, 0] and summaries[1]["posted"] == 1
+    (run,) = fake.runs_for(REPO, sha)
+    assert run.status == "in_progress"  # a new run, shown as the check now stands
+    assert [r["status"] for r in await write_rows(db)] == ["done"]
+
+
+async def test_a_failed_send_of_an_old_want_never_fails_the_newer_one(db: Database) -> None:
+    """The analysis completed the head while its in-progress send was under way; that send then
+    failed for good: the completion is still sent, at once."""
+    await deliver(db, "pull_request", pr_delivery(2, "1" * 40, "opened", 0), "d")
+    queue = CheckQueue("w1", lease_seconds=60)
+    async with db.transaction() as tx:
+        cur = await tx.conn.execute("SELECT * FROM pull_requests WHERE number = 2")
+        pr = await cur.fetchone()
+        assert pr is not None
+        await CheckQueue.want_started(tx, pr, "check_run")
+        (claim,) = await queue.claim(tx, 10)
+        await CheckQueue.want_completed(tx, pr["repository_id"], pr["head_sha"],
+                                        insight_id=None, reason="x")  # fmt: skip
+        await queue.dead_letter(tx, claim, error="403 on POST /check-runs")
+    (row,) = await write_rows(db)
+    assert row["status"] == "pending" and row["wanted"] == "completed" and row["due_in"] <= 0
+    async with db.transaction() as tx:  # the same for a retry: not delayed by the old send
+        (claim,) = await queue.claim(tx, 10)
+        await CheckQueue.want_started(tx, pr, "check_run")
+        await queue.retry(tx, claim, error="502", delay=600)
+    (row,) = await write_rows(db)
+    assert row["status"] == "pending" and row["due_in"] <= 0

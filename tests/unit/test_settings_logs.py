@@ -159,6 +159,9 @@ def test_github_app_settings_go_together_and_choose_the_write_back(
     monkeypatch.setenv("GITHUB_APP_ID", "123")
     with pytest.raises(ConfigError, match="GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY go together"):
         PollerSettings.from_env()
+    # Ingest gets the id alone (Terraform gives it no key): it only recognises its own checks.
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "s")
+    assert IngestSettings.from_env().github_app_id == 123
     monkeypatch.setenv("GITHUB_APP_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----\n...")
     settings = PollerSettings.from_env()
     assert settings.app_mode and settings.write_back == "check_run"  # the App wins

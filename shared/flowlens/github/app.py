@@ -31,6 +31,8 @@ JWT_LIFETIME = 540
 JWT_BACKDATE = 60
 # An installation token lives an hour; a new one is fetched this long before that.
 REFRESH_BEFORE = 300.0
+# A repository no installation covers is asked about again only after this long.
+MISSING_TTL = 600.0
 
 
 class TokenSource(Protocol):
@@ -103,6 +105,7 @@ class AppTokens:
         self._client = client or httpx.AsyncClient(timeout=timeout_seconds)
         self._tokens: dict[int, _Token] = {}
         self._installation_for: dict[str, int] = {}  # the installation last used per repository
+        self._missing: dict[str, float] = {}  # repository -> when GitHub said none covers it
         self._locks: dict[int, asyncio.Lock] = {}
         self.exchanges = 0  # tokens fetched (for tests and logs)
 
@@ -147,8 +150,18 @@ class AppTokens:
         return installation is not None and self._tokens.pop(installation, None) is not None
 
     async def _look_up(self, repository: str) -> int:
+        missing = self._missing.get(repository)
+        if missing is not None and time.monotonic() - missing < MISSING_TTL:
+            raise GitHubError(f"github app: not installed on {repository}", status=404,
+                              retryable=False)  # fmt: skip
         url = f"{self.api_url}/repos/{repository}/installation"
-        response = await self._app_request("GET", url, repository)
+        try:
+            response = await self._app_request("GET", url, repository)
+        except GitHubError as exc:
+            if exc.status == 404:
+                self._missing[repository] = time.monotonic()
+            raise
+        self._missing.pop(repository, None)
         try:
             installation = int(response.json()["id"])
         except (KeyError, TypeError, ValueError) as exc:

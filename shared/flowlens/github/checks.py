@@ -4,7 +4,8 @@
 A poller duty on the work queue (flowlens.workqueue.CheckQueue): the poller records what each
 head's check should show (in progress when its analysis starts, completed with the insight),
 and `CheckWriter` passes send it, leased and retried with the one backoff, waiting out GitHub's
-rate limits rather than spending attempts on them. Analysis never waits for GitHub.
+rate limits rather than spending attempts on them (a rate-limited send gives its attempt
+back, and no send is claimed while the client is paused). Analysis never waits for GitHub.
 """
 
 from __future__ import annotations
@@ -111,10 +112,13 @@ class CheckSummary(DutyCounts):
 class ChecksClient:
     """GitHub's check runs and commit statuses, over httpx, with the credentials given."""
 
-    def __init__(self, api_url: str, tokens: TokenSource, *, timeout_seconds: float = 10.0,
-                 client: httpx.AsyncClient | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, api_url: str, tokens: TokenSource, *, timeout_seconds: float = 10.0,
+        client: httpx.AsyncClient | None = None, app_id: int | None = None,
+    ) -> None:  # fmt: skip
         self.api_url = api_url.rstrip("/")
         self.tokens = tokens
+        self.app_id = app_id  # App mode: only this App's check runs are FlowLens's
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout_seconds)
         # GitHub's primary limit, as its last answer put it: no request before this time.
@@ -162,9 +166,10 @@ class ChecksClient:
     async def find_check_run(self, repository: str, sha: str) -> int | None:
         """FlowLens's check run on a commit, if one exists already (a send that reached GitHub
         but whose answer was lost): updating it keeps the one check per head."""
-        found = await self._request(
-            "GET", repository, f"/commits/{sha}/check-runs?check_name={quote(CHECK_NAME)}"
+        query = f"check_name={quote(CHECK_NAME)}" + (
+            f"&app_id={self.app_id}" if self.app_id else ""
         )
+        found = await self._request("GET", repository, f"/commits/{sha}/check-runs?{query}")
         runs = found.get("check_runs") if isinstance(found, dict) else None
         return int(runs[0]["id"]) if runs else None
 
@@ -218,11 +223,12 @@ class CheckWriter:
     async def pass_once(self) -> CheckSummary:
         summary = CheckSummary(passes=1)
         bound = self.settings.check_timeout_seconds
+        paused = self.client.paused_until > time.time()  # GitHub said wait: claim nothing
         async with self.db.transaction() as tx:
             summary.expired = await CheckQueue.expire(
                 tx, bound, f"the analysis did not finish within {bound:g} s"
             )
-            claims = await self.queue.claim(tx, self.batch_size)
+            claims = [] if paused else await self.queue.claim(tx, self.batch_size)
         results = await asyncio.gather(*(self._send(c) for c in claims))
         for outcome, error in results:
             setattr(summary, outcome, getattr(summary, outcome) + 1)
@@ -237,51 +243,82 @@ class CheckWriter:
         assert row is not None
         repository = row["repository"]
         where = f"{repository}@{claim['head_sha'][:12]}"
-        sha = claim["head_sha"]
+        shown = render(row, claim, self.settings)
+        external = claim["external_id"]
         try:
-            shown = render(row, claim, self.settings)
-            # GitHub shows the check in progress first, also when the analysis finished before
-            # this send: a reviewer (and a required check) sees FlowLens at work, then its read.
-            first = None
-            if claim["posted"] is None and shown.status == "completed":
-                first = render(row, {**claim, "wanted": "in_progress"}, self.settings)
-            external: int | None = None
-            if claim["mode"] == "check_run":
-                external = claim["external_id"]
-                if external is None:
-                    external = await self.client.find_check_run(repository, sha)
-                if first is not None:
-                    external = await self.client.put_check_run(repository, sha, first, external)
-                    async with self.db.transaction() as tx:
-                        await tx.execute("checks_remember_run", id=claim["id"],
-                                         external_id=external)  # fmt: skip
-                external = await self.client.put_check_run(repository, sha, shown, external)
-            else:
-                if first is not None:
-                    await self.client.put_status(repository, sha, first)
-                await self.client.put_status(repository, sha, shown)
-        except GitHubError as exc:
-            error = str(exc)
-            if exc.status == 404 and claim["external_id"] is not None:
-                # The check run is gone at GitHub: the next attempt creates it anew.
+            # Well inside the lease: a send still running when it ran out could meet another
+            # writer's send of the same head (and make a second check run).
+            async with asyncio.timeout(self.queue.lease_seconds / 2):
+                external = await self._put(claim, row, shown)
+        except Exception as exc:
+            if isinstance(exc, GitHubError):
+                error, retryable, wait = str(exc), exc.retryable, exc.retry_after
+            elif isinstance(exc, TimeoutError):
+                error, retryable, wait = "github: the send did not finish in time", True, None
+            else:  # a bug or the database: retried, and failed for good like any other
+                log.exception("write-back of %s failed", where)
+                error, retryable, wait = f"write-back error: {exc!r}", True, None
+            if isinstance(exc, GitHubError) and exc.status == 404 and external is not None:
+                # The check run is gone at GitHub (deleted with its suite): create it anew.
                 async with self.db.transaction() as tx:
                     await tx.execute("checks_forget_run", id=claim["id"])
-            if not exc.retryable or claim["attempts"] >= self.max_attempts:
-                async with self.db.transaction() as tx:
-                    await self.queue.dead_letter(tx, claim, error=error)
+                retryable, wait = True, 0.0
+            if not retryable or claim["attempts"] >= self.max_attempts:
+                await self._give_up(claim, repository, external, error)
                 log.error("write-back failed for good: %s: %s", where, error)
                 return "failed", f"{where}: {error}"
             delay = backoff(claim["attempts"], base=2.0, cap=MAX_RETRY_DELAY)
-            if exc.retry_after is not None:  # a rate limit: wait for its reset, at least
-                delay = max(delay, min(exc.retry_after + 1.0, MAX_RETRY_DELAY))
+            limited = isinstance(exc, GitHubError) and exc.retry_after is not None
+            if wait is not None:  # a rate limit: wait for its reset, not spending an attempt
+                delay = min(wait + 1.0, MAX_RETRY_DELAY) if wait > 0 else 0.0
             async with self.db.transaction() as tx:
-                await self.queue.retry(tx, claim, error=error, delay=delay)
+                await self.queue.retry(tx, claim, error=error, delay=delay, refund=limited)
             log.warning("write-back retry in %.0fs: %s: %s", delay, where, error)
             return "retried", f"{where}: {error}"
         async with self.db.transaction() as tx:
             await self.queue.posted(tx, claim, shown.status, external)
         log.info("write-back %s %s (%s)", shown.status, where, shown.conclusion or "-")
         return "posted", None
+
+    async def _put(self, claim: dict[str, Any], row: dict[str, Any], shown: Shown) -> int | None:
+        """Make GitHub show `shown` for the claimed head; the check run's id (App mode)."""
+        repository, sha = row["repository"], claim["head_sha"]
+        # GitHub shows the check in progress first, also when the analysis finished before
+        # this send: a reviewer (and a required check) sees FlowLens at work, then its read.
+        first = None
+        if claim["posted"] is None and shown.status == "completed":
+            first = render(row, {**claim, "wanted": "in_progress"}, self.settings)
+        if claim["mode"] != "check_run":
+            if first is not None:
+                await self.client.put_status(repository, sha, first)
+            await self.client.put_status(repository, sha, shown)
+            return None
+        external: int | None = claim["external_id"]
+        if external is None:  # a send whose answer was lost may have created it
+            external = await self.client.find_check_run(repository, sha)
+        if first is not None:
+            external = await self.client.put_check_run(repository, sha, first, external)
+            async with self.db.transaction() as tx:
+                await tx.execute("checks_remember_run", id=claim["id"], external_id=external)
+        return await self.client.put_check_run(repository, sha, shown, external)
+
+    async def _give_up(self, claim: dict[str, Any], repository: str, external: int | None,
+                       error: str) -> None:  # fmt: skip
+        """Dead-letter the send; a check run GitHub shows in progress is completed neutral
+        with the reason, if GitHub takes that much (never left in progress)."""
+        async with self.db.transaction() as tx:
+            await self.queue.dead_letter(tx, claim, error=error)
+        if claim["mode"] != "check_run" or external is None:
+            return
+        why = f"FlowLens could not post its read of this commit: {error[:500]}"
+        try:
+            async with asyncio.timeout(10.0):
+                await self.client.put_check_run(
+                    repository, claim["head_sha"],
+                    Shown("completed", "neutral", "No risk read", why, "", None), external,
+                )  # fmt: skip
+        except Exception as exc:  # already failed for good: this was the last resort
+            log.warning("could not complete the check of %s neutral: %s", repository, exc)
 
     async def run(self, budget_seconds: float | None = None, *,
                   stop: asyncio.Event | None = None) -> CheckSummary:  # fmt: skip
@@ -303,3 +340,15 @@ class CheckWriter:
             if await pause(self.interval, stop):
                 break
         return total
+
+
+def check_writer(db: Database, settings: Settings, tokens: TokenSource, *,
+                 timeout_seconds: float = 10.0) -> CheckWriter | None:  # fmt: skip
+    """The write-back duty when GitHub credentials allow it (docs/GITHUB_APP.md), else None."""
+    mode = settings.write_back
+    if mode is None:
+        return None
+    log.info("write-back on: a %s per analysed head", mode.replace("_", " "))
+    client = ChecksClient(settings.github_api_url, tokens, app_id=settings.github_app_id,
+                          timeout_seconds=timeout_seconds)  # fmt: skip
+    return CheckWriter(db, settings, client)

@@ -803,6 +803,9 @@ def _rerun(p: dict[str, Any]) -> PrFacts | None:
     item = _obj(p.get("check_run"))
     if item.get("name") != CHECK_NAME:
         return None
+    app = _obj(item.get("app")).get("id")
+    if OWN_APP_ID is not None and app is not None and app != OWN_APP_ID:
+        return None  # another App's check of that name (a staging FlowLens, say)
     refs = _pr_refs(item.get("pull_requests"), _obj(p.get("repository")).get("id"))
     return refs[0] if refs else None
 

@@ -11,7 +11,7 @@ from typing import Any
 from flowlens.alerts import AlertConfig, AlertDispatcher, build_channels
 from flowlens.db import Database
 from flowlens.github.app import AppTokens, TokenSource
-from flowlens.github.checks import ChecksClient, CheckWriter
+from flowlens.github.checks import check_writer
 from flowlens.insights.factory import make_analyser
 from flowlens.insights.github_files import GitHubFilesClient
 from flowlens.installations import token_source
@@ -49,7 +49,7 @@ class PollerService:
         # Extra duties beside event processing; each is off unless configured.
         self.alerts = _alert_dispatcher(self.db, settings)
         self.sync = _sync_scheduler(self.db, settings, self.tokens)
-        self.checks = _check_writer(self.db, settings, self.tokens)
+        self.checks = check_writer(self.db, settings, self.tokens)
 
     def new_poller(self) -> Poller:
         """A Poller with a lease owner of its own."""
@@ -143,16 +143,6 @@ def _alert_dispatcher(db: Database, settings: PollerSettings) -> AlertDispatcher
         return None
     log.info("alerts on: %s via %s", ", ".join(config.channels), settings.alert_email_transport)
     return AlertDispatcher(db, config, build_channels(settings, config))
-
-
-def _check_writer(db: Database, settings: PollerSettings, tokens: TokenSource
-                  ) -> CheckWriter | None:  # fmt: skip
-    """Write-back to the pull request when GitHub credentials allow it (docs/GITHUB_APP.md)."""
-    mode = settings.write_back
-    if mode is None:
-        return None
-    log.info("write-back on: a %s per analysed head", mode.replace("_", " "))
-    return CheckWriter(db, settings, ChecksClient(settings.github_api_url, tokens))
 
 
 def _sync_scheduler(db: Database, settings: PollerSettings, tokens: TokenSource

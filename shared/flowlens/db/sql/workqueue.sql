@@ -262,14 +262,19 @@ UPDATE check_writes SET
 WHERE id = %(id)s AND lease_owner = %(owner)s;
 
 -- name: work_checks_retry
+-- A newer want than the one sent (version moved on) goes out at once, on fresh attempts.
 UPDATE check_writes SET
-    next_attempt_at = now() + make_interval(secs => %(delay_seconds)s::float8),
+    next_attempt_at = CASE WHEN version = %(version)s
+        THEN now() + make_interval(secs => %(delay_seconds)s::float8) ELSE now() END,
+    attempts = GREATEST(0, attempts - %(refund)s::int),
     last_error = %(error)s, leased_until = NULL, updated_at = now()
 WHERE id = %(id)s AND lease_owner = %(owner)s AND status = 'pending';
 
 -- name: work_checks_dead_letter
-UPDATE check_writes SET status = 'failed', last_error = %(error)s, leased_until = NULL,
-    updated_at = now()
+-- Failed for good; but a newer want (version moved on) is not given up with the old one.
+UPDATE check_writes SET
+    status = CASE WHEN version = %(version)s THEN 'failed' ELSE 'pending' END,
+    next_attempt_at = now(), last_error = %(error)s, leased_until = NULL, updated_at = now()
 WHERE id = %(id)s AND lease_owner = %(owner)s AND status = 'pending';
 
 -- name: work_checks_failed
