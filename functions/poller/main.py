@@ -5,7 +5,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from flowlens import logs
-from flowlens.poller.service import PollerService
+from flowlens.poller.service import PollerService, is_wake_up
 from flowlens.settings import PollerSettings
 
 settings = PollerSettings.from_env()
@@ -15,5 +15,6 @@ service = PollerService(settings)
 
 @functions_framework.aio.http
 async def poll(request: Request) -> JSONResponse:
-    """Entry point (target `poll`): returns the invocation's JSON summary."""
-    return JSONResponse(await service.invoke())
+    """Entry point (target `poll`): returns the invocation's JSON summary. Cloud Scheduler
+    posts `{}`; ingest's wake-up posts `{"wake": true}` (docs/ARCHITECTURE.md)."""
+    return JSONResponse(await service.invoke(wake=await is_wake_up(request)))

@@ -173,6 +173,50 @@ class _Server(uvicorn.Server):
         yield
 
 
+def poller_app(service: Any) -> Any:
+    """The poller as an HTTP function, as functions/poller/main.py serves it in production."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from flowlens.poller.service import is_wake_up
+
+    async def poll(request: Request) -> JSONResponse:
+        return JSONResponse(await service.invoke(wake=await is_wake_up(request)))
+
+    return Starlette(routes=[Route("/", poll, methods=["POST"])])
+
+
+async def tick_every(url: str, seconds: float, stop: asyncio.Event) -> None:
+    """Cloud Scheduler's stand-in: invoke the poller now and every `seconds` until stop (the
+    safety net behind ingest's wake-ups)."""
+    import httpx
+
+    ticks: set[asyncio.Task[Any]] = set()
+
+    def done(tick: asyncio.Task[Any]) -> None:
+        ticks.discard(tick)
+        if not tick.cancelled() and tick.exception() is not None:
+            log.warning("scheduler tick failed: %s", tick.exception())
+
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=5.0)) as client:
+        try:
+            while not stop.is_set():
+                tick = asyncio.create_task(client.post(url, content=b"{}"))
+                ticks.add(tick)
+                tick.add_done_callback(done)
+                try:
+                    async with asyncio.timeout(seconds):
+                        await stop.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            for tick in list(ticks):
+                tick.cancel()
+            await asyncio.gather(*ticks, return_exceptions=True)
+
+
 def load_attr(path: Path, attr: str) -> Any:
     """Load `attr` from a deployable's entry file (exactly what production runs)."""
     spec = importlib.util.spec_from_file_location(f"flowlens_dev_{path.parent.name}", path)
@@ -236,12 +280,14 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
     folder = state_dir(root)
     base = Settings.from_env()
     logs.setup("dev", base.log_format if base.log_format != "auto" else "text", base.log_level)
-    if base.ingest_port == base.api_port:
-        raise PortInUse(f"flowlens: INGEST_PORT and API_PORT are both {base.api_port}; "
-                        "give them different ports")  # fmt: skip
+    ports = {"INGEST_PORT": base.ingest_port, "API_PORT": base.api_port,
+             "POLLER_PORT": base.poller_port}  # fmt: skip
+    if len(set(ports.values())) < len(ports):
+        raise PortInUse("flowlens: INGEST_PORT, API_PORT and POLLER_PORT must differ "
+                        f"(now {', '.join(f'{k}={v}' for k, v in ports.items())})")  # fmt: skip
     host = base.dev_host
-    check_port(base.ingest_port, "INGEST_PORT", host)
-    check_port(base.api_port, "API_PORT", host)
+    for name, port in ports.items():
+        check_port(port, name, host)
     claim = claim_folder(folder)
 
     # From the start: Ctrl-C while the database starts must stop it too, without a traceback.
@@ -263,6 +309,10 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
         os.environ["DATABASE_URL"] = dsn
         os.environ["GITHUB_WEBHOOK_SECRET"] = secret
         os.environ.setdefault("LOG_FORMAT", "text")
+        # As deployed: ingest wakes the poller function (plainly here), a scheduler ticks it.
+        poller_url = f"http://127.0.0.1:{base.poller_port}/"
+        os.environ["POLLER_URL"] = poller_url
+        os.environ["WAKE_AUTH"] = "none"
         if demo:
             # The story's repository is made up: asking GitHub for its files would only fail
             # (and wait out retries, offline) before every analysis.
@@ -288,14 +338,15 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
         logs.setup("dev", "text" if base.log_format == "auto" else base.log_format, base.log_level)
 
         servers = []
-        for app, port, component in (
-            (ingest_app, base.ingest_port, "ingest"),
-            (api_app, base.api_port, "api"),
+        for app, port, component, where in (
+            (ingest_app, base.ingest_port, "ingest", host),
+            (api_app, base.api_port, "api", host),
+            (poller_app(poller), base.poller_port, "poller", "127.0.0.1"),  # only ingest calls it
         ):
             # Opened beyond loopback (DEV_HOST), any name may reach it: no Host to insist on.
-            guarded = LocalHostsOnly(app, also=url_host(host)) if is_loopback(host) else app
+            guarded = LocalHostsOnly(app, also=url_host(where)) if is_loopback(where) else app
             config = uvicorn.Config(
-                guarded, host=host, port=port, log_config=None, access_log=False,
+                guarded, host=where, port=port, log_config=None, access_log=False,
                 lifespan="on" if component == "api" else "off", ws="websockets-sansio",
                 ws_per_message_deflate=False,
             )  # fmt: skip
@@ -340,13 +391,14 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
             + "\n  stop           Ctrl-C\n",
             flush=True,
         )
-        with logs.bind(component="poller"):
-            tasks.append(asyncio.create_task(poller.loop(stop)))
+        with logs.bind(component="scheduler"):
+            tasks.append(asyncio.create_task(tick_every(poller_url, 60.0, stop)))
         if demo:
             with logs.bind(component="demo"):
                 tasks.append(asyncio.create_task(_demo(ingest_url, secret, demo_delay)))
         await stop.wait()
         print("\nstopping...", flush=True)
+        poller.shutdown.set()
         for server, _ in servers:
             server.should_exit = True
         await asyncio.wait(tasks, timeout=10)

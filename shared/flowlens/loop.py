@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 MAX_ERRORS = 20
 
@@ -15,6 +15,11 @@ class DutyCounts:
     up pass by pass, and the first MAX_ERRORS errors."""
 
     errors: list[str] = field(default_factory=list)
+    # The counters that mean a pass had work in hand (an invocation does not end idle then).
+    WORK: ClassVar[tuple[str, ...]] = ()
+
+    def did_work(self) -> bool:
+        return any(getattr(self, name) for name in self.WORK)
 
     def add(self, other: Self) -> None:
         for f in fields(self):

@@ -64,11 +64,18 @@ class Settings(BaseSettings):
     check_timeout_seconds: float = Field(default=300.0, gt=0)
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     poll_budget_seconds: float = Field(default=50.0, ge=0)
+    # An invocation ends after this many scans in a row found nothing to do (0: never early).
+    poll_idle_scans: int = Field(default=2, ge=0)
+    # Ingest wakes the poller here when it commits work and none runs (empty: never).
+    poller_url: str = ""
+    # How a wake-up authenticates: a Cloud Run OIDC identity token, or none (`flowlens dev`).
+    wake_auth: Literal["oidc", "none"] = "oidc"
     ai_concurrency: int = Field(default=16, ge=1, le=256)
     api_tokens: SecretStr | None = None
     cors_origins: str = ""
     ingest_port: int = Field(default=8081, ge=1, le=65535)
     api_port: int = Field(default=8000, ge=1, le=65535)
+    poller_port: int = Field(default=8082, ge=1, le=65535)
     # Where `flowlens dev` listens: loopback unless opened (docs/SETTINGS.md).
     dev_host: str = Field(default="127.0.0.1", min_length=1)
 

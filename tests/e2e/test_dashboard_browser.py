@@ -88,7 +88,8 @@ async def dev_stack(dsn: str, **extra: str) -> AsyncIterator[tuple[str, str]]:
     ingest_port, api_port = free_port(), free_port()
     env = {
         **os.environ, "DATABASE_URL": dsn, "GITHUB_WEBHOOK_SECRET": SECRET,
-        "INGEST_PORT": str(ingest_port), "API_PORT": str(api_port), "GITHUB_API_URL": "",
+        "INGEST_PORT": str(ingest_port), "API_PORT": str(api_port),
+        "POLLER_PORT": str(free_port()), "GITHUB_API_URL": "",
         "POLL_INTERVAL_SECONDS": "0.2", "LOG_FORMAT": "text", **extra,
     }  # fmt: skip
     proc = await asyncio.create_subprocess_exec(

@@ -30,6 +30,7 @@ def _env(home: Path, ingest: int, api: int) -> dict[str, str]:
                                                           "GITHUB_WEBHOOK_SECRET",
                                                           "CI_WRITE_KEY")}  # fmt: skip
     env.update(FLOWLENS_HOME=str(home), INGEST_PORT=str(ingest), API_PORT=str(api),
+               POLLER_PORT=str(free_port()),
                GITHUB_API_URL="", LOG_FORMAT="text", POLL_INTERVAL_SECONDS="0.2")  # fmt: skip
     return env
 

@@ -59,7 +59,7 @@ def one_line(stderr: str, *expected: str) -> None:
         ({}, ["events", "failed", "--limit", "-1"], 2, ["must be 1 or more"]),
         ({}, ["events"], 2, ["required: {failed,retry,unapplied,reapply,payload}"]),
         ({"INGEST_PORT": "18791", "API_PORT": "18791"}, ["dev"], 1,
-         ["INGEST_PORT and API_PORT are both 18791"]),
+         ["INGEST_PORT, API_PORT and POLLER_PORT must differ", "API_PORT=18791"]),
     ],
 )  # fmt: skip
 async def test_bad_input_is_one_line_and_the_documented_exit_code(

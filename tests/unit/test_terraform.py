@@ -331,7 +331,11 @@ def test_ingest_is_public_and_poller_is_private() -> None:
         "${google_cloud_run_v2_service.api.name}",
     }
     invokers = [m for m in members.values() if "poller" in m["name"]]
-    assert [m["member"] for m in invokers] == ['${google_service_account.sa["scheduler"].member}']
+    # The scheduler ticks it; ingest wakes it (pay-per-use). Nobody else.
+    assert sorted(m["member"] for m in invokers) == [
+        '${google_service_account.sa["ingest"].member}',
+        '${google_service_account.sa["scheduler"].member}',
+    ]
     functions = resources("google_cloudfunctions2_function")
     assert one(functions["ingest"]["build_config"])["runtime"] == "${var.function_runtime}"
 

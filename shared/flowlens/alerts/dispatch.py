@@ -40,6 +40,7 @@ class AlertSummary(DutyCounts):
     skipped: int = 0  # claims another pass took over while they waited for a slot
     dropped: int = 0  # builds that passed on a re-run before their alert's turn came
     deferred: int = 0  # builds being re-run when their alert's turn came: looked at again later
+    WORK = ("enqueued", "sent", "retried", "failed")
 
 
 class AlertDispatcher:
@@ -64,6 +65,7 @@ class AlertDispatcher:
         # A send may take a connect and a transfer; the lease must outlast both.
         self.send_timeout = config.timeout_seconds * 3
         self.lease_seconds = self.send_timeout + 30.0
+        self.busy = True  # the last pass had work (an invocation does not end idle)
 
     @property
     def queue(self) -> AlertQueue:
@@ -207,9 +209,12 @@ class AlertDispatcher:
         started = time.monotonic()
         total = AlertSummary()
         interval = self.config.interval_seconds
+        self.busy = True  # until a pass has looked
         while True:
             try:
-                total.add(await self.pass_once())
+                done = await self.pass_once()
+                self.busy = done.did_work()
+                total.add(done)
             except Exception as exc:  # the database may be down for a moment; try next pass
                 log.exception("alert pass failed")
                 total.note(f"alert pass failed: {exc}")

@@ -172,6 +172,7 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "started_at": _TS,
         "updated_at": _TS,
     },
+    "poller_heartbeat": {"id": "smallint", "owner": "text", "beat_at": _TS, "woken_at": _TS},
     "risk_changes": {"repository_id": "bigint", "change_key": "text", "author": "text"},
     "risk_authors": {"repository_id": "bigint", "author": "text", "changes": "integer"},
     "risk_files": {

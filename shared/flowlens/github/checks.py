@@ -107,6 +107,7 @@ class CheckSummary(DutyCounts):
     retried: int = 0
     failed: int = 0
     expired: int = 0
+    WORK = ("posted", "retried", "failed", "expired")
 
 
 class ChecksClient:
@@ -213,6 +214,7 @@ class CheckWriter:
         self.max_attempts = max_attempts
         self.queue = CheckQueue(f"checks:{uuid.uuid4().hex[:8]}", lease_seconds=60.0)
         self.interval = settings.poll_interval_seconds
+        self.busy = True  # the last pass had work (an invocation does not end idle)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -325,9 +327,12 @@ class CheckWriter:
         """A pass every POLL_INTERVAL_SECONDS until the budget is spent or stop is set."""
         started = time.monotonic()
         total = CheckSummary()
+        self.busy = True  # until a pass has looked
         while True:
             try:
-                total.add(await self.pass_once())
+                done = await self.pass_once()
+                self.busy = done.did_work()
+                total.add(done)
             except Exception as exc:  # the database may be down for a moment
                 log.exception("write-back pass failed")
                 total.note(f"write-back pass failed: {exc}")

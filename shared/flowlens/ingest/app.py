@@ -16,12 +16,13 @@ from starlette.responses import JSONResponse
 
 from flowlens import logs
 from flowlens.db import Database, DatabaseUnavailable, first_line
-from flowlens.github.parse import PayloadError, load_payload, parse
+from flowlens.github.parse import Delivery, PayloadError, load_payload, parse
 from flowlens.github.signature import StreamVerifier, well_formed
 from flowlens.ingest.batch import Batcher
 from flowlens.ingest.ci import BadCiBody, CiBuild, actions_event, record_ci_build
 from flowlens.ingest.store import Item, Outcome, record_unapplied
 from flowlens.settings import IngestSettings
+from flowlens.wake import Waker
 
 log = logging.getLogger("flowlens.ingest")
 
@@ -166,10 +167,14 @@ class IngestHandler:
         )
         self.batcher = Batcher(self.db, notify=self.settings.feed_notify)
         self.budget = BodyBudget(int(self.settings.ingest_body_budget_mb * 1024 * 1024))
+        # Pay-per-use: committed work wakes the poller when none runs (flowlens.wake).
+        self.waker = Waker(self.db, self.settings.poller_url, auth=self.settings.wake_auth,
+                           read_seconds=self.settings.poll_budget_seconds + 60.0)  # fmt: skip
         _handlers.append(self)
 
     async def close(self) -> None:
         """Finish the transactions under way and release the database pool."""
+        await self.waker.close()
         await self.batcher.close()
         await self.db.close()
 
@@ -263,6 +268,8 @@ class IngestHandler:
                 log.error("delivery conflicted with another writer: %s", exc)
                 return error(503, "a concurrent write conflicted; retry the delivery")
             log.info("%s %s", event, outcome.value)
+            if outcome is Outcome.ACCEPTED and wakes_poller(item.facts):
+                self.waker.poke()  # after the commit; the answer does not wait for it
             return JSONResponse(
                 {"status": outcome.value, "delivery": delivery, "event": event},
                 status_code=_STATUS_CODE[outcome],
@@ -335,6 +342,12 @@ class IngestHandler:
         return JSONResponse(
             {"status": "accepted", "build": f"ci:{report.run_id}", "build_id": build_id}, 202
         )
+
+
+def wakes_poller(facts: Delivery) -> bool:
+    """Whether a delivery is work the poller should start on now: a head to analyse, or a
+    failed build (an alert)."""
+    return facts.needs_analysis or any(b.status == "failed" for b in facts.builds)
 
 
 def _problems(exc: ValidationError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from typing import Any
@@ -18,8 +19,18 @@ from flowlens.installations import token_source
 from flowlens.poller.worker import Poller, Summary
 from flowlens.settings import ConfigError, PollerSettings
 from flowlens.sync import GitHubError, SyncScheduler
+from flowlens.wake import Heartbeat
 
 log = logging.getLogger("flowlens.poller")
+
+
+async def is_wake_up(request: Any) -> bool:
+    """Whether an invocation request is ingest's wake-up (`{"wake": true}`), not a tick."""
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("wake") is True
 
 
 class PollerService:
@@ -50,6 +61,8 @@ class PollerService:
         self.alerts = _alert_dispatcher(self.db, settings)
         self.sync = _sync_scheduler(self.db, settings, self.tokens)
         self.checks = check_writer(self.db, settings, self.tokens)
+        # Set when the process stops: invocations under way end after their current scan.
+        self.shutdown = asyncio.Event()
 
     def new_poller(self) -> Poller:
         """A Poller with a lease owner of its own."""
@@ -80,18 +93,54 @@ class PollerService:
                 out[name] = result.as_dict()
         return out
 
-    async def invoke(self, budget_seconds: float | None = None) -> dict[str, Any]:
-        """One Cloud Scheduler invocation: scan until the budget is spent; a JSON summary."""
+    async def invoke(self, budget_seconds: float | None = None, *, wake: bool = False
+                     ) -> dict[str, Any]:  # fmt: skip
+        """One invocation (Cloud Scheduler's tick, or ingest's wake-up): scan until the budget
+        is spent, or until POLL_IDLE_SCANS scans in a row found nothing to do and no duty has
+        work; a JSON summary. A wake-up while another invocation runs does nothing."""
         budget = self.settings.poll_budget_seconds if budget_seconds is None else budget_seconds
         # Its own lease owner: an invocation still running when the next one arrives (Cloud
         # Scheduler is at-least-once; a request past its timeout goes on) must not pass the
         # other's lease checks, or both would analyse the same commit.
         poller = self.new_poller()
-        summary, extra = await asyncio.gather(poller.run(budget), self._duties(budget, None))
+        heartbeat = Heartbeat(poller.owner)
+        if wake:
+            async with self.db.transaction() as tx:
+                if await heartbeat.other_running(tx):
+                    log.info("wake-up: another invocation is running")
+                    return {"skipped": "another invocation is running"}
+        started = time.monotonic()
+        stop = asyncio.Event()
+
+        async def scans() -> Summary:
+            total = Summary()
+            try:
+                while True:
+                    left = max(0.0, budget - (time.monotonic() - started))
+                    total.add(await poller.run(
+                        left, stop=self.shutdown, idle_scans=self.settings.poll_idle_scans,
+                        others_idle=self._duties_idle, heartbeat=heartbeat,
+                    ))  # fmt: skip
+                    # Gone from the heartbeat first, then one more look: a delivery committed
+                    # meanwhile either saw no heartbeat (and woke a poller) or is seen here.
+                    async with self.db.transaction() as tx:
+                        await heartbeat.end(tx)
+                        pending = await heartbeat.pending_events(tx)
+                    if not (pending and total.idle_end) or time.monotonic() - started >= budget:
+                        return total
+            finally:
+                stop.set()  # the duties end with the scans
+
+        summary, extra = await asyncio.gather(scans(), self._duties(budget, stop))
         result: dict[str, Any] = summary.as_dict()
+        result["seconds"] = round(time.monotonic() - started, 3)
         result.update(extra)
         log.info("invocation done: %s", result)
         return result
+
+    def _duties_idle(self) -> bool:
+        """Whether no duty has work in hand (its last pass did nothing)."""
+        return not any(d.busy for d in (self.alerts, self.sync, self.checks) if d is not None)
 
     async def once(self) -> Summary:
         """A single scan."""

@@ -8,6 +8,7 @@ import socket
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from flowlens.risk.history import History, PgHistory
 from flowlens.risk.outcomes import commit_reverts, followed_up, revert_targets
 from flowlens.risk.replay import observe
 from flowlens.settings import Settings
+from flowlens.wake import Heartbeat
 from flowlens.workqueue import CheckQueue, EventQueue, PrAnalysisLease
 
 log = logging.getLogger("flowlens.poller")
@@ -58,6 +60,7 @@ class Summary:
     skipped: int = 0
     deferred: int = 0  # events given back at the end of the budget, for the next invocation
     seconds: float = 0.0
+    idle_end: bool = False  # it ended early: nothing to do (POLL_IDLE_SCANS)
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: Summary) -> None:
@@ -65,6 +68,7 @@ class Summary:
                      "deferred"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.seconds += other.seconds
+        self.idle_end = other.idle_end
         self.errors.extend(other.errors[: max(0, 20 - len(self.errors))])
 
     def as_dict(self) -> dict[str, Any]:
@@ -523,24 +527,43 @@ class Poller:
             notify=self.settings.feed_notify, kind="insight",
         )  # fmt: skip
 
-    async def run(self, budget_seconds: float, *, stop: asyncio.Event | None = None) -> Summary:
+    async def run(
+        self,
+        budget_seconds: float,
+        *,
+        stop: asyncio.Event | None = None,
+        idle_scans: int = 0,
+        others_idle: Callable[[], bool] | None = None,
+        heartbeat: Heartbeat | None = None,
+    ) -> Summary:
         """Scan every POLL_INTERVAL_SECONDS until the budget is spent (or stop is set).
 
         No AI call starts after the budget (OVERRUN_SECONDS for one under way); a budget of 0
-        is one scan, done in full.
+        is one scan, done in full. With `idle_scans`, it ends early once that many scans in a
+        row claimed nothing and `others_idle()` (the other duties) agrees. `heartbeat` is
+        refreshed on every scan.
         """
         started = time.monotonic()
         # In the event loop's clock, which asyncio.timeout_at takes.
         now = asyncio.get_running_loop().time()
         self._deadline = now + budget_seconds if budget_seconds > 0 else None
         try:
-            return await self._run(started, budget_seconds, stop)
+            return await self._run(started, budget_seconds, stop, idle_scans, others_idle,
+                                   heartbeat)  # fmt: skip
         finally:
             self._deadline = None
 
-    async def _run(self, started: float, budget_seconds: float, stop: asyncio.Event | None
-                   ) -> Summary:  # fmt: skip
+    async def _run(
+        self,
+        started: float,
+        budget_seconds: float,
+        stop: asyncio.Event | None,
+        idle_scans: int = 0,
+        others_idle: Callable[[], bool] | None = None,
+        heartbeat: Heartbeat | None = None,
+    ) -> Summary:
         total = Summary()
+        idle = 0  # scans in a row that claimed nothing
         interval = self.settings.poll_interval_seconds
         try:
             await self.prune_feed()
@@ -551,14 +574,22 @@ class Poller:
             scan_started = time.monotonic()
             backlog = False
             try:
+                if heartbeat is not None:
+                    async with self.db.transaction() as tx:
+                        await heartbeat.beat(tx)
                 scanned = await self.scan_once()
                 total.add(scanned)
                 # A full batch means a backlog: scan again at once, not after the interval.
                 backlog = scanned.events >= self.settings.poll_batch_size
+                idle = idle + 1 if scanned.events == 0 else 0
             except Exception as exc:  # keep the loop alive; the lease returns the events
                 log.exception("scan failed")
                 total.errors.append(f"scan failed: {exc}"[:300])
+                idle = 0
             if stop is not None and stop.is_set():
+                break
+            if idle_scans and idle >= idle_scans and (others_idle is None or others_idle()):
+                total.idle_end = True
                 break
             if time.monotonic() - started + (0.0 if backlog else interval) > budget_seconds:
                 break

@@ -184,6 +184,7 @@ class SyncScheduler:
         self._owns_client = client is None
         self.client = client or make_client(settings, tokens=tokens or _tokens(settings, db))
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self.busy = True  # a sync ran lately (an invocation does not end idle)
         self.progress = progress
         self._jitter = jitter
         self._ensured = False
@@ -211,6 +212,7 @@ class SyncScheduler:
                 )
             if row is None:
                 continue
+            self.busy = True
             summary.add(await self._run(repository, row, run_deadline))
         return summary
 
@@ -290,9 +292,11 @@ class SyncScheduler:
         started = time.monotonic()
         deadline = started + budget_seconds if budget_seconds is not None else None
         total = SyncSummary()
+        self.busy = True  # until a pass has looked
         while True:
             try:
                 result = await self.run_due(deadline)
+                self.busy = result.runs > 0
                 total.runs += result.runs
                 total.complete += result.complete
                 total.failed += result.failed

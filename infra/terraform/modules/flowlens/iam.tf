@@ -4,6 +4,7 @@
 #                                 nothing project-wide. Cloud SQL is reached by private IP
 #                                 with a password, so no cloudsql.client role.
 #   scheduler:                    may invoke the poller, nothing else (poller.tf).
+#   ingest:                       also may invoke the poller, to wake it (poller.tf).
 #   builder:                      builds the function bundles (Cloud Build on behalf of
 #                                 Cloud Run functions): logs, the build image registry, and
 #                                 read access to the bundle bucket.

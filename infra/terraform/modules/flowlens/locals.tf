@@ -54,6 +54,9 @@ locals {
     GOOGLE_CLOUD_PROJECT = var.project_id
     # App mode: the suites GitHub makes for FlowLens's own check runs are not builds.
     GITHUB_APP_ID = var.github_app_id
+    # Pay-per-use: committed work wakes the poller (OIDC identity token, WAKE_AUTH=oidc).
+    POLLER_URL          = google_cloudfunctions2_function.poller.service_config[0].uri
+    POLL_BUDGET_SECONDS = tostring(var.poll_budget_seconds)
   }
   ingest_required_secrets = ["DATABASE_URL", "GITHUB_WEBHOOK_SECRET"]
   ingest_optional_secrets = ["CI_WRITE_KEY"]
@@ -67,6 +70,7 @@ locals {
     GITHUB_API_URL        = var.github_api_url
     POLL_INTERVAL_SECONDS = tostring(var.poll_interval_seconds)
     POLL_BUDGET_SECONDS   = tostring(var.poll_budget_seconds)
+    POLL_IDLE_SCANS       = tostring(var.poll_idle_scans)
     AI_CONCURRENCY        = tostring(var.ai_concurrency)
     FEED_NOTIFY           = tostring(var.feed_notify)
     # Write-back to the pull request (docs/GITHUB_APP.md): App mode with GITHUB_APP_ID and the

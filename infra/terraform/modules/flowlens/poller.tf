@@ -90,3 +90,14 @@ resource "google_cloud_run_v2_service_iam_member" "poller_scheduler" {
   role     = "roles/run.invoker"
   member   = google_service_account.sa["scheduler"].member
 }
+
+# Ingest wakes the poller when it commits work and no invocation runs (pay-per-use,
+# docs/ARCHITECTURE.md): with an OIDC identity token of its own account. Nothing else is
+# granted to it here.
+resource "google_cloud_run_v2_service_iam_member" "poller_ingest" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.poller.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.sa["ingest"].member
+}

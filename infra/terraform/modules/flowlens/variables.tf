@@ -473,6 +473,17 @@ variable "poll_budget_seconds" {
   }
 }
 
+variable "poll_idle_scans" {
+  type        = number
+  description = "POLL_IDLE_SCANS: a poller run ends after this many scans in a row found nothing to do (pay-per-use; ingest wakes it for new work). 0 keeps every run scanning for the whole poll_budget_seconds."
+  default     = 2
+
+  validation {
+    condition     = var.poll_idle_scans >= 0 && var.poll_idle_scans == floor(var.poll_idle_scans)
+    error_message = "poll_idle_scans must be a whole number, 0 or more."
+  }
+}
+
 variable "poller_timeout_seconds" {
   type        = number
   description = "Request timeout of the poller; must exceed poll_budget_seconds plus one AI batch."
