@@ -67,8 +67,10 @@ def poller_settings(dsn: str, **overrides: Any) -> PollerSettings:
 
 async def settle(waker: Waker) -> None:
     """Wait for a poke's background work (the test's only way to see it finished)."""
-    if waker._task is not None:
-        await asyncio.wait_for(asyncio.shield(waker._task), 10)
+    if waker._claim is not None:
+        await asyncio.wait_for(asyncio.shield(waker._claim), 10)
+    if waker._calls:
+        await asyncio.wait_for(asyncio.gather(*waker._calls, return_exceptions=True), 10)
 
 
 async def test_an_idle_invocation_returns_early(dsn: str) -> None:
@@ -108,7 +110,7 @@ async def test_a_wake_up_while_an_invocation_runs_starts_nothing(
     fake, url = fake_poller
     running = Heartbeat("another-invocation")
     async with db.transaction() as tx:
-        await running.beat(tx)
+        assert await running.start(tx)
     waker = Waker(db, url, auth="none")
     try:
         waker.poke()
@@ -196,3 +198,43 @@ async def test_the_webhook_answer_never_waits_for_the_wake_up(
         finally:
             fake.release.set()
             await close_all()
+
+
+async def test_a_stale_heartbeat_counts_as_none(
+    db: Database, dsn: str, fake_poller: tuple[FakePoller, str]
+) -> None:
+    """An invocation that died without ending (its instance killed) leaves a heartbeat that
+    stops being fresh: a wake-up goes out again, and the woken invocation takes it over."""
+    fake, url = fake_poller
+    dead = Heartbeat("killed-invocation")
+    async with db.transaction() as tx:
+        assert await dead.start(tx)
+        await tx.conn.execute("UPDATE poller_heartbeat SET beat_at = now() - interval '1 minute'")
+    waker = Waker(db, url, auth="none")
+    try:
+        waker.poke()
+        await settle(waker)
+    finally:
+        await waker.close()
+    assert fake.wake_ups == 1
+    service = PollerService(poller_settings(dsn))
+    try:
+        woken = await service.invoke(budget_seconds=30.0, wake=True)
+    finally:
+        await service.close()
+    assert woken.get("idle_end") is True, woken  # it ran, not "skipped"
+
+
+async def test_a_failed_wake_up_can_be_sent_again_at_once(db: Database) -> None:
+    """A wake-up that could not be sent does not block the next commit's for the grace time."""
+    first = Waker(db, "http://127.0.0.1:9/", auth="none")  # refused
+    second = Waker(db, "http://127.0.0.1:9/", auth="none")
+    try:
+        first.poke()
+        await settle(first)
+        second.poke()
+        await settle(second)
+    finally:
+        await first.close()
+        await second.close()
+    assert first.sent == 1 and second.sent == 1

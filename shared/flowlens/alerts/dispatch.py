@@ -65,7 +65,8 @@ class AlertDispatcher:
         # A send may take a connect and a transfer; the lease must outlast both.
         self.send_timeout = config.timeout_seconds * 3
         self.lease_seconds = self.send_timeout + 30.0
-        self.busy = True  # the last pass had work (an invocation does not end idle)
+        # When the last pass that found nothing to do began (None: it had work, or none ran).
+        self.idle_since: float | None = None
 
     @property
     def queue(self) -> AlertQueue:
@@ -209,11 +210,12 @@ class AlertDispatcher:
         started = time.monotonic()
         total = AlertSummary()
         interval = self.config.interval_seconds
-        self.busy = True  # until a pass has looked
+        self.idle_since = None
         while True:
             try:
+                began = time.monotonic()
                 done = await self.pass_once()
-                self.busy = done.did_work()
+                self.idle_since = None if done.did_work() else began
                 total.add(done)
             except Exception as exc:  # the database may be down for a moment; try next pass
                 log.exception("alert pass failed")

@@ -214,7 +214,8 @@ class CheckWriter:
         self.max_attempts = max_attempts
         self.queue = CheckQueue(f"checks:{uuid.uuid4().hex[:8]}", lease_seconds=60.0)
         self.interval = settings.poll_interval_seconds
-        self.busy = True  # the last pass had work (an invocation does not end idle)
+        # When the last pass that found nothing to do began (None: it had work, or none ran).
+        self.idle_since: float | None = None
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -327,11 +328,12 @@ class CheckWriter:
         """A pass every POLL_INTERVAL_SECONDS until the budget is spent or stop is set."""
         started = time.monotonic()
         total = CheckSummary()
-        self.busy = True  # until a pass has looked
+        self.idle_since = None
         while True:
             try:
+                began = time.monotonic()
                 done = await self.pass_once()
-                self.busy = done.did_work()
+                self.idle_since = None if done.did_work() else began
                 total.add(done)
             except Exception as exc:  # the database may be down for a moment
                 log.exception("write-back pass failed")

@@ -335,6 +335,8 @@ class IngestHandler:
                     raise
                 log.warning("build report refused by the database: %s", exc)
                 return error(400, f"invalid build report: {first_line(exc)[:300]}")
+        if wakes_poller(build):
+            self.waker.poke()  # a failed build may alert
         if report is None:
             return JSONResponse(
                 {"message": "Webhook processed successfully", "build_id": build_id}, 200

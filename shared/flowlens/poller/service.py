@@ -19,7 +19,7 @@ from flowlens.installations import token_source
 from flowlens.poller.worker import Poller, Summary
 from flowlens.settings import ConfigError, PollerSettings
 from flowlens.sync import GitHubError, SyncScheduler
-from flowlens.wake import Heartbeat
+from flowlens.wake import BEAT_SECONDS, Heartbeat
 
 log = logging.getLogger("flowlens.poller")
 
@@ -104,31 +104,52 @@ class PollerService:
         # other's lease checks, or both would analyse the same commit.
         poller = self.new_poller()
         heartbeat = Heartbeat(poller.owner)
-        if wake:
-            async with self.db.transaction() as tx:
-                if await heartbeat.other_running(tx):
-                    log.info("wake-up: another invocation is running")
-                    return {"skipped": "another invocation is running"}
+        async with self.db.transaction() as tx:
+            mine = await heartbeat.start(tx)
+        if wake and not mine:
+            log.info("wake-up: another invocation is running")
+            return {"skipped": "another invocation is running"}
+        # A tick while another invocation runs still scans (leases keep them apart), but the
+        # heartbeat stays the other's.
         started = time.monotonic()
         stop = asyncio.Event()
+        beats = asyncio.create_task(self._beat(heartbeat)) if mine else None
 
         async def scans() -> Summary:
+            nonlocal beats, mine
             total = Summary()
             try:
                 while True:
                     left = max(0.0, budget - (time.monotonic() - started))
                     total.add(await poller.run(
                         left, stop=self.shutdown, idle_scans=self.settings.poll_idle_scans,
-                        others_idle=self._duties_idle, heartbeat=heartbeat,
+                        others_idle=self._duties_idle,
                     ))  # fmt: skip
+                    if beats is None:
+                        return total
+                    beats.cancel()
+                    await asyncio.gather(beats, return_exceptions=True)
+                    beats = None
                     # Gone from the heartbeat first, then one more look: a delivery committed
                     # meanwhile either saw no heartbeat (and woke a poller) or is seen here.
                     async with self.db.transaction() as tx:
                         await heartbeat.end(tx)
                         pending = await heartbeat.pending_events(tx)
-                    if not (pending and total.idle_end) or time.monotonic() - started >= budget:
+                        if not (pending and total.idle_end) or (
+                            time.monotonic() - started >= budget
+                        ):
+                            return total
+                        mine = await heartbeat.start(tx)
+                    if not mine:  # the invocation it woke runs: the work is that one's
                         return total
+                    beats = asyncio.create_task(self._beat(heartbeat))
             finally:
+                if beats is not None:
+                    beats.cancel()
+                    await asyncio.gather(beats, return_exceptions=True)
+                    with contextlib.suppress(Exception):
+                        async with self.db.transaction() as tx:
+                            await heartbeat.end(tx)
                 stop.set()  # the duties end with the scans
 
         summary, extra = await asyncio.gather(scans(), self._duties(budget, stop))
@@ -138,9 +159,23 @@ class PollerService:
         log.info("invocation done: %s", result)
         return result
 
-    def _duties_idle(self) -> bool:
-        """Whether no duty has work in hand (its last pass did nothing)."""
-        return not any(d.busy for d in (self.alerts, self.sync, self.checks) if d is not None)
+    async def _beat(self, heartbeat: Heartbeat) -> None:
+        """Keep the heartbeat fresh for the whole invocation, long AI calls included."""
+        while True:
+            await asyncio.sleep(BEAT_SECONDS)
+            try:
+                async with self.db.transaction() as tx:
+                    await heartbeat.beat(tx)
+            except Exception as exc:  # a missed beat only lets a wake-up start a second one
+                log.warning("heartbeat failed: %s", exc)
+
+    def _duties_idle(self, since: float) -> bool:
+        """Whether every duty has finished a pass that began after `since` and did nothing."""
+        return all(
+            d.idle_since is not None and d.idle_since >= since
+            for d in (self.alerts, self.sync, self.checks)
+            if d is not None
+        )
 
     async def once(self) -> Summary:
         """A single scan."""

@@ -29,7 +29,6 @@ from flowlens.risk.history import History, PgHistory
 from flowlens.risk.outcomes import commit_reverts, followed_up, revert_targets
 from flowlens.risk.replay import observe
 from flowlens.settings import Settings
-from flowlens.wake import Heartbeat
 from flowlens.workqueue import CheckQueue, EventQueue, PrAnalysisLease
 
 log = logging.getLogger("flowlens.poller")
@@ -533,23 +532,21 @@ class Poller:
         *,
         stop: asyncio.Event | None = None,
         idle_scans: int = 0,
-        others_idle: Callable[[], bool] | None = None,
-        heartbeat: Heartbeat | None = None,
+        others_idle: Callable[[float], bool] | None = None,
     ) -> Summary:
         """Scan every POLL_INTERVAL_SECONDS until the budget is spent (or stop is set).
 
         No AI call starts after the budget (OVERRUN_SECONDS for one under way); a budget of 0
         is one scan, done in full. With `idle_scans`, it ends early once that many scans in a
-        row claimed nothing and `others_idle()` (the other duties) agrees. `heartbeat` is
-        refreshed on every scan.
+        row claimed nothing and `others_idle(t)` (the other duties, each with a pass since
+        `t`, the end of the last scan that had work) agrees.
         """
         started = time.monotonic()
         # In the event loop's clock, which asyncio.timeout_at takes.
         now = asyncio.get_running_loop().time()
         self._deadline = now + budget_seconds if budget_seconds > 0 else None
         try:
-            return await self._run(started, budget_seconds, stop, idle_scans, others_idle,
-                                   heartbeat)  # fmt: skip
+            return await self._run(started, budget_seconds, stop, idle_scans, others_idle)
         finally:
             self._deadline = None
 
@@ -559,11 +556,11 @@ class Poller:
         budget_seconds: float,
         stop: asyncio.Event | None,
         idle_scans: int = 0,
-        others_idle: Callable[[], bool] | None = None,
-        heartbeat: Heartbeat | None = None,
+        others_idle: Callable[[float], bool] | None = None,
     ) -> Summary:
         total = Summary()
         idle = 0  # scans in a row that claimed nothing
+        last_work = started  # when the last scan that had work ended
         interval = self.settings.poll_interval_seconds
         try:
             await self.prune_feed()
@@ -574,21 +571,24 @@ class Poller:
             scan_started = time.monotonic()
             backlog = False
             try:
-                if heartbeat is not None:
-                    async with self.db.transaction() as tx:
-                        await heartbeat.beat(tx)
                 scanned = await self.scan_once()
                 total.add(scanned)
                 # A full batch means a backlog: scan again at once, not after the interval.
                 backlog = scanned.events >= self.settings.poll_batch_size
                 idle = idle + 1 if scanned.events == 0 else 0
+                if scanned.events:
+                    last_work = time.monotonic()
             except Exception as exc:  # keep the loop alive; the lease returns the events
                 log.exception("scan failed")
                 total.errors.append(f"scan failed: {exc}"[:300])
                 idle = 0
             if stop is not None and stop.is_set():
                 break
-            if idle_scans and idle >= idle_scans and (others_idle is None or others_idle()):
+            if (
+                idle_scans
+                and idle >= idle_scans
+                and (others_idle is None or others_idle(last_work))
+            ):
                 total.idle_end = True
                 break
             if time.monotonic() - started + (0.0 if backlog else interval) > budget_seconds:

@@ -184,7 +184,8 @@ class SyncScheduler:
         self._owns_client = client is None
         self.client = client or make_client(settings, tokens=tokens or _tokens(settings, db))
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
-        self.busy = True  # a sync ran lately (an invocation does not end idle)
+        # When the last pass that found no sync due began (None: one ran, or none looked).
+        self.idle_since: float | None = None
         self.progress = progress
         self._jitter = jitter
         self._ensured = False
@@ -212,7 +213,7 @@ class SyncScheduler:
                 )
             if row is None:
                 continue
-            self.busy = True
+            self.idle_since = None
             summary.add(await self._run(repository, row, run_deadline))
         return summary
 
@@ -292,11 +293,12 @@ class SyncScheduler:
         started = time.monotonic()
         deadline = started + budget_seconds if budget_seconds is not None else None
         total = SyncSummary()
-        self.busy = True  # until a pass has looked
+        self.idle_since = None
         while True:
             try:
+                began = time.monotonic()
                 result = await self.run_due(deadline)
-                self.busy = result.runs > 0
+                self.idle_since = None if result.runs else began
                 total.runs += result.runs
                 total.complete += result.complete
                 total.failed += result.failed

@@ -1,5 +1,5 @@
 # The poller function (functions/poller/main.py, target `poll`). Private: only the scheduler
-# account may invoke it. Its timeout exceeds the poll budget, and max instances bound how
+# account (its minute tick) and ingest's account (its wake-ups) may invoke it. Its timeout exceeds the poll budget, and max instances bound how
 # many overlapping scheduler ticks run at once.
 
 resource "google_cloudfunctions2_function" "poller" {

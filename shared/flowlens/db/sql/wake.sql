@@ -10,22 +10,27 @@ WHERE id = 1
   AND (woken_at IS NULL OR woken_at < now() - make_interval(secs => %(grace_seconds)s::float8))
 RETURNING woken_at;
 
+-- name: wake_start
+-- An invocation starts: it takes the heartbeat unless another's is fresh (one statement, so
+-- of two starting at once one gets it); the wake-up that started it has arrived.
+UPDATE poller_heartbeat SET owner = %(owner)s, beat_at = now(), woken_at = NULL
+WHERE id = 1
+  AND (beat_at IS NULL OR owner = %(owner)s
+       OR beat_at < now() - make_interval(secs => %(stale_seconds)s::float8))
+RETURNING id;
+
 -- name: wake_beat
--- The running invocation is alive; a wake-up that started it has arrived.
-UPDATE poller_heartbeat SET owner = %(owner)s, beat_at = now(), woken_at = NULL WHERE id = 1;
+-- The running invocation is alive.
+UPDATE poller_heartbeat SET beat_at = now() WHERE id = 1 AND owner = %(owner)s;
 
 -- name: wake_beat_end
 -- The invocation ends: a wake-up may start the next one at once.
 UPDATE poller_heartbeat SET owner = NULL, beat_at = NULL
 WHERE id = 1 AND owner = %(owner)s;
 
--- name: wake_other_running
--- Whether another invocation's heartbeat is fresh.
-SELECT EXISTS (
-    SELECT 1 FROM poller_heartbeat
-    WHERE id = 1 AND owner IS DISTINCT FROM %(owner)s
-      AND beat_at >= now() - make_interval(secs => %(stale_seconds)s::float8)
-) AS running;
+-- name: wake_release
+-- A claimed wake-up that could not be sent: the next commit may send one at once.
+UPDATE poller_heartbeat SET woken_at = NULL WHERE id = 1 AND woken_at = %(woken_at)s;
 
 -- name: wake_pending_events
 -- Whether deliveries wait for the poller (due now): checked once more before an invocation
