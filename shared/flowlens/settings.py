@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     ingest_port: int = Field(default=8081, ge=1, le=65535)
     api_port: int = Field(default=8000, ge=1, le=65535)
     poller_port: int = Field(default=8082, ge=1, le=65535)
+    # DORA's workflow fallback: the deploy workflows' names (a regular expression, any case).
+    deploy_workflows: str = "deploy|release"
     # Where `flowlens dev` listens: loopback unless opened (docs/SETTINGS.md).
     dev_host: str = Field(default="127.0.0.1", min_length=1)
 
@@ -185,6 +187,12 @@ class Settings(BaseSettings):
                 f"invalid settings: CORS_ORIGINS: {bad[0]!r} is not an origin "
                 "(scheme://host[:port], comma-separated, or *)"
             )
+        try:
+            re.compile(settings.deploy_workflows)
+        except re.error as exc:
+            raise ConfigError(
+                f"invalid settings: DEPLOY_WORKFLOWS is not a regular expression ({exc})"
+            ) from None
         if cls.USES_APP_KEY and (settings.github_app_id is None) != (
             not settings.secret("github_app_private_key")
         ):

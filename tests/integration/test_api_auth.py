@@ -22,7 +22,8 @@ TOKENS = "first-token, second-token"
 async def test_rest_needs_a_bearer_when_tokens_are_set(dsn: str) -> None:
     async with asgi_api(dsn, api_tokens=TOKENS) as (_, client):
         for path in ("/api/prs", "/api/repositories", "/api/builds", "/api/metrics/summary",
-                     "/api/metrics/risk", "/api/repository", "/api/insights/1",
+                     "/api/metrics/risk", "/api/metrics/dora", "/api/repository",
+                     "/api/insights/1",
                      "/api/builds/1"):  # fmt: skip
             resp = await client.get(path)
             assert resp.status_code == 401, path

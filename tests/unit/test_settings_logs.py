@@ -167,6 +167,10 @@ def test_github_app_settings_go_together_and_choose_the_write_back(
     assert settings.app_mode and settings.write_back == "check_run"  # the App wins
     monkeypatch.setenv("GITHUB_API_URL", "")
     assert PollerSettings.from_env().write_back is None
+    monkeypatch.setenv("DEPLOY_WORKFLOWS", "deploy(")
+    with pytest.raises(ConfigError, match="DEPLOY_WORKFLOWS is not a regular expression"):
+        PollerSettings.from_env()
+    monkeypatch.delenv("DEPLOY_WORKFLOWS")
     monkeypatch.setenv("CHECK_FAIL_AT", "low")
     with pytest.raises(ConfigError, match="CHECK_FAIL_AT"):
         PollerSettings.from_env()

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
-from flowlens import serialize
+from flowlens import dora, serialize
 from flowlens.api import auth
 from flowlens.api.feed import FeedTailer
 from flowlens.api.hub import CLOSE_POLICY, CLOSE_SLOW, Hub, close_quietly
 from flowlens.api.schemas import (
     Build,
+    DoraMetrics,
     Error,
     Health,
     Insight,
@@ -307,6 +309,35 @@ async def metrics_risk(
             outcomes[name] = {"count": met, "rate": round(met / count, 4) if count else None}
         levels.append({"riskLevel": level, "count": count, "outcomes": outcomes})
     return ok({"windowDays": days, "outcomes": list(RISK_OUTCOMES), "levels": levels})
+
+
+@router.get("/metrics/dora", response_model=DoraMetrics, summary="DORA's four keys")
+async def metrics_dora(
+    request: Request,
+    repo: RepoParam = None,
+    environment: Annotated[
+        str, Query(min_length=1, max_length=255, description="Deployment environment.")
+    ] = "production",
+    days: Annotated[int, Query(ge=1, le=365, description="Window in days.")] = 30,
+) -> Response:
+    """Deployment frequency, lead time for changes, change failure rate and failed deployment
+    recovery time of `environment` over the last `days` days, with a daily series (the exact
+    definitions: docs/METRICS.md)."""
+    async with services(request).db.transaction() as tx:
+        rid = await repository_id(tx, repo)
+        now = await tx.value("dora_now")
+        start = now - timedelta(days=days)
+        deployments = await tx.all("dora_deployments", repository_id=rid,
+                                   environment=environment, start=start, now=now)  # fmt: skip
+        merged: list[dict[str, Any]] = []
+        if any(d["outcome"] == "success" for d in deployments):
+            repos = sorted({d["repository_id"] for d in deployments})
+            before = {d["repository_id"]: d["at"] for d in deployments if not d["inside"]}
+            # Each repository's successes ship what was merged since its last one before the
+            # window; one without any ships everything merged before its first.
+            since = None if len(before) < len(repos) else min(before.values())
+            merged = await tx.all("dora_merged_prs", repository_ids=repos, now=now, since=since)
+    return ok(dora.compute(deployments, merged, now=now, days=days, environment=environment))
 
 
 health_router = APIRouter()

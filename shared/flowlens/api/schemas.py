@@ -150,6 +150,53 @@ class RiskMetrics(Strict):
     levels: list[RiskLevelOutcomes]
 
 
+Band = Literal["elite", "high", "medium", "low"]
+
+
+class DeploymentFrequency(Strict):
+    perDay: float = Field(ge=0)
+    perWeek: float = Field(ge=0)
+    band: Band | None
+
+
+class LeadTime(Strict):
+    medianSeconds: float | None
+    band: Band | None
+    changes: int = Field(ge=0)
+
+
+class ChangeFailureRate(Strict):
+    rate: float | None = Field(ge=0, le=1)
+    band: Band | None
+    deployments: int = Field(ge=0)
+    failed: int = Field(ge=0)
+
+
+class RecoveryTime(Strict):
+    medianSeconds: float | None
+    band: Band | None
+    recoveries: int = Field(ge=0)
+
+
+class DoraDay(Strict):
+    day: str = Field(description="YYYY-MM-DD (UTC)")
+    deployments: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    medianLeadSeconds: float | None
+
+
+class DoraMetrics(Strict):
+    """/api/metrics/dora: DORA's four keys over the window (docs/METRICS.md)."""
+
+    windowDays: int
+    environment: str
+    deploymentFrequency: DeploymentFrequency
+    leadTimeForChanges: LeadTime
+    changeFailureRate: ChangeFailureRate
+    failedDeploymentRecoveryTime: RecoveryTime
+    series: list[DoraDay]
+
+
 class Health(Strict):
     status: Literal["ok"]
     clients: int

@@ -12,6 +12,9 @@ import pydantic_core
 from pydantic import ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
+from flowlens.dora import DoraFacts
+from flowlens.dora import facts as dora_facts
+
 # Events whose payload FlowLens turns into state; anything else is stored and ignored.
 ACTED_ON = frozenset(
     {
@@ -23,6 +26,8 @@ ACTED_ON = frozenset(
         "check_run",
         "status",
         "push",
+        "deployment",
+        "deployment_status",
         "ping",
         "installation",
         "installation_repositories",
@@ -199,6 +204,8 @@ class Delivery:
     rerun: PrFacts | None = None
     # An installation or installation_repositories event of the App (App mode).
     installation: InstallationFacts | None = None
+    # What it tells DORA's keys: a deployment and its outcome, a push, a deploy run.
+    dora: DoraFacts | None = None
 
     @property
     def needs_analysis(self) -> bool:
@@ -794,6 +801,8 @@ def _parse(event: str, payload: dict[str, Any]) -> Delivery:
                 if repo is not None:
                     delivery.extra_repos.append(repo)
         delivery.installation = _installation(payload, event, action, delivery.extra_repos)
+    if event in ("deployment", "deployment_status", "push", "workflow_run"):
+        delivery.dora = dora_facts(event, payload)
     return delivery
 
 

@@ -11,7 +11,7 @@ from typing import Any, cast
 import psycopg
 import pydantic_core
 
-from flowlens import pipeline, serialize
+from flowlens import dora, pipeline, serialize
 from flowlens.db import ConnectionLost, Database, DatabaseUnavailable, Tx, first_line
 from flowlens.db.codec import pack_payload, unpack_payload
 from flowlens.github.parse import (
@@ -581,6 +581,8 @@ async def apply_facts(
     repo_id, repo_name = await upsert_repository(
         session, facts.repo, facts.renamed_from, source=source, delivery_id=delivery_id
     )
+    if facts.dora is not None:
+        await dora.apply(tx, repo_id, facts.dora)
     touched: dict[int, PrFacts | None] = {}
     if facts.pr is not None:
         touched[facts.pr.number] = facts.pr

@@ -1,0 +1,76 @@
+-- DORA's four keys (flowlens.dora).
+
+-- name: dora_deployment
+-- A deployment (or a fallback deploy run) and, with a terminal status, its outcome: the
+-- status with the latest created_at decides (ties: the higher status id), whatever the order
+-- of arrival.
+INSERT INTO deployments AS d (repository_id, kind, github_id, environment, sha, ref, created_at,
+                              outcome, outcome_at, status_id)
+VALUES (%(repository_id)s, %(kind)s, %(github_id)s, %(environment)s, %(sha)s, %(ref)s,
+        %(created_at)s, %(outcome)s, %(outcome_at)s, %(status_id)s)
+ON CONFLICT (repository_id, kind, github_id) DO UPDATE SET
+    environment = CASE WHEN EXCLUDED.environment <> '' THEN EXCLUDED.environment
+                       ELSE d.environment END,
+    sha = COALESCE(EXCLUDED.sha, d.sha),
+    ref = COALESCE(EXCLUDED.ref, d.ref),
+    created_at = COALESCE(d.created_at, EXCLUDED.created_at),
+    outcome = CASE WHEN EXCLUDED.outcome IS NOT NULL AND (d.outcome_at IS NULL
+                   OR (EXCLUDED.outcome_at, COALESCE(EXCLUDED.status_id, 0))
+                      > (d.outcome_at, COALESCE(d.status_id, 0)))
+              THEN EXCLUDED.outcome ELSE d.outcome END,
+    status_id = CASE WHEN EXCLUDED.outcome IS NOT NULL AND (d.outcome_at IS NULL
+                     OR (EXCLUDED.outcome_at, COALESCE(EXCLUDED.status_id, 0))
+                        > (d.outcome_at, COALESCE(d.status_id, 0)))
+                THEN EXCLUDED.status_id ELSE d.status_id END,
+    outcome_at = CASE WHEN EXCLUDED.outcome IS NOT NULL AND (d.outcome_at IS NULL
+                      OR (EXCLUDED.outcome_at, COALESCE(EXCLUDED.status_id, 0))
+                         > (d.outcome_at, COALESCE(d.status_id, 0)))
+                 THEN EXCLUDED.outcome_at ELSE d.outcome_at END,
+    updated_at = now()
+RETURNING environment, outcome, outcome_at, status_id;
+
+-- name: dora_push
+-- The earliest commit timestamp pushed to a branch.
+INSERT INTO branch_first_commits AS b (repository_id, branch, first_commit_at)
+VALUES (%(repository_id)s, %(branch)s, %(at)s)
+ON CONFLICT (repository_id, branch) DO UPDATE SET
+    first_commit_at = LEAST(b.first_commit_at, EXCLUDED.first_commit_at);
+
+-- name: dora_deployments
+-- The counted deployments of an environment (a repository's deployment events; its deploy
+-- workflow runs only while it has sent none) in [start, now], and per repository the last
+-- successful one before start.
+WITH counted AS (
+    SELECT d.id, d.repository_id, d.outcome, d.outcome_at
+    FROM deployments d
+    WHERE d.outcome IS NOT NULL AND d.environment = %(environment)s
+      AND (%(repository_id)s::bigint IS NULL OR d.repository_id = %(repository_id)s::bigint)
+      AND (d.kind = 'deployment'
+           OR NOT EXISTS (SELECT 1 FROM deployments x
+                          WHERE x.repository_id = d.repository_id AND x.kind = 'deployment'))
+)
+SELECT id, repository_id, outcome, outcome_at AS at, true AS inside
+FROM counted WHERE outcome_at BETWEEN %(start)s AND %(now)s
+UNION ALL
+SELECT * FROM (
+    SELECT DISTINCT ON (repository_id) id, repository_id, outcome, outcome_at AS at,
+           false AS inside
+    FROM counted WHERE outcome = 'success' AND outcome_at < %(start)s
+    ORDER BY repository_id, outcome_at DESC, id DESC
+) before_window;
+
+-- name: dora_merged_prs
+-- Merged PRs of these repositories in (since, now] (since NULL: all), with the first commit:
+-- the earliest pushed to the head branch, else the PR's creation.
+SELECT p.repository_id, p.merged_at,
+       COALESCE(b.first_commit_at, p.gh_created_at, p.created_at) AS first_commit_at
+FROM pull_requests p
+LEFT JOIN branch_first_commits b
+  ON b.repository_id = p.repository_id AND b.branch = p.head_ref
+WHERE p.repository_id = ANY(%(repository_ids)s::bigint[])
+  AND p.merged_at IS NOT NULL AND p.merged_at <= %(now)s
+  AND (%(since)s::timestamptz IS NULL OR p.merged_at > %(since)s::timestamptz);
+
+-- name: dora_now
+-- The database's clock: the window ends here, as the stored timestamps were written by it.
+SELECT now();
