@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -259,6 +260,10 @@ def compute(
     prs: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for pr in merged:
         prs[pr["repository_id"]].append(pr)
+    merged_at: dict[int, list[datetime]] = {}
+    for repository, items in prs.items():  # in merge order, to find a deployment's by bisection
+        items.sort(key=lambda pr: pr["merged_at"])
+        merged_at[repository] = [pr["merged_at"] for pr in items]
     series = {(start + timedelta(days=i)).date(): _Day() for i in range((now.date()
               - start.date()).days + 1)}  # fmt: skip
     successes = failures = 0
@@ -273,10 +278,10 @@ def compute(
                 if inside:
                     successes += 1
                     day = series.get(d["at"].date())
-                    shipped = [pr for pr in prs[repository]
-                               if (previous is None or pr["merged_at"] > previous)
-                               and pr["merged_at"] <= d["at"]]  # fmt: skip
-                    for pr in shipped:
+                    times = merged_at.get(repository, [])
+                    # Merged after the previous success (if any), no later than this one.
+                    low = 0 if previous is None else bisect_right(times, previous)
+                    for pr in prs[repository][low : bisect_right(times, d["at"])]:
                         lead = (d["at"] - pr["first_commit_at"]).total_seconds()
                         leads.append(lead)
                         if day is not None:

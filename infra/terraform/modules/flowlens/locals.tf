@@ -139,6 +139,8 @@ locals {
     "SYNC_SINCE_DAYS",
     "SYNC_MAX_WAIT_SECONDS",
     "CHECK_TIMEOUT_SECONDS",
+    # DORA's workflow fallback (docs/METRICS.md), read by ingest.
+    "DEPLOY_WORKFLOWS",
   ]
   extra_env_ok = {
     for d, m in var.extra_env : d => alltrue([for k in keys(m) : contains(local.tunable_settings, k)])
