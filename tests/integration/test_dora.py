@@ -3,6 +3,7 @@ code path, against answers worked out by hand (docs/METRICS.md has the definitio
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,15 @@ from flowlens.db import Database
 from tests.conftest import load_fixture
 from tests.helpers import variant
 from tests.integration.test_api_rest import error_of
-from tests.integration.test_api_support import REPO, asgi_api, deliver
+from tests.integration.test_api_support import (
+    REPO,
+    asgi_api,
+    deliver,
+    next_update,
+    served_api,
+    socket,
+    ws_url,
+)
 
 WIDGETS = "acme/widgets"
 H = 3600.0
@@ -253,3 +262,26 @@ def test_other_bands_at_their_edges() -> None:
     assert [dora.band_recovery(s) for s in (3599, 3600, day, 7 * day)] == [
         "elite", "high", "medium", "low"]  # fmt: skip
     assert dora.band_lead(None) is None and dora.band_failure(None) is None
+
+
+async def test_a_changed_outcome_tells_the_subscribed_sockets(db: Database, dsn: str) -> None:
+    """A deployment status that changes the numbers reaches the sockets of its repository as
+    metrics_update (dashboards refetch); another repository's sockets do not get it."""
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+    later = t0 + timedelta(minutes=1)
+    async with (
+        served_api(dsn) as (_, base),
+        socket(ws_url(base, REPO)) as mine,
+        socket(ws_url(base, WIDGETS)) as other,
+    ):
+        await asyncio.sleep(0.6)  # the watcher's first look has learned the clock
+        await deliver(db, "deployment_status", status(2001, 1, "success", t0))
+        assert await next_update(mine) == {
+            "event": "metrics_update",
+            "data": {"repository": REPO, "environment": "production"},
+        }
+        # The next change is told too (the same pair, a later outcome).
+        await deliver(db, "deployment_status", status(2001, 2, "failure", later))
+        assert (await next_update(mine))["event"] == "metrics_update"
+        with pytest.raises(TimeoutError):
+            await next_update(other, timeout=0.2)

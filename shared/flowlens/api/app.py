@@ -18,6 +18,7 @@ from flowlens.api import flutter
 from flowlens.api.docs import add_docs
 from flowlens.api.feed import FeedTailer
 from flowlens.api.hub import Hub
+from flowlens.api.metrics_watch import MetricsWatcher
 from flowlens.api.proxy import ForwardedFor
 from flowlens.api.routes import ApiError, Services, health_router, router, websocket_endpoint
 from flowlens.db import Database, DatabaseUnavailable, QueryTimedOut
@@ -109,15 +110,19 @@ def create_app(settings: ApiSettings | None = None, *, database: Database | None
         poll_seconds=settings.feed_poll_seconds,
         notify=settings.feed_notify,
     )
+    metrics = MetricsWatcher(db, hub.publish_text, poll_seconds=max(settings.feed_poll_seconds,
+                                                                    0.5))  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The pool opens without waiting: a database that is down gives 503s, not a dead app.
         await db.open()
         tailer.start()
+        metrics.start()
         try:
             yield
         finally:
+            await metrics.stop()
             await tailer.stop()
             if database is None:
                 await db.close()

@@ -97,6 +97,21 @@ class Hub:
                 self.dropped += 1
                 client.overflowed.set()
 
+    def publish_text(self, repository: str, text: str) -> None:
+        """Queue a message that is not a PR's change (metrics_update) for the dashboard's
+        sockets subscribed to its repository; the Flutter app's sockets do not get it."""
+        targets = list(self._everything)
+        targets.extend(self._by_repo.get(repository.lower(), ()))
+        for client in targets:
+            if client.app:
+                continue
+            try:
+                client.queue.put_nowait(text)
+            except asyncio.QueueFull:
+                self.remove(client)
+                self.dropped += 1
+                client.overflowed.set()
+
     async def serve(self, websocket: WebSocket, repos: Iterable[str], *, app: bool = False) -> None:
         """Run one accepted socket until it disconnects or falls behind."""
         client = self.add(repos, app=app)

@@ -270,6 +270,7 @@ EXPECTED_INDEXES: set[tuple[str, str]] = {
     ("insights", "insights_commit_idx"),
     ("insights", "insights_pull_request_idx"),
     ("deployments", "deployments_outcome_idx"),
+    ("deployments", "deployments_updated_idx"),
     ("pull_requests", "pull_requests_merged_idx"),
     ("check_writes", "check_writes_due_idx"),
 }

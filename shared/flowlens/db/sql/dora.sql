@@ -26,7 +26,11 @@ ON CONFLICT (repository_id, kind, github_id) DO UPDATE SET
                       OR (EXCLUDED.outcome_at, COALESCE(EXCLUDED.status_id, 0))
                          > (d.outcome_at, COALESCE(d.status_id, 0)))
                  THEN EXCLUDED.outcome_at ELSE d.outcome_at END,
-    updated_at = now()
+    -- Moves only when the outcome does: the API tells the sockets the metrics changed.
+    updated_at = CASE WHEN EXCLUDED.outcome IS NOT NULL AND (d.outcome_at IS NULL
+                      OR (EXCLUDED.outcome_at, COALESCE(EXCLUDED.status_id, 0))
+                         > (d.outcome_at, COALESCE(d.status_id, 0)))
+                 THEN now() ELSE d.updated_at END
 RETURNING environment, outcome, outcome_at, status_id;
 
 -- name: dora_push
@@ -74,3 +78,14 @@ WHERE p.repository_id = ANY(%(repository_ids)s::bigint[])
 -- name: dora_now
 -- The database's clock: the window ends here, as the stored timestamps were written by it.
 SELECT now();
+
+-- name: dora_changed_since
+-- The (repository, environment) pairs whose deployment outcomes changed after `since` (NULL:
+-- none yet, only the clock), with their latest change, and the database's clock.
+SELECT n.now, r.full_name AS repository, d.environment, max(d.updated_at) AS changed_at
+FROM (SELECT now() AS now) n
+LEFT JOIN deployments d
+  ON %(since)s::timestamptz IS NOT NULL AND d.updated_at > %(since)s::timestamptz
+     AND d.outcome IS NOT NULL
+LEFT JOIN repositories r ON r.id = d.repository_id
+GROUP BY n.now, r.full_name, d.environment;
