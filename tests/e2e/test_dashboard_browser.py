@@ -9,6 +9,7 @@ import re
 import shutil
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -177,6 +178,24 @@ async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
             await failed_bar.wait_for(timeout=15000)
             words = await chart.locator(f'[data-level="{risk}"]').text_content()
             assert "1 analysed" in (words or "")
+            # DORA: no deployments yet; a successful production deployment arrives and the
+            # cards follow live (metrics_update, then a refetch), the chart shows its day.
+            frequency = page.locator('[data-testid="dora-deployment-frequency"]')
+            assert (await frequency.inner_text()).strip() == "—"
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            deployed = variant(
+                load_fixture("deployment_status/payload.json"),
+                **{"deployment_status.created_at": now, "repository": opened["repository"]},
+            )  # fmt: skip
+            with httpx.Client() as client:
+                _, resp = send(client, ingest, SECRET, "deployment_status", deployed)
+                assert resp.status_code == 202
+            card = page.locator(
+                '[data-testid="dora-card-deployment-frequency"][data-band="medium"]'
+            )
+            await card.wait_for(timeout=15000)
+            assert (await frequency.inner_text()).strip() == "0.2 / week"
+            assert await page.locator('[data-testid="dora-chart"] .seg-success').count() == 1
             assert await page.evaluate("window.__noReload === true"), "the page reloaded"
             await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 

@@ -5,9 +5,10 @@ import { Api, AuthCancelled, getToken, socketProtocols, socketUrl } from "./modu
 import { h } from "./modules/dom.js";
 import { insightIsFor, prKey, relativeTime } from "./modules/format.js";
 import { LiveSocket } from "./modules/live.js";
-import { calibrationChart } from "./modules/chart.js";
+import { calibrationChart, outcomeChart } from "./modules/chart.js";
 import { applyPrUpdate, repoName } from "./modules/live-state.js";
 import { calibrationRows, hasCalibration } from "./modules/risk-calibration.js";
+import { doraBuckets, doraCards, wantsDoraRefetch } from "./modules/dora.js";
 import {
   buildRows,
   cardId,
@@ -31,6 +32,7 @@ const BUILDS_SETTLE_MS = 300;
 const FIRST_LOAD_WAIT_MS = 1500;
 const METRICS_DAYS = 7;
 const RISK_DAYS = 30; // the risk calibration card's window
+const DORA_DAYS = 30; // the DORA section's window
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -48,6 +50,8 @@ const els = {
   metrics: $("#metric-cards"),
   chart: $("#chart-box"),
   riskChart: $("#risk-box"),
+  doraCards: $("#dora-cards"),
+  doraChart: $("#dora-box"),
   windowLabel: $("#window-label"),
   dialog: $("#token-dialog"),
   tokenForm: $("#token-form"),
@@ -68,6 +72,7 @@ const state = {
   builds: [],
   metrics: null,
   risk: null, // GET /api/metrics/risk
+  dora: null, // GET /api/metrics/dora
   firstLoadTimer: 0, // the snapshot's fallback while the socket is slow to open
   loadSeq: 0,
   loaded: false,
@@ -250,11 +255,12 @@ async function loadAll({ quiet = false } = {}) {
     state.repos = Array.isArray(repos) ? repos : [];
     canonicalRepo();
     renderRepoOptions();
-    const [prs, builds, metrics, risk] = await Promise.allSettled([
+    const [prs, builds, metrics, risk, dora] = await Promise.allSettled([
       api.prs(repo),
       api.builds(repo),
       api.metrics(repo, METRICS_DAYS),
       api.risk(repo, RISK_DAYS),
+      api.dora(repo, DORA_DAYS),
     ]);
     if (seq !== state.loadSeq) return;
     const auth = [prs, builds, metrics].find((r) => r.status === "rejected" && r.reason instanceof AuthCancelled);
@@ -267,6 +273,7 @@ async function loadAll({ quiet = false } = {}) {
     if (metrics.status === "fulfilled") state.metrics = metrics.value;
     else errors.push(`metrics (${metrics.reason.message})`);
     state.risk = risk.status === "fulfilled" ? risk.value : null;
+    state.dora = dora.status === "fulfilled" ? dora.value : null;
     state.lastBuildsFetch = Date.now();
     const first = !state.loaded;
     state.loaded = true;
@@ -377,6 +384,44 @@ function scheduleBuildsRefresh() {
 }
 
 let reloadTimer = null;
+/** DORA's numbers changed (metrics_update): one refetch for a burst of them. */
+let doraTimer = 0;
+function scheduleDoraRefetch() {
+  clearTimeout(doraTimer);
+  doraTimer = setTimeout(async () => {
+    const repo = state.repo;
+    try {
+      const fresh = await api.dora(repo, DORA_DAYS);
+      if (repo !== state.repo) return;
+      state.dora = fresh;
+      renderDora();
+    } catch {
+      // The next message or reload tries again; the cards keep their last numbers.
+    }
+  }, 200);
+}
+
+function renderDora() {
+  if (!state.loaded) return;
+  els.doraCards.replaceChildren(...doraCards(state.dora).map(doraCard));
+  const buckets = doraBuckets(state.dora);
+  els.doraChart.replaceChildren(
+    buckets.length
+      ? outcomeChart(buckets, { title: "Production deployments per day", testid: "dora-chart", success: "succeeded", failed: "failed" })
+      : h("p", { class: "empty", text: "No deployment data." }),
+  );
+}
+
+function doraCard(c) {
+  return h(
+    "div",
+    { class: `metric${c.band ? ` band-${c.band}` : ""}`, dataset: { testid: `dora-card-${c.key}`, band: c.band ?? "" } },
+    h("h3", { class: "metric-title", text: c.title }),
+    h("p", { class: "metric-value", dataset: { testid: `dora-${c.key}` }, text: c.value }),
+    h("p", { class: "metric-sub" }, c.band ? h("span", { class: `pill band band-${c.band}`, text: c.band }) : "no band", ` · ${c.detail}`),
+  );
+}
+
 /** One quiet reload after a burst of messages (a rename announces every PR at once). */
 function scheduleReload() {
   clearTimeout(reloadTimer);
@@ -386,6 +431,10 @@ function scheduleReload() {
 // ---------------------------------------------------------------- live updates
 
 function onMessage(msg) {
+  if (wantsDoraRefetch(msg, state.repo)) {
+    scheduleDoraRefetch();
+    return;
+  }
   const step = applyPrUpdate(state, msg);
   if (!step) return;
   Object.assign(state, step.state);
@@ -700,6 +749,7 @@ function renderMetrics() {
   els.windowLabel.textContent = `Last ${days} days${state.repo ? ` · ${state.repo}` : " · all repositories"}`;
   els.metrics.replaceChildren(...metricCards(state.metrics));
   els.chart.replaceChildren(...chartBlock(state.builds, days));
+  renderDora();
   els.riskChart.replaceChildren(
     hasCalibration(state.risk)
       ? calibrationChart(calibrationRows(state.risk))

@@ -138,6 +138,10 @@ export class Api {
     return this.get("/api/metrics/risk", { repo, days }, opts);
   }
 
+  dora(repo, days = 30, opts) {
+    return this.get("/api/metrics/dora", { repo, days }, opts);
+  }
+
   insights(number, repo, opts) {
     return this.get(`/api/insights/${encodeURIComponent(number)}`, { repo }, opts);
   }

@@ -9,11 +9,14 @@ const PAD = { top: 12, right: 8, bottom: 30, left: 26 };
 
 let chartId = 0;
 
+const BUILD_WORDS = { title: "Build outcomes per day", testid: "builds-chart", success: "passed", failed: "failed" };
+
 /**
  * @param {Array<{date: Date, success: number, failed: number, other: number, total: number}>} buckets
+ * @param {{title: string, testid: string, success: string, failed: string}} [words] what the bars count
  * @returns {SVGSVGElement}
  */
-export function outcomeChart(buckets) {
+export function outcomeChart(buckets, words = BUILD_WORDS) {
   const id = `chart-${++chartId}`;
   const totals = buckets.reduce(
     (acc, b) => ({
@@ -32,10 +35,12 @@ export function outcomeChart(buckets) {
   const y = (v) => PAD.top + plotH - (v / niceMax) * plotH;
 
   const weekday = new Intl.DateTimeFormat(undefined, { weekday: "short" });
+  const dayMonth = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
+  const long = buckets.length > 10;
   const longDate = new Intl.DateTimeFormat(undefined, { weekday: "long", month: "short", day: "numeric" });
 
   const describeDay = (b) =>
-    `${longDate.format(b.date)}: ${b.success} passed, ${b.failed} failed` +
+    `${longDate.format(b.date)}: ${b.success} ${words.success}, ${b.failed} ${words.failed}` +
     (b.other ? `, ${b.other} queued or running` : "");
 
   const svg = s("svg", {
@@ -43,14 +48,14 @@ export function outcomeChart(buckets) {
     viewBox: `0 0 ${W} ${H}`,
     role: "img",
     "aria-labelledby": `${id}-title ${id}-desc`,
-    "data-testid": "builds-chart",
+    "data-testid": words.testid,
   });
   svg.append(
-    s("title", { id: `${id}-title`, text: "Build outcomes per day" }),
+    s("title", { id: `${id}-title`, text: words.title }),
     s(
       "desc",
       { id: `${id}-desc` },
-      `${totals.success} passed, ${totals.failed} failed, ${totals.other} queued or running over ${buckets.length} days. ` +
+      `${totals.success} ${words.success}, ${totals.failed} ${words.failed}, ${totals.other} queued or running over ${buckets.length} days. ` +
         buckets.map(describeDay).join(". "),
     ),
     s(
@@ -102,7 +107,7 @@ export function outcomeChart(buckets) {
     segment(b.other, "seg-other");
     if (b.total === 0) {
       g.append(s("rect", { x, y: y(0) - 2, width: barW, height: 2, rx: 1, class: "seg-empty" }));
-    } else {
+    } else if (!long) {
       g.append(
         s("text", { x: cx, y: y(b.total) - 3, "text-anchor": "middle", class: "count", text: b.total }),
       );
@@ -113,7 +118,8 @@ export function outcomeChart(buckets) {
         y: H - PAD.bottom + 16,
         "text-anchor": "middle",
         class: "axis",
-        text: weekday.format(b.date),
+        // A month of bars: a date under every seventh one, counting back from today.
+        text: long ? ((buckets.length - 1 - i) % 7 === 0 ? dayMonth.format(b.date) : "") : weekday.format(b.date),
       }),
     );
     bars.append(g);
