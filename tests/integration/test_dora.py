@@ -124,6 +124,11 @@ async def test_the_four_keys_on_a_scripted_history(db: Database, dsn: str) -> No
         "pull_request",
         merged(3, "feature-b", t0 - timedelta(hours=12), t0 + timedelta(hours=2)),
     )
+    # PR 3's merge commit lands on the default branch with the branch's old commits, PR 2's
+    # squash as one new commit: pushes to the default branch are no PR's head branch, so
+    # neither moves a change's first commit.
+    await deliver(db, "push", push("master", t0 - timedelta(days=30), t0 + timedelta(hours=2)))
+    await deliver(db, "push", push("master", t0 + timedelta(hours=1)))
     # D1 succeeds at t0+3h: ships PRs 2 and 3 (no success before it).
     await deliver(db, "deployment", deployment(1001))
     await deliver(db, "deployment_status", status(1001, 1, "success", t0 + timedelta(hours=3)))

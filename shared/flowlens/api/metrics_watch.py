@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flowlens.db import Database
+from flowlens.loop import pause
 
 log = logging.getLogger("flowlens.api")
 
@@ -40,22 +41,28 @@ class MetricsWatcher:
         self._since: datetime | None = None
         self._told: dict[tuple[str, str], datetime] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="metrics-watch")
 
     async def stop(self) -> None:
+        # A flag, not only a cancel: on 3.11 a cancellation that races inside the pool's
+        # wait_for can be swallowed, and the loop would then run on (and stop() wait) for ever.
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.read_once()
             except Exception as exc:  # the database may be away for a moment
                 log.warning("metrics watch failed: %s", exc)
-            await asyncio.sleep(self.poll_seconds)
+            await pause(self.poll_seconds, self._stopping)
 
     async def read_once(self) -> int:
         """One look; how many updates were sent. The first look only learns the clock."""

@@ -16,6 +16,7 @@ from flowlens.github.checks import check_writer
 from flowlens.insights.factory import make_analyser
 from flowlens.insights.github_files import GitHubFilesClient
 from flowlens.installations import token_source
+from flowlens.loop import pause
 from flowlens.poller.worker import Poller, Summary
 from flowlens.settings import ConfigError, PollerSettings
 from flowlens.sync import GitHubError, SyncScheduler
@@ -113,7 +114,7 @@ class PollerService:
         # heartbeat stays the other's.
         started = time.monotonic()
         stop = asyncio.Event()
-        beats = asyncio.create_task(self._beat(heartbeat)) if mine else None
+        beats = _Beats(self, heartbeat) if mine else None
 
         async def scans() -> Summary:
             nonlocal beats, mine
@@ -127,8 +128,7 @@ class PollerService:
                     ))  # fmt: skip
                     if beats is None:
                         return total
-                    beats.cancel()
-                    await asyncio.gather(beats, return_exceptions=True)
+                    await beats.stop()
                     beats = None
                     # Gone from the heartbeat first, then one more look: a delivery committed
                     # meanwhile either saw no heartbeat (and woke a poller) or is seen here.
@@ -142,11 +142,10 @@ class PollerService:
                         mine = await heartbeat.start(tx)
                     if not mine:  # the invocation it woke runs: the work is that one's
                         return total
-                    beats = asyncio.create_task(self._beat(heartbeat))
+                    beats = _Beats(self, heartbeat)
             finally:
                 if beats is not None:
-                    beats.cancel()
-                    await asyncio.gather(beats, return_exceptions=True)
+                    await beats.stop()
                     with contextlib.suppress(Exception):
                         async with self.db.transaction() as tx:
                             await heartbeat.end(tx)
@@ -159,10 +158,9 @@ class PollerService:
         log.info("invocation done: %s", result)
         return result
 
-    async def _beat(self, heartbeat: Heartbeat) -> None:
+    async def beat(self, heartbeat: Heartbeat, stop: asyncio.Event) -> None:
         """Keep the heartbeat fresh for the whole invocation, long AI calls included."""
-        while True:
-            await asyncio.sleep(BEAT_SECONDS)
+        while not await pause(BEAT_SECONDS, stop):
             try:
                 async with self.db.transaction() as tx:
                     await heartbeat.beat(tx)
@@ -242,3 +240,17 @@ def _sync_scheduler(db: Database, settings: PollerSettings, tokens: TokenSource
         return None
     log.info("scheduled sync of %s", ", ".join(repositories))
     return scheduler
+
+
+class _Beats:
+    """The heartbeat's side task, stopped by a flag as well as a cancel (on 3.11 a cancel can
+    be swallowed inside the pool's wait_for, and a loop would then beat on for ever)."""
+
+    def __init__(self, service: PollerService, heartbeat: Heartbeat) -> None:
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(service.beat(heartbeat, self._stop), name="heartbeat")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
