@@ -122,6 +122,8 @@ async def test_a_wake_up_while_an_invocation_runs_starts_nothing(
     service = PollerService(poller_settings(dsn))
     try:
         assert await service.invoke(wake=True) == {"skipped": "another invocation is running"}
+        # Nor does a scheduler tick: one invocation at a time, the other's heartbeat is fresh.
+        assert await service.invoke() == {"skipped": "another invocation is running"}
     finally:
         await service.close()
     async with db.transaction() as tx:  # the invocation ends: the next commit wakes one

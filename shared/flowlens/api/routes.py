@@ -330,13 +330,14 @@ async def metrics_dora(
         deployments = await tx.all("dora_deployments", repository_id=rid,
                                    environment=environment, start=start, now=now)  # fmt: skip
         merged: list[dict[str, Any]] = []
-        if any(d["outcome"] == "success" for d in deployments):
-            repos = sorted({d["repository_id"] for d in deployments})
+        # Only repositories with a success in the window ship anything: what was merged since
+        # their last success before it (one without any ships everything merged until then).
+        shipping = sorted({d["repository_id"] for d in deployments
+                           if d["inside"] and d["outcome"] == "success"})  # fmt: skip
+        if shipping:
             before = {d["repository_id"]: d["at"] for d in deployments if not d["inside"]}
-            # Each repository's successes ship what was merged since its last one before the
-            # window; one without any ships everything merged before its first.
-            since = None if len(before) < len(repos) else min(before.values())
-            merged = await tx.all("dora_merged_prs", repository_ids=repos, now=now, since=since)
+            merged = await tx.all("dora_merged_prs", repository_ids=shipping, now=now,
+                                  sinces=[before.get(r) for r in shipping])  # fmt: skip
     return ok(dora.compute(deployments, merged, now=now, days=days, environment=environment))
 
 

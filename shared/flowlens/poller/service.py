@@ -107,14 +107,15 @@ class PollerService:
         heartbeat = Heartbeat(poller.owner)
         async with self.db.transaction() as tx:
             mine = await heartbeat.start(tx)
-        if wake and not mine:
-            log.info("wake-up: another invocation is running")
+        if not mine:
+            # The running invocation scans while work arrives; a dead one's heartbeat goes
+            # stale within STALE_SECONDS and the next tick takes over. Two at once would only
+            # bill twice.
+            log.info("%s: another invocation is running", "wake-up" if wake else "tick")
             return {"skipped": "another invocation is running"}
-        # A tick while another invocation runs still scans (leases keep them apart), but the
-        # heartbeat stays the other's.
         started = time.monotonic()
         stop = asyncio.Event()
-        beats = _Beats(self, heartbeat) if mine else None
+        beats: _Beats | None = _Beats(self, heartbeat)
 
         async def scans() -> Summary:
             nonlocal beats, mine
@@ -126,10 +127,9 @@ class PollerService:
                         left, stop=self.shutdown, idle_scans=self.settings.poll_idle_scans,
                         others_idle=self._duties_idle,
                     ))  # fmt: skip
-                    if beats is None:
-                        return total
-                    await beats.stop()
-                    beats = None
+                    if beats is not None:
+                        await beats.stop()
+                        beats = None
                     # Gone from the heartbeat first, then one more look: a delivery committed
                     # meanwhile either saw no heartbeat (and woke a poller) or is seen here.
                     async with self.db.transaction() as tx:

@@ -43,37 +43,44 @@ ON CONFLICT (repository_id, branch) DO UPDATE SET
 -- name: dora_deployments
 -- The counted deployments of an environment (a repository's deployment events; its deploy
 -- workflow runs only while it has sent none) in [start, now], and per repository the last
--- successful one before start.
-WITH counted AS (
+-- successful one before start: index range scans on (repository, environment, outcome_at),
+-- never all of a repository's history.
+WITH scope AS (
+    SELECT r.id,
+           CASE WHEN EXISTS (SELECT 1 FROM deployments x
+                             WHERE x.repository_id = r.id AND x.kind = 'deployment')
+                THEN 'deployment' ELSE 'workflow' END AS kind
+    FROM repositories r
+    WHERE %(repository_id)s::bigint IS NULL OR r.id = %(repository_id)s::bigint
+)
+SELECT d.id, d.repository_id, d.outcome, d.outcome_at AS at, true AS inside
+FROM scope s
+JOIN deployments d
+  ON d.repository_id = s.id AND d.environment = %(environment)s AND d.kind = s.kind
+ AND d.outcome IS NOT NULL AND d.outcome_at BETWEEN %(start)s AND %(now)s
+UNION ALL
+SELECT b.id, b.repository_id, b.outcome, b.outcome_at, false
+FROM scope s
+CROSS JOIN LATERAL (
     SELECT d.id, d.repository_id, d.outcome, d.outcome_at
     FROM deployments d
-    WHERE d.outcome IS NOT NULL AND d.environment = %(environment)s
-      AND (%(repository_id)s::bigint IS NULL OR d.repository_id = %(repository_id)s::bigint)
-      AND (d.kind = 'deployment'
-           OR NOT EXISTS (SELECT 1 FROM deployments x
-                          WHERE x.repository_id = d.repository_id AND x.kind = 'deployment'))
-)
-SELECT id, repository_id, outcome, outcome_at AS at, true AS inside
-FROM counted WHERE outcome_at BETWEEN %(start)s AND %(now)s
-UNION ALL
-SELECT * FROM (
-    SELECT DISTINCT ON (repository_id) id, repository_id, outcome, outcome_at AS at,
-           false AS inside
-    FROM counted WHERE outcome = 'success' AND outcome_at < %(start)s
-    ORDER BY repository_id, outcome_at DESC, id DESC
-) before_window;
+    WHERE d.repository_id = s.id AND d.environment = %(environment)s AND d.kind = s.kind
+      AND d.outcome = 'success' AND d.outcome_at < %(start)s
+    ORDER BY d.outcome_at DESC, d.id DESC
+    LIMIT 1
+) b;
 
 -- name: dora_merged_prs
--- Merged PRs of these repositories in (since, now] (since NULL: all), with the first commit:
+-- Merged PRs of each repository in (its since, now] (since NULL: all), with the first commit:
 -- the earliest pushed to the head branch, else the PR's creation.
 SELECT p.repository_id, p.merged_at,
        COALESCE(b.first_commit_at, p.gh_created_at, p.created_at) AS first_commit_at
-FROM pull_requests p
+FROM unnest(%(repository_ids)s::bigint[], %(sinces)s::timestamptz[]) AS k (repository_id, since)
+JOIN pull_requests p
+  ON p.repository_id = k.repository_id AND p.merged_at IS NOT NULL AND p.merged_at <= %(now)s
+ AND (k.since IS NULL OR p.merged_at > k.since)
 LEFT JOIN branch_first_commits b
-  ON b.repository_id = p.repository_id AND b.branch = p.head_ref
-WHERE p.repository_id = ANY(%(repository_ids)s::bigint[])
-  AND p.merged_at IS NOT NULL AND p.merged_at <= %(now)s
-  AND (%(since)s::timestamptz IS NULL OR p.merged_at > %(since)s::timestamptz);
+  ON b.repository_id = p.repository_id AND b.branch = p.head_ref;
 
 -- name: dora_now
 -- The database's clock: the window ends here, as the stored timestamps were written by it.
