@@ -122,8 +122,13 @@ async def test_a_wake_up_while_an_invocation_runs_starts_nothing(
     service = PollerService(poller_settings(dsn))
     try:
         assert await service.invoke(wake=True) == {"skipped": "another invocation is running"}
-        # Nor does a scheduler tick: one invocation at a time, the other's heartbeat is fresh.
-        assert await service.invoke() == {"skipped": "another invocation is running"}
+        # A scheduler tick still scans (leases keep them apart) but leaves the heartbeat alone.
+        tick = await service.invoke(budget_seconds=30.0)
+        assert tick["idle_end"] is True
+        async with db.transaction() as tx:
+            cur = await tx.conn.execute("SELECT owner FROM poller_heartbeat")
+            row = await cur.fetchone()
+        assert row is not None and row["owner"] == "another-invocation"
     finally:
         await service.close()
     async with db.transaction() as tx:  # the invocation ends: the next commit wakes one

@@ -107,15 +107,15 @@ class PollerService:
         heartbeat = Heartbeat(poller.owner)
         async with self.db.transaction() as tx:
             mine = await heartbeat.start(tx)
-        if not mine:
-            # The running invocation scans while work arrives; a dead one's heartbeat goes
-            # stale within STALE_SECONDS and the next tick takes over. Two at once would only
-            # bill twice.
-            log.info("%s: another invocation is running", "wake-up" if wake else "tick")
+        if wake and not mine:
+            log.info("wake-up: another invocation is running")
             return {"skipped": "another invocation is running"}
+        # A tick while another invocation runs still scans (leases keep the two apart): it
+        # takes what the other gave back at its budget's end, and a long AI call of the other
+        # does not hold up the queue. The heartbeat stays the other's.
         started = time.monotonic()
         stop = asyncio.Event()
-        beats: _Beats | None = _Beats(self, heartbeat)
+        beats: _Beats | None = _Beats(self, heartbeat) if mine else None
 
         async def scans() -> Summary:
             nonlocal beats, mine
