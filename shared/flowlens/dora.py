@@ -144,35 +144,44 @@ def facts(event: str, payload: dict[str, Any]) -> DoraFacts | None:
     return None
 
 
-async def apply(tx: Any, repository_id: int, found: DoraFacts) -> bool:
-    """Record a delivery's DORA facts; whether a deployment outcome changed."""
+async def apply(tx: Any, repository_id: int, found: DoraFacts) -> None:
+    """Record a delivery's DORA facts."""
     if found.push is not None:
         await tx.execute("dora_push", repository_id=repository_id, branch=found.push.branch,
                          at=found.push.first_commit_at)  # fmt: skip
-        return False
+        return
     if found.deployment is not None:
         d = found.deployment
-        row = await tx.one(
-            "dora_deployment", repository_id=repository_id, kind="deployment",
-            github_id=d.github_id, environment=d.environment, sha=d.sha, ref=d.ref,
-            created_at=d.created_at, outcome=d.state, outcome_at=d.status_at,
-            status_id=d.status_id,
-        )  # fmt: skip
-        return _decided(row, d.state, d.status_at)
-    if found.run is not None:
+        kind, github_id, environment, state, at, status_id = (
+            "deployment",
+            d.github_id,
+            d.environment,
+            d.state,
+            d.status_at,
+            d.status_id,
+        )
+        sha, ref, created_at = d.sha, d.ref, d.created_at
+    elif found.run is not None:
         r = found.run
-        row = await tx.one(
-            "dora_deployment", repository_id=repository_id, kind="workflow",
-            github_id=r.run_id, environment=FALLBACK_ENVIRONMENT, sha=None, ref=None,
-            created_at=None, outcome=r.state, outcome_at=r.at, status_id=None,
-        )  # fmt: skip
-        return _decided(row, r.state, r.at)
-    return False
-
-
-def _decided(row: dict[str, Any] | None, state: str | None, at: datetime | None) -> bool:
-    """Whether this delivery's status is now the deployment's outcome."""
-    return bool(row and state is not None and row["outcome"] == state and row["outcome_at"] == at)
+        kind, github_id, environment, state, at, status_id = (
+            "workflow",
+            r.run_id,
+            FALLBACK_ENVIRONMENT,
+            r.state,
+            r.at,
+            None,
+        )
+        sha = ref = None
+        created_at = None
+    else:
+        return
+    deployment = await tx.value(
+        "dora_deployment", repository_id=repository_id, kind=kind, github_id=github_id,
+        environment=environment, sha=sha, ref=ref, created_at=created_at,
+    )  # fmt: skip
+    if state is not None:
+        await tx.execute("dora_outcome", id=deployment, outcome=state, outcome_at=at,
+                         status_id=status_id)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the metrics

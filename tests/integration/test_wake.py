@@ -65,6 +65,17 @@ def poller_settings(dsn: str, **overrides: Any) -> PollerSettings:
     return PollerSettings(**base)
 
 
+async def poke_once(db: Database, url: str) -> Waker:
+    """One ingest instance's poke, waited out; the (closed) waker, to read what it sent."""
+    waker = Waker(db, url, auth="none")
+    try:
+        waker.poke()
+        await settle(waker)
+    finally:
+        await waker.close()
+    return waker
+
+
 async def settle(waker: Waker) -> None:
     """Wait for a poke's background work (the test's only way to see it finished)."""
     if waker._claim is not None:
@@ -111,12 +122,7 @@ async def test_a_wake_up_while_an_invocation_runs_starts_nothing(
     running = Heartbeat("another-invocation")
     async with db.transaction() as tx:
         assert await running.start(tx)
-    waker = Waker(db, url, auth="none")
-    try:
-        waker.poke()
-        await settle(waker)
-    finally:
-        await waker.close()
+    waker = await poke_once(db, url)
     assert fake.calls == [] and waker.sent == 0
     # And a wake-up that reaches a poller while another invocation runs does nothing there.
     service = PollerService(poller_settings(dsn))
@@ -133,12 +139,7 @@ async def test_a_wake_up_while_an_invocation_runs_starts_nothing(
         await service.close()
     async with db.transaction() as tx:  # the invocation ends: the next commit wakes one
         await running.end(tx)
-    waker = Waker(db, url, auth="none")
-    try:
-        waker.poke()
-        await settle(waker)
-    finally:
-        await waker.close()
+    waker = await poke_once(db, url)
     assert fake.wake_ups == 1 and fake.calls[0]["authorization"] is None  # plain, as in dev
 
 
@@ -161,12 +162,7 @@ async def test_two_concurrent_wake_ups_start_one_invocation(
 
 async def test_a_lost_wake_up_is_caught_by_the_next_scheduled_run(db: Database, dsn: str) -> None:
     await deliver(db, "pull_request", pr_delivery(1, "b" * 40, "opened", 0), "l1")
-    waker = Waker(db, "http://127.0.0.1:9/", auth="none")  # nothing listens: lost
-    try:
-        waker.poke()
-        await settle(waker)
-    finally:
-        await waker.close()
+    waker = await poke_once(db, "http://127.0.0.1:9/")  # nothing listens: lost
     assert waker.sent == 1 and await pending(db) == 1
     service = PollerService(poller_settings(dsn))
     try:
@@ -217,12 +213,7 @@ async def test_a_stale_heartbeat_counts_as_none(
     async with db.transaction() as tx:
         assert await dead.start(tx)
         await tx.conn.execute("UPDATE poller_heartbeat SET beat_at = now() - interval '1 minute'")
-    waker = Waker(db, url, auth="none")
-    try:
-        waker.poke()
-        await settle(waker)
-    finally:
-        await waker.close()
+    await poke_once(db, url)
     assert fake.wake_ups == 1
     service = PollerService(poller_settings(dsn))
     try:
@@ -234,14 +225,6 @@ async def test_a_stale_heartbeat_counts_as_none(
 
 async def test_a_failed_wake_up_can_be_sent_again_at_once(db: Database) -> None:
     """A wake-up that could not be sent does not block the next commit's for the grace time."""
-    first = Waker(db, "http://127.0.0.1:9/", auth="none")  # refused
-    second = Waker(db, "http://127.0.0.1:9/", auth="none")
-    try:
-        first.poke()
-        await settle(first)
-        second.poke()
-        await settle(second)
-    finally:
-        await first.close()
-        await second.close()
+    first = await poke_once(db, "http://127.0.0.1:9/")  # refused
+    second = await poke_once(db, "http://127.0.0.1:9/")
     assert first.sent == 1 and second.sent == 1

@@ -1,37 +1,28 @@
 -- DORA's four keys (flowlens.dora).
 
 -- name: dora_deployment
--- A deployment (or a fallback deploy run) and, with a terminal status, its outcome: the
--- status with the latest created_at decides (ties: the higher status id), whatever the order
--- of arrival.
-INSERT INTO deployments AS d (repository_id, kind, github_id, environment, sha, ref, created_at,
-                              outcome, outcome_at, status_id)
+-- A deployment (or a fallback deploy run), from whichever of its events arrives first.
+INSERT INTO deployments AS d (repository_id, kind, github_id, environment, sha, ref, created_at)
 VALUES (%(repository_id)s, %(kind)s, %(github_id)s, %(environment)s, %(sha)s, %(ref)s,
-        %(created_at)s, %(outcome)s, %(outcome_at)s, %(status_id)s)
+        %(created_at)s)
 ON CONFLICT (repository_id, kind, github_id) DO UPDATE SET
     environment = CASE WHEN EXCLUDED.environment <> '' THEN EXCLUDED.environment
                        ELSE d.environment END,
     sha = COALESCE(EXCLUDED.sha, d.sha),
     ref = COALESCE(EXCLUDED.ref, d.ref),
-    created_at = COALESCE(d.created_at, EXCLUDED.created_at),
-    outcome = CASE WHEN EXCLUDED.outcome IS NOT NULL AND (d.outcome_at IS NULL
-                   OR (EXCLUDED.outcome_at, COALESCE(EXCLUDED.status_id, 0))
-                      > (d.outcome_at, COALESCE(d.status_id, 0)))
-              THEN EXCLUDED.outcome ELSE d.outcome END,
-    status_id = CASE WHEN EXCLUDED.outcome IS NOT NULL AND (d.outcome_at IS NULL
-                     OR (EXCLUDED.outcome_at, COALESCE(EXCLUDED.status_id, 0))
-                        > (d.outcome_at, COALESCE(d.status_id, 0)))
-                THEN EXCLUDED.status_id ELSE d.status_id END,
-    outcome_at = CASE WHEN EXCLUDED.outcome IS NOT NULL AND (d.outcome_at IS NULL
-                      OR (EXCLUDED.outcome_at, COALESCE(EXCLUDED.status_id, 0))
-                         > (d.outcome_at, COALESCE(d.status_id, 0)))
-                 THEN EXCLUDED.outcome_at ELSE d.outcome_at END,
-    -- Moves only when the outcome does: the API tells the sockets the metrics changed.
-    updated_at = CASE WHEN EXCLUDED.outcome IS NOT NULL AND (d.outcome_at IS NULL
-                      OR (EXCLUDED.outcome_at, COALESCE(EXCLUDED.status_id, 0))
-                         > (d.outcome_at, COALESCE(d.status_id, 0)))
-                 THEN now() ELSE d.updated_at END
-RETURNING environment, outcome, outcome_at, status_id;
+    created_at = COALESCE(d.created_at, EXCLUDED.created_at)
+RETURNING id;
+
+-- name: dora_outcome
+-- A terminal status becomes the deployment's outcome when it is the latest by its own
+-- created_at (ties: the higher status id), whatever the order of arrival. updated_at moves
+-- only then: the API tells the sockets the metrics changed.
+UPDATE deployments SET outcome = %(outcome)s, outcome_at = %(outcome_at)s,
+    status_id = %(status_id)s, updated_at = now()
+WHERE id = %(id)s
+  AND (outcome_at IS NULL
+       OR (%(outcome_at)s::timestamptz, COALESCE(%(status_id)s::bigint, 0))
+          > (outcome_at, COALESCE(status_id, 0)));
 
 -- name: dora_push
 -- The earliest commit timestamp pushed to a branch.
