@@ -1,4 +1,5 @@
-"""The `flowlens` command: dev, migrate, poll, replay, sync, events, checks, risk-eval, cloud."""
+"""The `flowlens` command: dev, migrate, poll, replay, sync, events, checks, retention,
+risk-eval, cloud."""
 
 from __future__ import annotations
 
@@ -99,6 +100,14 @@ def _events(args: argparse.Namespace) -> int:
                 if row is None:
                     print(f"flowlens: no delivery {args.delivery!r} is stored", file=sys.stderr)
                     return 1
+                if row["payload"] is None:
+                    print(
+                        f"flowlens: the payload of delivery {args.delivery!r} "
+                        f"({row['event']}.{row['action'] or '-'}, received "
+                        f"{row['received_at']:%Y-%m-%d %H:%M:%S %Z}) was dropped by retention "
+                        "(RAW_PAYLOAD_DAYS)", file=sys.stderr,
+                    )  # fmt: skip
+                    return 1
                 print(unpack_payload(row["payload"]))
                 return 0
             if args.events_command == "failed":
@@ -161,6 +170,43 @@ def _checks(args: argparse.Namespace) -> int:
                 return 1
             print(f"requeued {len(ids)} write-back(s)" + (f": {ids}" if ids else ""))
             return 0
+
+    return asyncio.run(run())
+
+
+def _retention(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from flowlens.db import Database
+    from flowlens.retention import Retention, RetentionSummary
+    from flowlens.settings import PollerSettings
+
+    settings = PollerSettings.from_env()
+    logs.setup("retention", settings.log_format, settings.log_level)
+    shown = [time.monotonic()]
+
+    def progress(done: RetentionSummary) -> None:
+        if not args.quiet and time.monotonic() - shown[0] >= 2.0:
+            shown[0] = time.monotonic()
+            counts = ", ".join(f"{name} {getattr(done, name)}" for name in done.WORK)
+            print(f"retention: {done.batches} batches so far: {counts}", file=sys.stderr)
+
+    async def run() -> int:
+        async with Database(settings.dsn, min_size=0, max_size=2) as db:
+            retention = Retention(db, settings)
+            if args.status:
+                async with db.transaction() as tx:
+                    row = await retention.lease.status(tx)
+                print(json.dumps(row, default=str))
+                return 0
+            try:
+                total = await retention.sweep(progress)
+            except RuntimeError as exc:
+                print(f"flowlens: {exc}", file=sys.stderr)
+                return 1
+        print(json.dumps(total.as_dict()))
+        return 0
 
     return asyncio.run(run())
 
@@ -399,6 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
     retry_checks.add_argument("id", nargs="?", type=int, help="write-back id (from `failed`)")
     retry_checks.add_argument("--all", action="store_true", help="every failed write-back")
     p.set_defaults(func=_checks)
+
+    p = sub.add_parser(
+        "retention",
+        help="run retention now (old payloads, deliveries, history, feed rows; docs/OPERATIONS.md)",
+    )
+    p.add_argument("--status", action="store_true", help="show the last run and the next one")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_retention)
 
     p = sub.add_parser(
         "risk-eval",

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self, TypeVar
+
+log = logging.getLogger("flowlens.loop")
 
 MAX_ERRORS = 20
 
@@ -47,3 +52,51 @@ async def pause(seconds: float, stop: asyncio.Event | None) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+class Duty(Protocol):
+    """A duty beside the poller's scans: when its last pass that found nothing to do began
+    (None: it had work, or none ran). The poller ends an invocation early only when every
+    duty is idle."""
+
+    idle_since: float | None
+
+
+C = TypeVar("C", bound=DutyCounts)
+
+
+async def run_passes(
+    duty: Duty,
+    pass_once: Callable[[], Awaitable[C]],
+    total: C,
+    *,
+    what: str,
+    interval: float,
+    budget_seconds: float | None = None,
+    stop: asyncio.Event | None = None,
+    again: Callable[[], bool] | None = None,
+) -> C:
+    """A pass every `interval` seconds (at once when `again()` says work is left) until the
+    budget is spent or stop is set; each pass's counts added to `total`. A pass that fails
+    is noted and the next one tries again (the database may be down for a moment)."""
+    started = time.monotonic()
+    duty.idle_since = None
+    while True:
+        wait = interval
+        try:
+            began = time.monotonic()
+            done = await pass_once()
+            duty.idle_since = None if done.did_work() else began
+            total.add(done)
+            if again is not None and again():
+                wait = 0.0
+        except Exception as exc:
+            log.exception("%s pass failed", what)
+            total.note(f"{what} pass failed: {exc}")
+        if stop is not None and stop.is_set():
+            break
+        if budget_seconds is not None and time.monotonic() - started + wait > budget_seconds:
+            break
+        if await pause(wait, stop):
+            break
+    return total

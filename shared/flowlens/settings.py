@@ -30,6 +30,8 @@ def _blank_is_none(value: Any) -> Any:
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # The longest sync window (SYNC_SINCE_DAYS, `flowlens sync --since`): ten years.
 MAX_SINCE_DAYS = 3650
+# Delivery rows are kept at least this long (GitHub redelivers deliveries up to 3 days old).
+MIN_EVENT_DAYS = 7
 
 
 class Settings(BaseSettings):
@@ -131,6 +133,14 @@ class Settings(BaseSettings):
     alert_smtp_tls: str = "starttls"
     alert_ses_region: str | None = None
 
+    # Retention (docs/OPERATIONS.md "Retention"), a poller duty; 0 days keeps for ever.
+    raw_payload_days: int = Field(default=30, ge=0, le=MAX_SINCE_DAYS)
+    # A delivery's row is its redelivery dedupe: at least a week (GitHub redelivers 3 days).
+    raw_event_days: int = Field(default=365, ge=0, le=MAX_SINCE_DAYS)
+    history_days: int = Field(default=365, ge=0, le=MAX_SINCE_DAYS)
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    retention_batch_size: int = Field(default=1000, ge=1, le=10000)
+
     # GitHub sync (docs/SYNC.md): `flowlens sync`, and on a schedule when repositories are listed.
     sync_repositories: str = ""
     sync_interval_seconds: float = Field(default=60.0, gt=0)
@@ -172,6 +182,18 @@ class Settings(BaseSettings):
                     f"invalid settings: DATABASE_URL's sslmode {sslmode!r} is not one of "
                     + ", ".join(_SSLMODES)
                 )
+        if 0 < settings.raw_event_days < MIN_EVENT_DAYS:
+            raise ConfigError(
+                f"invalid settings: RAW_EVENT_DAYS ({settings.raw_event_days}) is below "
+                f"{MIN_EVENT_DAYS}: a delivery's row is what dedupes GitHub's redeliveries "
+                "(0 keeps rows for ever)"
+            )
+        if 0 < settings.raw_event_days < settings.sync_since_days:
+            raise ConfigError(
+                f"invalid settings: RAW_EVENT_DAYS ({settings.raw_event_days}) is below "
+                f"SYNC_SINCE_DAYS ({settings.sync_since_days:g}): a first sync would record "
+                "again what retention removed"
+            )
         if settings.db_pool_min > settings.db_pool_max:
             raise ConfigError(
                 f"invalid settings: DB_POOL_MIN ({settings.db_pool_min}) is above "

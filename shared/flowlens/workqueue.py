@@ -8,6 +8,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from flowlens.db import Tx
 from flowlens.retry import backoff
 
@@ -270,3 +272,44 @@ async def failed_checks(tx: Tx, limit: int) -> list[Row]:
 async def retry_failed_checks(tx: Tx, check_id: int | None = None) -> list[int]:
     """Put one failed write-back (or all) back in the queue; the ids requeued."""
     return [r["id"] for r in await tx.all("work_checks_retry_failed", id=check_id)]
+
+
+@dataclass(frozen=True)
+class DutyLease:
+    """A duty that runs on a schedule (duty_runs), in one process at a time: claim it when due,
+    save progress (its `state`) and renew as it goes, complete with when it is next due."""
+
+    duty: str
+    owner: str
+    lease_seconds: float
+
+    async def claim(self, tx: Tx, *, force: bool = False) -> dict[str, Any] | None:
+        """The duty's saved state, leased to this owner, when it is due (or `force`) and nobody
+        else holds it; None otherwise."""
+        await tx.execute("work_duty_register", duty=self.duty)
+        row = await tx.one("work_duty_claim", duty=self.duty, owner=self.owner,
+                           lease_seconds=self.lease_seconds, force=force)  # fmt: skip
+        return None if row is None else dict(row["state"])
+
+    async def renew(self, tx: Tx, state: dict[str, Any]) -> bool:
+        """Save progress and extend the lease; False when the lease was lost meanwhile."""
+        row = await tx.one("work_duty_renew", duty=self.duty, owner=self.owner,
+                           state=Jsonb(state), lease_seconds=self.lease_seconds)  # fmt: skip
+        return row is not None
+
+    async def complete(self, tx: Tx, state: dict[str, Any], *, next_in: float,
+                       finished: bool, error: str | None = None) -> None:  # fmt: skip
+        """Give the lease back: progress saved, next due in `next_in` seconds; `finished`: the
+        run got through its work (its time is recorded)."""
+        await tx.execute("work_duty_complete", duty=self.duty, owner=self.owner,
+                         state=Jsonb(state), next_in_seconds=next_in, finished=finished,
+                         error=None if error is None else error[:500])  # fmt: skip
+
+    async def next_due(self, tx: Tx) -> float | None:
+        """Seconds until the duty is due (None: it never ran)."""
+        value = await tx.value("work_duty_next_due", duty=self.duty)
+        return None if value is None else float(value)
+
+    async def status(self, tx: Tx) -> Row | None:
+        """The duty's row: owner, lease, next due, progress, last run and error."""
+        return await tx.one("work_duty_status", duty=self.duty)

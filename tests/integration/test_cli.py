@@ -58,6 +58,8 @@ def one_line(stderr: str, *expected: str) -> None:
         ({"DATABASE_URL": "postgresql://h/x"}, ["sync", "notarepo"], 2, ["notarepo"]),
         ({}, ["events", "failed", "--limit", "-1"], 2, ["must be 1 or more"]),
         ({}, ["events"], 2, ["required: {failed,retry,unapplied,reapply,payload}"]),
+        ({"DATABASE_URL": "postgresql://h/x", "RAW_EVENT_DAYS": "3"}, ["retention"], 2,
+         ["RAW_EVENT_DAYS (3) is below 7"]),
         ({"INGEST_PORT": "18791", "API_PORT": "18791"}, ["dev"], 1,
          ["INGEST_PORT, API_PORT and POLLER_PORT must differ", "API_PORT=18791"]),
     ],

@@ -561,19 +561,6 @@ async def test_a_new_event_is_not_given_up_with_an_old_one(db: Database, dsn: st
     assert new is not None and not new["failed"] and new["attempts"] == 1
 
 
-async def test_a_failed_feed_prune_does_not_stop_the_scans(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async def broken() -> None:
-        raise RuntimeError("prune failed")
-
-    await deliver(db, "pull_request", pr_delivery(80, "8" * 40, "opened", 0), "after-prune")
-    poller = Poller(db, settings(), CountingAnalyser())
-    monkeypatch.setattr(poller, "prune_feed", broken)
-    summary = await poller.run(0.0)
-    assert summary.insights == 1 and any("prune failed" in e for e in summary.errors)
-
-
 @pytest.mark.parametrize("budget", [0.0])
 async def test_budget_zero_is_one_scan(db: Database, budget: float) -> None:
     summary = await Poller(db, settings(), CountingAnalyser()).run(budget)

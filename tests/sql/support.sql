@@ -129,3 +129,32 @@ SELECT tablename AS table_name, indexname AS index_name
 FROM pg_indexes
 WHERE schemaname = current_schema()
 ORDER BY tablename, indexname;
+
+-- from retention.sql
+
+-- name: age_raw_event
+UPDATE raw_events SET received_at = now() - make_interval(days => %(days)s::int)
+WHERE delivery_id = %(delivery_id)s;
+
+-- name: age_pr_history
+-- A PR's history rows up to `version`, dated `days` ago.
+UPDATE pr_history SET at = now() - make_interval(days => %(days)s::int)
+WHERE pull_request_id = %(pull_request_id)s AND version <= %(version)s;
+
+-- name: age_change_feed
+UPDATE change_feed SET created_at = now() - make_interval(secs => %(seconds)s::float8)
+WHERE pull_request_id = %(pull_request_id)s AND version = %(version)s;
+
+-- name: raw_event_retention_view
+SELECT delivery_id, event, processed, failed, unapplied_reason IS NOT NULL AS unapplied,
+       payload IS NOT NULL AS has_payload
+FROM raw_events ORDER BY id;
+
+-- name: change_feed_keys
+SELECT pull_request_id, version FROM change_feed ORDER BY pull_request_id, version;
+
+-- name: pr_history_versions
+SELECT pull_request_id, version FROM pr_history ORDER BY pull_request_id, version;
+
+-- name: make_event_due
+UPDATE raw_events SET next_attempt_at = now() WHERE delivery_id = %(delivery_id)s;

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from flowlens.alerts.channels import Channel, ChannelError
 from flowlens.alerts.config import AlertConfig
 from flowlens.alerts.message import Alert, build_alert, insight_alert
 from flowlens.db import Database
-from flowlens.loop import DutyCounts, pause
+from flowlens.loop import DutyCounts, run_passes
 from flowlens.retry import backoff, jitter
 from flowlens.workqueue import AlertQueue
 
@@ -207,27 +206,10 @@ class AlertDispatcher:
         self, budget_seconds: float | None = None, *, stop: asyncio.Event | None = None
     ) -> AlertSummary:
         """Pass every ALERT_INTERVAL_SECONDS until the budget is spent or stop is set."""
-        started = time.monotonic()
-        total = AlertSummary()
-        interval = self.config.interval_seconds
-        self.idle_since = None
-        while True:
-            try:
-                began = time.monotonic()
-                done = await self.pass_once()
-                self.idle_since = None if done.did_work() else began
-                total.add(done)
-            except Exception as exc:  # the database may be down for a moment; try next pass
-                log.exception("alert pass failed")
-                total.note(f"alert pass failed: {exc}")
-            if stop is not None and stop.is_set():
-                break
-            elapsed = time.monotonic() - started
-            if budget_seconds is not None and elapsed + interval > budget_seconds:
-                break
-            if await pause(interval, stop):
-                break
-        return total
+        return await run_passes(
+            self, self.pass_once, AlertSummary(), what="alert",
+            interval=self.config.interval_seconds, budget_seconds=budget_seconds, stop=stop,
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         """Close every channel."""

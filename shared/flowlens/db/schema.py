@@ -250,6 +250,15 @@ EXPECTED_TABLES: dict[str, dict[str, str]] = {
         "prs_covered_from": _TS,
         "runs_covered_from": _TS,
     },
+    "duty_runs": {
+        "duty": "text",
+        "owner": "text",
+        "leased_until": _TS,
+        "next_due_at": _TS,
+        "state": "jsonb",
+        "last_done_at": _TS,
+        "last_error": "text",
+    },
 }
 
 # The indexes the hot paths rely on.
@@ -273,4 +282,6 @@ EXPECTED_INDEXES: set[tuple[str, str]] = {
     ("deployments", "deployments_updated_idx"),
     ("pull_requests", "pull_requests_merged_idx"),
     ("check_writes", "check_writes_due_idx"),
+    ("raw_events", "raw_events_received_idx"),
+    ("pr_history", "pr_history_at_idx"),
 }

@@ -25,7 +25,7 @@ from flowlens.db import Database
 from flowlens.github.app import API_VERSION, USER_AGENT, TokenSource
 from flowlens.github.parse import CHECK_NAME
 from flowlens.github.rest import GitHubError, error_message, parse_float, rate_limit_wait
-from flowlens.loop import DutyCounts, pause
+from flowlens.loop import DutyCounts, run_passes
 from flowlens.retry import backoff
 from flowlens.settings import Settings
 from flowlens.workqueue import CheckQueue
@@ -326,27 +326,10 @@ class CheckWriter:
     async def run(self, budget_seconds: float | None = None, *,
                   stop: asyncio.Event | None = None) -> CheckSummary:  # fmt: skip
         """A pass every POLL_INTERVAL_SECONDS until the budget is spent or stop is set."""
-        started = time.monotonic()
-        total = CheckSummary()
-        self.idle_since = None
-        while True:
-            try:
-                began = time.monotonic()
-                done = await self.pass_once()
-                self.idle_since = None if done.did_work() else began
-                total.add(done)
-            except Exception as exc:  # the database may be down for a moment
-                log.exception("write-back pass failed")
-                total.note(f"write-back pass failed: {exc}")
-            if stop is not None and stop.is_set():
-                break
-            if budget_seconds is not None and time.monotonic() - started + self.interval > (
-                budget_seconds
-            ):
-                break
-            if await pause(self.interval, stop):
-                break
-        return total
+        return await run_passes(
+            self, self.pass_once, CheckSummary(), what="write-back", interval=self.interval,
+            budget_seconds=budget_seconds, stop=stop,
+        )  # fmt: skip
 
 
 def check_writer(db: Database, settings: Settings, tokens: TokenSource, *,

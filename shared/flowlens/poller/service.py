@@ -18,6 +18,7 @@ from flowlens.insights.github_files import GitHubFilesClient
 from flowlens.installations import token_source
 from flowlens.loop import pause
 from flowlens.poller.worker import Poller, Summary
+from flowlens.retention import Retention
 from flowlens.settings import ConfigError, PollerSettings
 from flowlens.sync import GitHubError, SyncScheduler
 from flowlens.wake import BEAT_SECONDS, Heartbeat
@@ -62,6 +63,7 @@ class PollerService:
         self.alerts = _alert_dispatcher(self.db, settings)
         self.sync = _sync_scheduler(self.db, settings, self.tokens)
         self.checks = check_writer(self.db, settings, self.tokens)
+        self.retention = Retention(self.db, settings)
         # Set when the process stops: invocations under way end after their current scan.
         self.shutdown = asyncio.Event()
 
@@ -82,6 +84,8 @@ class PollerService:
         if self.checks is not None:
             names.append("checks")
             jobs.append(self.checks.run(budget, stop=stop))
+        names.append("retention")
+        jobs.append(self.retention.run(budget, stop=stop))
         out: dict[str, Any] = {}
         for name, result in zip(
             names, await asyncio.gather(*jobs, return_exceptions=True), strict=True
@@ -171,7 +175,7 @@ class PollerService:
         """Whether every duty has finished a pass that began after `since` and did nothing."""
         return all(
             d.idle_since is not None and d.idle_since >= since
-            for d in (self.alerts, self.sync, self.checks)
+            for d in (self.alerts, self.sync, self.checks, self.retention)
             if d is not None
         )
 

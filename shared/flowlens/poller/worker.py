@@ -33,7 +33,6 @@ from flowlens.workqueue import CheckQueue, EventQueue, PrAnalysisLease
 
 log = logging.getLogger("flowlens.poller")
 
-FEED_KEEP_SECONDS = 3600.0
 # After an invocation's budget no AI call starts (its events go back to the queue for the next
 # invocation); one under way may go on this much longer, then it is given up and its events go
 # back too. Terraform keeps the function's timeout more than 30 s above the budget.
@@ -562,11 +561,6 @@ class Poller:
         idle = 0  # scans in a row that claimed nothing
         last_work = started  # when the last scan that had work ended
         interval = self.settings.poll_interval_seconds
-        try:
-            await self.prune_feed()
-        except Exception as exc:  # housekeeping: never what stops the scans
-            log.exception("pruning the change feed failed")
-            total.errors.append(f"prune failed: {exc}"[:300])
         while True:
             scan_started = time.monotonic()
             backlog = False
@@ -598,8 +592,3 @@ class Poller:
                 break
         total.seconds = time.monotonic() - started
         return total
-
-    async def prune_feed(self) -> None:
-        """Drop change-feed rows older than any reader's window."""
-        async with self.db.transaction() as tx:
-            await tx.execute("poller_prune_change_feed", keep_seconds=FEED_KEEP_SECONDS)

@@ -116,6 +116,12 @@ locals {
     "GEMINI_TIMEOUT_SECONDS",
     "GEMINI_MAX_ATTEMPTS",
     "GITHUB_PATCH_MAX_BYTES",
+    # Retention (docs/OPERATIONS.md "Retention").
+    "RAW_PAYLOAD_DAYS",
+    "RAW_EVENT_DAYS",
+    "HISTORY_DAYS",
+    "RETENTION_INTERVAL_SECONDS",
+    "RETENTION_BATCH_SIZE",
     # Alerts and the scheduled GitHub sync (docs/ALERTS.md, docs/SYNC.md); their secrets
     # (ALERT_SLACK_WEBHOOK_URL, ALERT_SMTP_PASSWORD) are Secret Manager secrets below.
     "ALERT_CHANNELS",

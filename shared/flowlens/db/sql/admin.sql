@@ -1,7 +1,9 @@
 -- Operations: the flowlens CLI's events commands and the health check.
 
 -- name: admin_raw_payload_by_delivery
-SELECT payload FROM raw_events WHERE delivery_id = %(delivery_id)s;
+-- payload NULL: dropped by retention (RAW_PAYLOAD_DAYS).
+SELECT payload, event, action, received_at FROM raw_events
+WHERE delivery_id = %(delivery_id)s;
 
 -- name: admin_list_unapplied_events
 SELECT id, delivery_id, event, action, received_at, unapplied_reason

@@ -33,7 +33,3 @@ RETURNING *;
 
 -- name: poller_lock_pull_request_by_id
 SELECT * FROM pull_requests WHERE id = %(id)s FOR UPDATE;
-
--- name: poller_prune_change_feed
--- The feed is a short-lived outbox; REST serves anything older.
-DELETE FROM change_feed WHERE created_at < now() - make_interval(secs => %(keep_seconds)s::float8);

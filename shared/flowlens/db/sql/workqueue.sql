@@ -291,3 +291,43 @@ UPDATE check_writes SET status = 'pending', attempts = 0, next_attempt_at = now(
     leased_until = NULL, updated_at = now()
 WHERE status = 'failed' AND (%(id)s::bigint IS NULL OR id = %(id)s::bigint)
 RETURNING id;
+
+-- Scheduled duties (duty_runs): a due duty runs in one process at a time.
+
+-- name: work_duty_register
+INSERT INTO duty_runs (duty) VALUES (%(duty)s) ON CONFLICT (duty) DO NOTHING;
+
+-- name: work_duty_claim
+-- The duty's state, now leased to this owner, when it is due (or `force`) and nobody else
+-- holds it.
+UPDATE duty_runs SET owner = %(owner)s,
+    leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
+WHERE duty = %(duty)s
+  AND (%(force)s::bool OR next_due_at <= now())
+  AND (leased_until IS NULL OR leased_until < now() OR owner = %(owner)s)
+RETURNING state;
+
+-- name: work_duty_renew
+-- Progress saved and the lease extended, while this owner still holds it.
+UPDATE duty_runs SET state = %(state)s,
+    leased_until = now() + make_interval(secs => %(lease_seconds)s::float8)
+WHERE duty = %(duty)s AND owner = %(owner)s
+RETURNING duty;
+
+-- name: work_duty_complete
+-- A run ended (or stopped early, or failed): its progress, when it is next due, the lease
+-- given back.
+UPDATE duty_runs SET owner = NULL, leased_until = NULL, state = %(state)s,
+    next_due_at = now() + make_interval(secs => %(next_in_seconds)s::float8),
+    last_done_at = CASE WHEN %(finished)s::bool THEN now() ELSE last_done_at END,
+    last_error = %(error)s
+WHERE duty = %(duty)s AND owner = %(owner)s;
+
+-- name: work_duty_next_due
+-- Seconds until the duty is due (negative: overdue); no row: never run.
+SELECT EXTRACT(EPOCH FROM next_due_at - now())::float8 AS seconds
+FROM duty_runs WHERE duty = %(duty)s;
+
+-- name: work_duty_status
+SELECT duty, owner, leased_until, next_due_at, state, last_done_at, last_error
+FROM duty_runs WHERE duty = %(duty)s;
