@@ -1,7 +1,8 @@
 """Retention: a leased poller duty that keeps the database bounded. Once every
 RETENTION_INTERVAL_SECONDS, in one process at a time, it drops old change-feed rows, the
-payloads of old processed deliveries (RAW_PAYLOAD_DAYS), old delivery rows (RAW_EVENT_DAYS) and
-old history rows (HISTORY_DAYS), in small batches of their own short transactions. The rules
+payloads of old processed deliveries (RAW_PAYLOAD_DAYS), old delivery rows (RAW_EVENT_DAYS),
+old history rows and CI runs (HISTORY_DAYS), in small batches of their own short
+transactions. The rules
 and what each keeps are in docs/OPERATIONS.md ("Retention"); the SQL is db/sql/retention.sql."""
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ RULES = (
     Rule("payloads", "retention_payloads", cursor=True),
     Rule("events", "retention_events", cursor=False),
     Rule("history", "retention_history", cursor=True),
+    Rule("builds", "retention_builds", cursor=False),
 )
 
 
@@ -62,7 +64,8 @@ class RetentionSummary(DutyCounts):
     payloads: int = 0
     events: int = 0
     history: int = 0
-    WORK: ClassVar[tuple[str, ...]] = ("feed", "payloads", "events", "history")
+    builds: int = 0
+    WORK: ClassVar[tuple[str, ...]] = ("feed", "payloads", "events", "history", "builds")
 
 
 class LeaseLost(Exception):
@@ -92,6 +95,7 @@ class Retention:
             "payloads": self.settings.raw_payload_days,
             "events": self.settings.raw_event_days,
             "history": self.settings.history_days,
+            "builds": self.settings.history_days,
         }[rule.name]
         return {"days": days} if days else None
 

@@ -73,6 +73,15 @@ async def test_retention_keeps_what_dedupe_the_feed_and_retries_need(db: Databas
     for name, days in (("old-payload", 40), ("gone", 400), ("recent", 1), ("retry", 400),
                        ("dead", 400), ("unapplied", 400)):  # fmt: skip
         await age(db, name, days)
+    # CI runs past HISTORY_DAYS: one of open PR 1's head (kept), one of another commit.
+    run = load_fixture("workflow_run/completed.with-pull-requests.payload.json")
+    repo = load_fixture("pull_request/opened.payload.json")["repository"]
+    for n, sha in ((1, f"{1:040x}"), (2, "f" * 40)):
+        body = variant(run, repository=repo, **{"workflow_run.id": n,
+                       "workflow_run.head_sha": sha, "workflow_run.pull_requests": []})  # fmt: skip
+        await deliver(db, "workflow_run", body, f"run-{n}")
+    async with db.transaction() as tx:
+        assert await tx.execute("age_builds", days=400) == 2
     # History: PR 1's rows but its latest are past HISTORY_DAYS; all of PR 2's, latest too.
     pr1, pr2, pr3 = [await pr_id(db, n) for n in (1, 2, 3)]
     history_before = await keys(db, "pr_history_versions")
@@ -105,6 +114,9 @@ async def test_retention_keeps_what_dedupe_the_feed_and_retries_need(db: Databas
     # Every PR keeps its latest history row, however old; recent rows all stay.
     assert set(await keys(db, "pr_history_versions")) == kept_history
     assert set(await keys(db, "change_feed_keys")) == set(feed_before) - {stale}
+    async with db.transaction() as tx:
+        assert [r["commit_sha"] for r in await tx.all("build_shas")] == [f"{1:040x}"]
+    assert done.builds == 1
 
     # Dedupe: a redelivery of the delivery whose payload went is still known.
     again = pr_delivery(1, "1" * 40, "opened", 1)
@@ -125,7 +137,7 @@ async def test_retention_keeps_what_dedupe_the_feed_and_retries_need(db: Databas
     # Handled now, and old: the next run removes them.
     after = await Retention(db, settings()).sweep()
     assert after.events == 3, after
-    assert set(await view(db)) == {"old-payload", "recent"}
+    assert set(await view(db)) == {"old-payload", "recent", "run-1", "run-2"}
 
 
 async def pr_id(db: Database, number: int) -> int:

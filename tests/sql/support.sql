@@ -158,3 +158,9 @@ SELECT pull_request_id, version FROM pr_history ORDER BY pull_request_id, versio
 
 -- name: make_event_due
 UPDATE raw_events SET next_attempt_at = now() WHERE delivery_id = %(delivery_id)s;
+
+-- name: age_builds
+UPDATE builds SET created_at = now() - make_interval(days => %(days)s::int);
+
+-- name: build_shas
+SELECT commit_sha FROM builds ORDER BY id;

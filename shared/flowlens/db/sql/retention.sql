@@ -59,6 +59,24 @@ SELECT count(*) AS done, count(*) AS scanned, NULL::timestamptz AS after_at,
        NULL::bigint AS after_id
 FROM gone;
 
+-- name: retention_builds
+-- CI runs created before the cutoff, except those of an open PR's head (its build state is
+-- derived from them when its next delivery arrives). Metrics windows reach 365 days back.
+WITH doomed AS (
+    SELECT b.id FROM builds b
+    WHERE b.created_at < now() - make_interval(days => %(days)s::int)
+      AND NOT EXISTS (SELECT 1 FROM pull_requests p
+                      WHERE p.repository_id = b.repository_id AND p.head_sha = b.commit_sha
+                        AND p.state = 'open')
+    ORDER BY b.created_at
+    LIMIT %(limit)s::int
+), gone AS (
+    DELETE FROM builds WHERE id IN (SELECT id FROM doomed) RETURNING id
+)
+SELECT count(*) AS done, count(*) AS scanned, NULL::timestamptz AS after_at,
+       NULL::bigint AS after_id
+FROM gone;
+
 -- name: retention_history
 -- A PR's history rows from before the cutoff, except its latest: every PR keeps the row that
 -- says how it stands.
