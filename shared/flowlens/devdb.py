@@ -145,9 +145,13 @@ class EmbeddedPostgres:
             os.chown(parent, -1, entry.pw_gid)
             parent.chmod(stat.S_IMODE(mode) | stat.S_IXGRP)
         for folder in parent.parents:
-            mode = folder.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            info = folder.stat()
+            # A folder of the user's own group is crossed by its group bits, not the others'
+            # (the state folder after `flowlens dev` put its cluster there, then a benchmark
+            # one level down).
+            bit = stat.S_IXGRP if info.st_gid == entry.pw_gid else stat.S_IXOTH
+            if not info.st_mode & bit:
+                folder.chmod(stat.S_IMODE(info.st_mode) | bit)
         return int(entry.pw_gid)
 
     def _prepare_permissions(self) -> None:
