@@ -135,3 +135,24 @@ def test_a_cluster_made_with_trust_auth_is_made_to_require_a_password(tmp_path: 
             assert conn.execute("SELECT count(*) FROM kept").fetchone() == (0,)
     finally:
         server.destroy()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as its own user only under root")
+def test_a_cluster_below_a_folder_of_the_server_users_group_starts(tmp_path: Path) -> None:
+    """`flowlens dev` gives its state folder the server user's group; a benchmark's cluster
+    one level below it failed initdb: that folder is crossed by its group bits, not the
+    others' that were the only ones set (0701)."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)  # FlowLens's state folder
+    first = EmbeddedPostgres(state / "pgdata", fast=True)
+    first.init()  # state becomes the server user's group (0710), as under `flowlens dev`
+    state.chmod(0o701)
+    assert os.stat(state).st_gid != 0
+    server = EmbeddedPostgres(state / "bench" / "pgdata", fast=True)
+    (state / "bench").mkdir(mode=0o700)
+    try:
+        server.init()
+        assert server.initialized
+    finally:
+        server.destroy()
+        first.destroy()
