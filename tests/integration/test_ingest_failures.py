@@ -278,6 +278,25 @@ async def test_connections_notice_a_vanished_server_unless_the_dsn_says_otherwis
         assert options(tx.conn) == {**TCP_DEFAULTS, "keepalives_idle": "60"}
 
 
+async def test_a_dsn_listing_several_hosts_spreads_connections_over_them(dsn: str) -> None:
+    """docs/CAPACITY.md's connection spreading on YugabyteDB: every tserver listed in
+    DATABASE_URL with load_balance_hosts=random; FlowLens takes the URL and connects (here the
+    one server, listed under two names). An unreachable first host is skipped."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from flowlens.devdb import free_port
+    from flowlens.settings import PollerSettings
+
+    port = str(conninfo_to_dict(dsn)["port"])
+    spread = make_conninfo(dsn, host="127.0.0.1,localhost", port=f"{port},{port}",
+                           load_balance_hosts="random")  # fmt: skip
+    down_first = make_conninfo(dsn, host="127.0.0.1,127.0.0.1", port=f"{free_port()},{port}")
+    for url in (spread, down_first):
+        assert PollerSettings.from_env(database_url=url).dsn == url
+        async with Database(url, min_size=2, max_size=2) as db, db.transaction() as tx:
+            assert await tx.value("admin_ping") == 1
+
+
 async def test_serialisation_failure_is_retried_not_503(
     sender: Sender, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
