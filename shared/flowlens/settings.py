@@ -92,7 +92,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=5, ge=1)
     poll_batch_size: int = Field(default=200, ge=1)
     feed_notify: bool = True
-    feed_window_seconds: float = Field(default=10.0, gt=0)
+    # At most 10 minutes: retention keeps feed rows an hour (flowlens.retention).
+    feed_window_seconds: float = Field(default=10.0, gt=0, le=600)
     feed_poll_seconds: float = Field(default=0.25, gt=0)
     ws_queue_size: int = Field(default=256, ge=1)
     # Proxies in front of the API that append to X-Forwarded-For (Cloud Run's front end: 1; the

@@ -233,6 +233,8 @@ async def test_the_poller_runs_retention_as_a_duty_and_goes_on_when_it_fails(
         ({"raw_event_days": 30, "sync_since_days": 90}, "below SYNC_SINCE_DAYS (90)"),
         ({"raw_payload_days": -1}, "RAW_PAYLOAD_DAYS"),
         ({"retention_batch_size": 0}, "RETENTION_BATCH_SIZE"),
+        # The feed's trailing window stays far inside what retention keeps of the feed.
+        ({"feed_window_seconds": FEED_KEEP_SECONDS}, "FEED_WINDOW_SECONDS"),
     ],
 )
 def test_retention_settings_are_checked(overrides: dict[str, Any], message: str) -> None:
