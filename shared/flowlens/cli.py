@@ -179,7 +179,7 @@ def _retention(args: argparse.Namespace) -> int:
     import time
 
     from flowlens.db import Database
-    from flowlens.retention import Retention, RetentionSummary
+    from flowlens.retention import Retention, RetentionBusy, RetentionSummary
     from flowlens.settings import PollerSettings
 
     settings = PollerSettings.from_env()
@@ -198,13 +198,17 @@ def _retention(args: argparse.Namespace) -> int:
             if args.status:
                 async with db.transaction() as tx:
                     row = await retention.lease.status(tx)
+                if row is None:
+                    print("retention has not run yet", file=sys.stderr)
                 print(json.dumps(row, default=str))
                 return 0
             try:
                 total = await retention.sweep(progress)
-            except RuntimeError as exc:
+            except RetentionBusy as exc:
                 print(f"flowlens: {exc}", file=sys.stderr)
                 return 1
+        for note in total.errors:
+            print(f"retention: {note}", file=sys.stderr)
         print(json.dumps(total.as_dict()))
         return 0
 

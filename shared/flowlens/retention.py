@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from flowlens.db import Database
@@ -34,21 +35,27 @@ SLICE_SECONDS = 10.0
 RETRY_SECONDS = 60.0
 
 
+# A cursor rule that starts over walks from the oldest row again once its walk is this old
+# (the history rule: a PR's latest row it passed may have been superseded since).
+RESTART_SECONDS = 86400.0
+
+
 @dataclass(frozen=True)
 class Rule:
     """One retention rule: its counter and saved-progress key, its statement, whether it walks
-    forward from a saved cursor."""
+    forward from a saved cursor, and whether that walk starts over now and then."""
 
     name: str
     query: str
     cursor: bool
+    restart: bool = False
 
 
 RULES = (
     Rule("feed", "retention_feed", cursor=False),
     Rule("payloads", "retention_payloads", cursor=True),
     Rule("events", "retention_events", cursor=False),
-    Rule("history", "retention_history", cursor=True),
+    Rule("history", "retention_history", cursor=True, restart=True),
     Rule("builds", "retention_builds", cursor=False),
 )
 
@@ -70,6 +77,10 @@ class RetentionSummary(DutyCounts):
 
 class LeaseLost(Exception):
     """Another process took the duty over (this one's lease ran out): its batch is undone."""
+
+
+class RetentionBusy(Exception):
+    """Another process is running retention."""
 
 
 class Retention:
@@ -168,6 +179,9 @@ class Retention:
                 if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                     return False
                 cursor = state.get(rule.name) or {}
+                # The state as it is once this batch commits: `state` itself moves only then
+                # (a batch rolled back must not leave its rows behind the cursor).
+                after = dict(state)
                 async with self.db.transaction() as tx:
                     row = await tx.one(
                         rule.query, limit=self.batch_size,
@@ -175,17 +189,18 @@ class Retention:
                         **params,
                     )  # fmt: skip
                     assert row is not None
-                    if rule.cursor and row["after_id"] is not None:
-                        state[rule.name] = {
-                            "at": row["after_at"].isoformat(), "id": row["after_id"]
-                        }  # fmt: skip
-                    if not await self.lease.renew(tx, state):
+                    finished = row["scanned"] < self.batch_size
+                    if rule.cursor:
+                        after[rule.name] = _moved(rule, cursor, row, finished)
+                    if not await self.lease.renew(tx, after):
                         raise LeaseLost
+                state.clear()
+                state.update(after)
                 summary.batches += 1
                 setattr(summary, rule.name, getattr(summary, rule.name) + row["done"])
                 if progress is not None:
                     progress(summary)
-                if row["scanned"] < self.batch_size:
+                if finished:
                     break
         return True
 
@@ -205,14 +220,32 @@ class Retention:
         self, progress: Callable[[RetentionSummary], None] | None = None
     ) -> RetentionSummary:
         """Run retention now, due or not, until every rule is done (`flowlens retention`).
-        Raises RuntimeError when another process is running it."""
+        Raises RetentionBusy when another process is running it; when another process takes
+        it over between two slices, that one goes on and the sweep returns what it did."""
         total = RetentionSummary()
         while True:
             done = await self.pass_once(force=True, until=math.inf, progress=progress)
             if not done.runs:
-                raise RuntimeError("another process is running retention now; try again later")
-            total.add(done)
-            if self.lost:
-                raise RuntimeError("another process took retention over")
-            if not self._more:
+                if not total.runs:
+                    raise RetentionBusy("another process is running retention now; try later")
+                total.note("another process took retention over and goes on")
                 return total
+            total.add(done)
+            if self.lost or not self._more:
+                return total
+
+
+def _moved(rule: Rule, cursor: dict[str, Any], row: dict[str, Any], finished: bool
+           ) -> dict[str, Any] | None:  # fmt: skip
+    """A cursor rule's saved progress after a batch: past its last row, with when the walk
+    began; None (start from the oldest row) once a walk that starts over is done and old."""
+    began = cursor.get("began") or datetime.now(UTC).isoformat()
+    if (
+        finished
+        and rule.restart
+        and (datetime.now(UTC) - datetime.fromisoformat(began)).total_seconds() >= RESTART_SECONDS
+    ):
+        return None
+    if row["after_id"] is None:
+        return dict(cursor, began=began)
+    return {"at": row["after_at"].isoformat(), "id": row["after_id"], "began": began}

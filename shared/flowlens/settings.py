@@ -32,6 +32,8 @@ _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 MAX_SINCE_DAYS = 3650
 # Delivery rows are kept at least this long (GitHub redelivers deliveries up to 3 days old).
 MIN_EVENT_DAYS = 7
+# History and builds are kept at least this long (the metrics' default windows).
+MIN_HISTORY_DAYS = 30
 
 
 class Settings(BaseSettings):
@@ -188,6 +190,12 @@ class Settings(BaseSettings):
                 f"invalid settings: RAW_EVENT_DAYS ({settings.raw_event_days}) is below "
                 f"{MIN_EVENT_DAYS}: a delivery's row is what dedupes GitHub's redeliveries "
                 "(0 keeps rows for ever)"
+            )
+        if 0 < settings.history_days < MIN_HISTORY_DAYS:
+            raise ConfigError(
+                f"invalid settings: HISTORY_DAYS ({settings.history_days}) is below "
+                f"{MIN_HISTORY_DAYS}: the metrics' default windows read 30 days of builds "
+                "(0 keeps history for ever)"
             )
         if 0 < settings.raw_event_days < settings.sync_since_days:
             raise ConfigError(

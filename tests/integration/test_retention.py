@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -13,9 +14,15 @@ from flowlens.db import Database
 from flowlens.ingest.store import Outcome, reapply_unapplied, record_delivery, record_unapplied
 from flowlens.poller.service import PollerService
 from flowlens.poller.worker import Poller
-from flowlens.retention import FEED_KEEP_SECONDS, Retention, RetentionSummary
+from flowlens.retention import (
+    FEED_KEEP_SECONDS,
+    RESTART_SECONDS,
+    Retention,
+    RetentionBusy,
+    RetentionSummary,
+)
 from flowlens.settings import ConfigError, PollerSettings
-from flowlens.workqueue import EventQueue, retry_dead_events
+from flowlens.workqueue import DutyLease, EventQueue, retry_dead_events
 from tests.conftest import load_fixture
 from tests.helpers import variant
 from tests.integration.test_poller import CountingAnalyser, deliver, pr_delivery
@@ -47,8 +54,8 @@ async def keys(db: Database, query: str) -> list[tuple[int, int]]:
 
 
 def revert_push(number: int) -> dict[str, Any]:
-    """A push to the default branch whose commit reverts something: the poller reads its
-    payload when it processes it."""
+    """A push to the default branch whose commit reverts something: the poller reads pushes'
+    payloads when it processes them (for reverts)."""
     commit = {"id": f"{number:040x}", "message": "Revert x\n\nThis reverts commit " + "a" * 40}
     return variant(load_fixture("push/payload.json"), ref="refs/heads/master", commits=[commit])
 
@@ -90,12 +97,15 @@ async def test_retention_keeps_what_dedupe_the_feed_and_retries_need(db: Databas
     async with db.transaction() as tx:
         await tx.execute("age_pr_history", pull_request_id=pr1, version=latest[pr1] - 1, days=400)
         await tx.execute("age_pr_history", pull_request_id=pr2, version=latest[pr2], days=400)
-    # Feed: one row older than FEED_KEEP_SECONDS, the rest inside any reader's window.
+    # Feed: one row older than FEED_KEEP_SECONDS, one a minute younger (far beyond the
+    # longest trailing window an API may read: FEED_WINDOW_SECONDS <= 600), the rest new.
     feed_before = await keys(db, "change_feed_keys")
-    stale = feed_before[0]
+    stale, kept_old = feed_before[0], feed_before[1]
     async with db.transaction() as tx:
         await tx.execute("age_change_feed", pull_request_id=stale[0], version=stale[1],
                          seconds=FEED_KEEP_SECONDS + 60)  # fmt: skip
+        await tx.execute("age_change_feed", pull_request_id=kept_old[0], version=kept_old[1],
+                         seconds=FEED_KEEP_SECONDS - 60)  # fmt: skip
 
     seen: list[int] = []
     done = await Retention(db, settings()).sweep(lambda s: seen.append(s.batches))
@@ -164,7 +174,7 @@ async def test_one_process_at_a_time_and_only_when_due(db: Database) -> None:
     async with db.transaction() as tx:  # the first holds the lease
         assert await first.lease.claim(tx) == {}
     assert (await second.pass_once()).runs == 0
-    with pytest.raises(RuntimeError, match="another process is running retention"):
+    with pytest.raises(RetentionBusy, match="another process is running retention"):
         await second.sweep()
     async with db.transaction() as tx:
         await first.lease.complete(tx, {}, next_in=0.0, finished=False)
@@ -235,12 +245,16 @@ async def test_the_poller_runs_retention_as_a_duty_and_goes_on_when_it_fails(
         ({"retention_batch_size": 0}, "RETENTION_BATCH_SIZE"),
         # The feed's trailing window stays far inside what retention keeps of the feed.
         ({"feed_window_seconds": FEED_KEEP_SECONDS}, "FEED_WINDOW_SECONDS"),
+        ({"feed_window_seconds": 601}, "FEED_WINDOW_SECONDS"),
+        ({"history_days": 10}, "HISTORY_DAYS (10) is below 30"),
     ],
 )
 def test_retention_settings_are_checked(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         PollerSettings.from_env(database_url="postgresql://h/x", **overrides)
     assert PollerSettings.from_env(database_url="postgresql://h/x", raw_event_days=0)
+    assert PollerSettings.from_env(database_url="postgresql://h/x", feed_window_seconds=600)
+    assert FEED_KEEP_SECONDS > 600 * 2
 
 
 async def test_the_command_runs_retention_and_says_when_a_payload_went(
@@ -257,3 +271,101 @@ async def test_the_command_runs_retention_and_says_when_a_payload_went(
     one_line(err, "payload of delivery 'old-0'", "pull_request.closed", "dropped by retention")
     rc, out, err = await flowlens("retention", "--status", DATABASE_URL=dsn)
     assert rc == 0 and json.loads(out)["last_done_at"], (out, err)
+
+
+async def test_a_batch_that_fails_leaves_no_row_behind_its_cursor(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await old_processed(db, 5, 40)
+    retention = Retention(db, settings(retention_batch_size=1))
+    real, calls = DutyLease.renew, []
+
+    async def flaky(self: DutyLease, tx: Any, state: dict[str, Any]) -> bool:
+        calls.append(1)
+        if len(calls) == 3:  # the feed's batch, then the payloads' first, then this one
+            raise OSError("connection lost")
+        return await real(self, tx, state)
+
+    monkeypatch.setattr(DutyLease, "renew", flaky)
+    with pytest.raises(OSError):
+        await retention.pass_once()
+    monkeypatch.undo()
+    done = await Retention(db, settings(retention_batch_size=1)).sweep()
+    assert done.payloads == 4, done  # the rolled-back batch's row is not skipped
+    assert not any(r["has_payload"] for r in (await view(db)).values())
+    async with db.transaction() as tx:
+        status = await retention.lease.status(tx)
+    assert status is not None and status["last_error"] is None  # the sweep's run ended well
+
+
+async def test_a_run_that_lost_its_lease_undoes_its_batch_and_stops(db: Database, dsn: str) -> None:
+    import psycopg
+
+    await old_processed(db, 4, 40)
+    first = Retention(db, settings(retention_batch_size=1), lease_seconds=0.2)
+
+    def take_over(summary: RetentionSummary) -> None:
+        if summary.payloads == 1:  # between two batches: past its lease, another takes it
+            time.sleep(0.3)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                taken = conn.execute(
+                    "UPDATE duty_runs SET owner = 'other', leased_until = now() + interval "
+                    "'1 minute' WHERE duty = 'retention' AND leased_until < now() RETURNING 1"
+                ).fetchall()
+            assert taken == [(1,)]
+
+    done = await first.pass_once(progress=take_over)
+    assert done.payloads == 1 and first.lost and "retention lease lost" in done.errors, done
+    # The batch it tried after losing the lease was undone: three payloads are left, and the
+    # other process goes on from the first one's last committed batch.
+    assert sum(r["has_payload"] for r in (await view(db)).values()) == 3
+    other = DutyLease("retention", "other", 60.0)
+    async with db.transaction() as tx:
+        status = await other.status(tx)
+        assert status is not None and status["owner"] == "other"
+        await other.complete(tx, status["state"], next_in=0.0, finished=False)
+    rest = await Retention(db, settings(retention_batch_size=1)).pass_once()
+    assert rest.payloads == 3, rest
+    assert not any(r["has_payload"] for r in (await view(db)).values())
+
+
+async def test_old_deliveries_still_leased_and_builds_re_run_lately_are_kept(
+    db: Database,
+) -> None:
+    await deliver(db, "pull_request", pr_delivery(7, "7" * 40, "opened", 0), "in-flight")
+    async with db.transaction() as tx:
+        assert len(await EventQueue("busy", lease_seconds=60.0).claim(tx, 10)) == 1
+    await age(db, "in-flight", 400)
+    run = load_fixture("workflow_run/completed.with-pull-requests.payload.json")
+    await deliver(db, "workflow_run", variant(run, **{"workflow_run.pull_requests": []}), "run")
+    async with db.transaction() as tx:
+        await tx.execute("age_builds", days=400)
+        await tx.execute("touch_builds")  # a re-run changed it today
+    done = await Retention(db, settings()).sweep()
+    assert (done.payloads, done.events, done.builds) == (0, 0, 0), done
+    assert (await view(db))["in-flight"]["has_payload"]
+
+
+async def test_the_history_walk_starts_over_for_rows_superseded_after_it_passed(
+    db: Database,
+) -> None:
+    await deliver(db, "pull_request", pr_delivery(8, "8" * 40, "opened", 0), "h-1")
+    await Poller(db, settings(), CountingAnalyser()).run(0.0)
+    pr = await pr_id(db, 8)
+    before = [v for p, v in await keys(db, "pr_history_versions") if p == pr]
+    async with db.transaction() as tx:
+        await tx.execute("age_pr_history", pull_request_id=pr, version=max(before), days=400)
+    await Retention(db, settings()).sweep()  # passes every row; the latest stays
+    kept = [v for p, v in await keys(db, "pr_history_versions") if p == pr]
+    assert kept == [max(before)]
+    # A new version supersedes the old latest row, which the cursor has passed.
+    await deliver(db, "pull_request", pr_delivery(8, "8" * 40, "edited", 5), "h-2")
+    await Poller(db, settings(), CountingAnalyser()).run(0.0)
+    again = Retention(db, settings())
+    assert (await again.sweep()).history == 0  # behind the cursor: not seen in this walk
+    async with db.transaction() as tx:  # the walk began a day ago
+        await tx.execute("age_duty_walk", duty="retention", rule="history",
+                         seconds=RESTART_SECONDS + 60)  # fmt: skip
+    assert (await Retention(db, settings()).sweep()).history == 0  # this walk ends, restarts
+    assert (await Retention(db, settings()).sweep()).history == 1
+    assert max(before) not in [v for p, v in await keys(db, "pr_history_versions") if p == pr]

@@ -160,7 +160,18 @@ SELECT pull_request_id, version FROM pr_history ORDER BY pull_request_id, versio
 UPDATE raw_events SET next_attempt_at = now() WHERE delivery_id = %(delivery_id)s;
 
 -- name: age_builds
-UPDATE builds SET created_at = now() - make_interval(days => %(days)s::int);
+UPDATE builds SET created_at = now() - make_interval(days => %(days)s::int),
+                  updated_at = now() - make_interval(days => %(days)s::int);
 
 -- name: build_shas
 SELECT commit_sha FROM builds ORDER BY id;
+
+-- name: touch_builds
+UPDATE builds SET updated_at = now();
+
+-- name: age_duty_walk
+-- A cursor rule's walk, as if it began `seconds` ago.
+UPDATE duty_runs SET state = jsonb_set(state, ARRAY[%(rule)s, 'began'],
+    to_jsonb(to_char((now() - make_interval(secs => %(seconds)s::float8)) AT TIME ZONE 'UTC',
+                     'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')))
+WHERE duty = %(duty)s;

@@ -282,6 +282,6 @@ EXPECTED_INDEXES: set[tuple[str, str]] = {
     ("deployments", "deployments_updated_idx"),
     ("pull_requests", "pull_requests_merged_idx"),
     ("check_writes", "check_writes_due_idx"),
-    ("raw_events", "raw_events_received_idx"),
+    ("raw_events", "raw_events_done_idx"),
     ("pr_history", "pr_history_at_idx"),
 }

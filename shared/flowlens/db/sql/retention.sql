@@ -20,11 +20,13 @@ FROM gone;
 
 -- name: retention_payloads
 -- Payloads of deliveries received before the cutoff that were processed and applied. Pending,
--- failed (dead letter) and unapplied deliveries keep theirs: a retry or a reapply reads it.
--- The row stays (delivery id for redelivery dedupe, event, action, repository, times).
+-- failed (dead letter) and unapplied deliveries keep theirs: a retry or a reapply reads it
+-- (one handled only after the cursor passed keeps it until its row goes). The row stays
+-- (delivery id for redelivery dedupe, event, action, repository, times).
 WITH batch AS (
     SELECT id, received_at FROM raw_events
-    WHERE (received_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint)
+    WHERE processed AND NOT failed AND unapplied_reason IS NULL  -- raw_events_done_idx
+      AND (received_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint)
       AND received_at < now() - make_interval(days => %(days)s::int)
     ORDER BY received_at, id
     LIMIT %(limit)s::int
@@ -47,8 +49,8 @@ LEFT JOIN LATERAL (
 -- unapplied and pending deliveries stay until they are handled (then they go on a later run).
 WITH doomed AS (
     SELECT id FROM raw_events
-    WHERE received_at < now() - make_interval(days => %(days)s::int)
-      AND processed AND NOT failed AND unapplied_reason IS NULL
+    WHERE processed AND NOT failed AND unapplied_reason IS NULL  -- raw_events_done_idx
+      AND received_at < now() - make_interval(days => %(days)s::int)
     ORDER BY received_at, id
     LIMIT %(limit)s::int
     FOR UPDATE SKIP LOCKED
@@ -60,11 +62,13 @@ SELECT count(*) AS done, count(*) AS scanned, NULL::timestamptz AS after_at,
 FROM gone;
 
 -- name: retention_builds
--- CI runs created before the cutoff, except those of an open PR's head (its build state is
--- derived from them when its next delivery arrives). Metrics windows reach 365 days back.
+-- CI runs first seen and last changed before the cutoff (a re-run of an old run is recent),
+-- except those of an open PR's head (its build state is derived from them when its next
+-- delivery arrives). Metrics windows reach 365 days back.
 WITH doomed AS (
     SELECT b.id FROM builds b
     WHERE b.created_at < now() - make_interval(days => %(days)s::int)
+      AND b.updated_at < now() - make_interval(days => %(days)s::int)
       AND NOT EXISTS (SELECT 1 FROM pull_requests p
                       WHERE p.repository_id = b.repository_id AND p.head_sha = b.commit_sha
                         AND p.state = 'open')
@@ -79,7 +83,8 @@ FROM gone;
 
 -- name: retention_history
 -- A PR's history rows from before the cutoff, except its latest: every PR keeps the row that
--- says how it stands.
+-- says how it stands. The walk starts over daily (flowlens.retention.RESTART_SECONDS): a
+-- latest row it passed may have been superseded since.
 WITH batch AS (
     SELECT id, pull_request_id, version, at FROM pr_history
     WHERE (at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint)
