@@ -412,6 +412,7 @@ async def _load(args: argparse.Namespace) -> dict[str, Any]:
         "rate": in_window / args.duration,
         "in_window": in_window,
         "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
         "p99_ms": pct(0.99),
         "max_ms": latencies[-1] * 1000 if latencies else float("nan"),
         "statuses": final,
