@@ -284,4 +284,8 @@ EXPECTED_INDEXES: set[tuple[str, str]] = {
     ("check_writes", "check_writes_due_idx"),
     ("raw_events", "raw_events_done_idx"),
     ("pr_history", "pr_history_at_idx"),
+    ("pull_requests", "pull_requests_updated_idx"),
+    ("builds", "builds_started_idx"),
+    ("builds", "builds_failed_sha_idx"),
+    ("repositories", "repositories_lower_name_idx"),
 }
