@@ -33,22 +33,30 @@ ON CONFLICT (repository_id, branch) DO UPDATE SET
 
 -- name: dora_deployments
 -- The counted deployments of an environment (a repository's deployment events; its deploy
--- workflow runs only while it has sent none) in [start, now], and per repository the last
--- successful one before start: index range scans on (repository, environment, outcome_at),
--- never all of a repository's history.
-WITH scope AS (
-    SELECT r.id,
+-- workflow runs only while it has sent none) in [start, now], and the last successful one
+-- before start of each repository that has a success in the window (only those ship anything:
+-- flowlens.dora.compute): index range scans on (environment, outcome_at) and (repository,
+-- environment, outcome_at), never all repositories nor all of one's history.
+WITH seen AS (
+    SELECT DISTINCT d.repository_id AS id
+    FROM deployments d
+    WHERE d.environment = %(environment)s AND d.outcome IS NOT NULL
+      AND d.outcome_at BETWEEN %(start)s AND %(now)s
+      AND (%(repository_id)s::bigint IS NULL OR d.repository_id = %(repository_id)s::bigint)
+), scope AS (
+    SELECT s.id,
            CASE WHEN EXISTS (SELECT 1 FROM deployments x
-                             WHERE x.repository_id = r.id AND x.kind = 'deployment')
+                             WHERE x.repository_id = s.id AND x.kind = 'deployment')
                 THEN 'deployment' ELSE 'workflow' END AS kind
-    FROM repositories r
-    WHERE %(repository_id)s::bigint IS NULL OR r.id = %(repository_id)s::bigint
+    FROM seen s
+), inside AS (
+    SELECT d.id, d.repository_id, d.outcome, d.outcome_at AS at
+    FROM scope s
+    JOIN deployments d
+      ON d.repository_id = s.id AND d.environment = %(environment)s AND d.kind = s.kind
+     AND d.outcome IS NOT NULL AND d.outcome_at BETWEEN %(start)s AND %(now)s
 )
-SELECT d.id, d.repository_id, d.outcome, d.outcome_at AS at, true AS inside
-FROM scope s
-JOIN deployments d
-  ON d.repository_id = s.id AND d.environment = %(environment)s AND d.kind = s.kind
- AND d.outcome IS NOT NULL AND d.outcome_at BETWEEN %(start)s AND %(now)s
+SELECT id, repository_id, outcome, at, true AS inside FROM inside
 UNION ALL
 SELECT b.id, b.repository_id, b.outcome, b.outcome_at, false
 FROM scope s
@@ -59,7 +67,8 @@ CROSS JOIN LATERAL (
       AND d.outcome = 'success' AND d.outcome_at < %(start)s
     ORDER BY d.outcome_at DESC, d.id DESC
     LIMIT 1
-) b;
+) b
+WHERE EXISTS (SELECT 1 FROM inside i WHERE i.repository_id = s.id AND i.outcome = 'success');
 
 -- name: dora_merged_prs
 -- Merged PRs of each repository in (its since, now] (since NULL: all), with the first commit:
