@@ -26,9 +26,12 @@ for _var in ("GEMINI_API_KEY", "GITHUB_TOKEN", "API_TOKENS", "GOOGLE_API_KEY"):
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     server = start_server(tmp_path_factory.mktemp("pg"))
-    yield server
-    if server.embedded is not None:
-        server.embedded.destroy()
+    try:
+        yield server
+        server.stop_worker()
+    finally:
+        if server.embedded is not None:
+            server.embedded.destroy()
 
 
 @pytest.fixture
@@ -36,7 +39,7 @@ async def dsn(pg_server: PgServer) -> AsyncIterator[str]:
     """DSN of a fresh, migrated database that only this test sees."""
     name, url = await pg_server.fresh_database()
     yield url
-    await pg_server.drop(name)
+    await pg_server.discard(name)
 
 
 @pytest.fixture
