@@ -418,8 +418,10 @@ async def run_dev(demo: bool = False, demo_delay: float = 2.5) -> int:
 
 def main(demo: bool = False) -> int:
     """Entry point of `flowlens dev`."""
+    # The test suite's hook: the demo's pace for a person to watch, shorter for a test.
+    demo_delay = float(os.environ.get("FLOWLENS_DEMO_DELAY", "2.5"))
     try:
-        return asyncio.run(run_dev(demo=demo))
+        return asyncio.run(run_dev(demo=demo, demo_delay=demo_delay))
     except (PortInUse, FolderInUse, BadHost) as exc:
         print(exc.code, file=sys.stderr)
         return 1

@@ -140,6 +140,9 @@ async def test_demo_replays_its_story_without_asking_github(tmp_path: Path) -> N
     ingest, api = free_port(), free_port()
     env = _env(tmp_path / "home", ingest, api)
     del env["GITHUB_API_URL"]  # as on a fresh machine
+    # The story's pace (2.5 s between events for a person to watch) shortened; still time
+    # for the opened head's analysis before the fix is pushed three events later.
+    env["FLOWLENS_DEMO_DELAY"] = "0.75"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "flowlens", "dev", "--demo", env=env, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
