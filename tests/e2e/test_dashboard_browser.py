@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from flowlens.db import Database
 from flowlens.devdb import free_port
@@ -30,9 +31,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from playwright.async_api import Browser, Page, Route, WebSocketRoute
+    from playwright.async_api import Browser, BrowserContext, Page, Route, WebSocketRoute
 
-pytestmark = pytest.mark.browser
+# One event loop for the module: its tests share one Chromium (a start costs about a second).
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 # Records every CSP violation the page reports, from before its first script runs.
 WATCH_CSP = """window.__csp = [];
@@ -219,17 +221,36 @@ async def test_dashboard_shows_pipeline_and_updates_live(dsn: str) -> None:
             await browser.close()
 
 
-@contextlib.asynccontextmanager
-async def _chromium() -> AsyncIterator[Browser]:
-    chromium = _require_browser()
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium() -> AsyncIterator[Browser]:
+    executable = _require_browser()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium)
+        browser = await pw.chromium.launch(executable_path=executable)
         try:
             yield browser
         finally:
             await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def db(dsn: str) -> AsyncIterator[Database]:
+    """The suite's `db`, its pool opened in the loop this module's tests run in."""
+    database = Database(dsn, min_size=0, max_size=20)
+    await database.open()
+    yield database
+    await database.close()
+
+
+@contextlib.asynccontextmanager
+async def _fresh(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A context of its own (storage, routes, pages) in the shared browser."""
+    context = await browser.new_context()
+    try:
+        yield context
+    finally:
+        await context.close()
 
 
 def _dashboard_app(dsn: str) -> FastAPI:
@@ -244,7 +265,9 @@ def _dashboard_app(dsn: str) -> FastAPI:
     return app
 
 
-async def test_api_docs_render_with_no_request_leaving_the_machine(dsn: str) -> None:
+async def test_api_docs_render_with_no_request_leaving_the_machine(
+    dsn: str, chromium: Browser
+) -> None:
     """/docs shows every operation and runs one, from the API's own files: no CDN, no other
     host asked, no CSP violation."""
     from flowlens.api.server import serve
@@ -258,7 +281,7 @@ async def test_api_docs_render_with_no_request_leaving_the_machine(dsn: str) -> 
         else:
             await route.continue_()
 
-    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+    async with _fresh(chromium) as browser, serve(_dashboard_app(dsn)) as base:
         async with httpx.AsyncClient(base_url=base) as client:
             paths = (await client.get("/openapi.json")).json()["paths"]
         operations = sum(len(methods) for methods in paths.values())
@@ -288,7 +311,9 @@ async def test_api_docs_render_with_no_request_leaving_the_machine(dsn: str) -> 
         assert await page.evaluate("window.__csp") == [] and console == []
 
 
-async def test_a_change_while_the_socket_is_slow_to_open_is_shown(dsn: str, db: Database) -> None:
+async def test_a_change_while_the_socket_is_slow_to_open_is_shown(
+    dsn: str, db: Database, chromium: Browser
+) -> None:
     """Connect first, then load: a change committed after the page loaded but before its socket
     opened (an API instance whose feed reader is slow at start-up) reaches the page, because
     the snapshot is taken when the socket opens."""
@@ -299,7 +324,7 @@ async def test_a_change_while_the_socket_is_slow_to_open_is_shown(dsn: str, db: 
     app = _dashboard_app(dsn)
     tailer = services(app).tailer
     slow_first_feed_pass(app)
-    async with _chromium() as browser:
+    async with _fresh(chromium) as browser:
         page = await browser.new_page()
         asked: list[str] = []
         page.on("request", lambda request: asked.append(request.url))
@@ -315,7 +340,7 @@ async def test_a_change_while_the_socket_is_slow_to_open_is_shown(dsn: str, db: 
 
 
 async def test_a_reconnect_shows_an_insight_written_while_the_socket_was_down(
-    dsn: str, db: Database
+    dsn: str, db: Database, chromium: Browser
 ) -> None:
     """A new head analysed at the same risk level while the socket was down: after the
     reconnect the card shows that commit's insight, not the earlier one marked stale."""
@@ -334,7 +359,7 @@ async def test_a_reconnect_shows_an_insight_written_while_the_socket_was_down(
         server.on_message(lambda message: ws.send(message) if forwarding else None)
         sockets.append(ws)
 
-    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+    async with _fresh(chromium) as browser, serve(_dashboard_app(dsn)) as base:
         page = await browser.new_page()
         await page.route_web_socket(re.compile(r"/ws(\?|$)"), through)
         await page.goto(f"{base}/")
@@ -358,7 +383,7 @@ async def test_a_reconnect_shows_an_insight_written_while_the_socket_was_down(
 
 
 async def test_a_push_back_to_an_analysed_commit_shows_that_commits_insight(
-    dsn: str, db: Database
+    dsn: str, db: Database, chromium: Browser
 ) -> None:
     """Head A, then B, then A again: the poller makes A's insight the latest again, and the
     card shows it, though B's is the newest in /api/insights."""
@@ -373,7 +398,7 @@ async def test_a_push_back_to_an_analysed_commit_shows_that_commits_insight(
             db, "pull_request", payload if n == 0 else {**payload, "action": "synchronize"}
         )
         await analyse(db)
-    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+    async with _fresh(chromium) as browser, serve(_dashboard_app(dsn)) as base:
         async with httpx.AsyncClient(base_url=base) as client:
             newest_first = [i["commitSha"] for i in (await client.get("/api/insights/2")).json()]
         assert newest_first == ["b" * 40, SHA1]  # no second analysis of A
@@ -386,7 +411,7 @@ async def test_a_push_back_to_an_analysed_commit_shows_that_commits_insight(
 
 
 async def test_a_repository_filter_in_another_letter_case_shows_its_prs(
-    dsn: str, db: Database
+    dsn: str, db: Database, chromium: Browser
 ) -> None:
     """?repo= in lower case (GitHub's names ignore case, and so does the API): the page shows
     the repository's PRs under its stored name, and live updates reach them."""
@@ -394,7 +419,7 @@ async def test_a_repository_filter_in_another_letter_case_shows_its_prs(
     from tests.integration.test_api_support import REPO, deliver, opened
 
     await deliver(db, "pull_request", opened(2, title="before"))
-    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+    async with _fresh(chromium) as browser, serve(_dashboard_app(dsn)) as base:
         page = await browser.new_page()
         await page.goto(f"{base}/?repo={REPO.lower()}")
         card = page.locator('[data-testid="pr-row"][data-pr-number="2"]')
@@ -409,12 +434,14 @@ async def test_a_repository_filter_in_another_letter_case_shows_its_prs(
         assert [o for o in options if o.lower() == REPO.lower()] == [REPO]
 
 
-async def test_a_refused_filter_is_not_taken_for_a_token_problem(dsn: str) -> None:
+async def test_a_refused_filter_is_not_taken_for_a_token_problem(
+    dsn: str, chromium: Browser
+) -> None:
     """A 1008 close for a malformed repo filter (one that even contains "token") shows the
     API's reason, not the token state, keeps it in view, and retries with backoff."""
     from flowlens.api.server import serve
 
-    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+    async with _fresh(chromium) as browser, serve(_dashboard_app(dsn)) as base:
         page = await browser.new_page()
         sockets: list[float] = []
         page.on("websocket", lambda ws: sockets.append(asyncio.get_running_loop().time()))
@@ -442,7 +469,7 @@ async def test_a_refused_filter_is_not_taken_for_a_token_problem(dsn: str) -> No
 
 
 async def test_repositories_differing_in_punctuation_get_their_own_cards(
-    dsn: str, db: Database
+    dsn: str, db: Database, chromium: Browser
 ) -> None:
     """Card ids (the builds table links to them) stay unique for names like a/b.c and a/b-c."""
     from flowlens.api.server import serve
@@ -450,7 +477,7 @@ async def test_repositories_differing_in_punctuation_get_their_own_cards(
 
     for repo in ("acme/hello.world", "acme/hello-world", "acme/hello_world"):
         await deliver(db, "pull_request", opened(2, repo=repo))
-    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+    async with _fresh(chromium) as browser, serve(_dashboard_app(dsn)) as base:
         page = await browser.new_page()
         await page.goto(f"{base}/")
         rows = page.locator('[data-testid="pr-row"]')
@@ -469,7 +496,7 @@ async def test_repositories_differing_in_punctuation_get_their_own_cards(
 
 
 async def test_a_renamed_repository_replaces_its_rows_without_a_reload(
-    dsn: str, db: Database
+    dsn: str, db: Database, chromium: Browser
 ) -> None:
     """A rename announces every PR under the new name: the page shows them there, and the old
     name's group goes, without the user reloading."""
@@ -478,7 +505,7 @@ async def test_a_renamed_repository_replaces_its_rows_without_a_reload(
 
     for number in (2, 3):
         await deliver(db, "pull_request", opened(number, title=f"PR {number}"))
-    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+    async with _fresh(chromium) as browser, serve(_dashboard_app(dsn)) as base:
         page = await browser.new_page()
         await page.goto(f"{base}/")
         await page.locator(f'[data-testid="repo-group"][data-repo="{REPO}"]').wait_for(
@@ -506,14 +533,16 @@ async def test_a_renamed_repository_replaces_its_rows_without_a_reload(
         assert REPO not in options and "Codertocat/Hello-Universe" in options
 
 
-async def test_a_case_only_rename_reaches_a_filtered_page(dsn: str, db: Database) -> None:
+async def test_a_case_only_rename_reaches_a_filtered_page(
+    dsn: str, db: Database, chromium: Browser
+) -> None:
     """?repo= names the repository; GitHub renames it in another letter case: the page follows
     the new spelling instead of dropping every message for it."""
     from flowlens.api.server import serve
     from tests.integration.test_api_support import REPO, deliver, opened
 
     await deliver(db, "pull_request", opened(2, title="before"))
-    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+    async with _fresh(chromium) as browser, serve(_dashboard_app(dsn)) as base:
         page = await browser.new_page()
         await page.goto(f"{base}/?repo={REPO}")
         await page.locator('[data-testid="pr-row"]').first.wait_for(timeout=15000)
@@ -535,13 +564,15 @@ async def test_a_case_only_rename_reaches_a_filtered_page(dsn: str, db: Database
         assert await page.evaluate("new URL(location.href).searchParams.get('repo')") == spelled
 
 
-async def test_a_name_missing_from_the_repository_list_reloads_once(dsn: str, db: Database) -> None:
+async def test_a_name_missing_from_the_repository_list_reloads_once(
+    dsn: str, db: Database, chromium: Browser
+) -> None:
     """A pr_update for a name the list does not have reloads the page's data once, not once
     per message (the list is capped, so a name can stay missing)."""
     from flowlens.api.server import serve
     from tests.integration.test_api_support import deliver, opened
 
-    async with _chromium() as browser, serve(_dashboard_app(dsn)) as base:
+    async with _fresh(chromium) as browser, serve(_dashboard_app(dsn)) as base:
         page = await browser.new_page()
         await page.route(
             re.compile(r"/api/repositories(\?|$)"),
