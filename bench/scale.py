@@ -572,11 +572,18 @@ def explain_queries(dsn: str, m: str) -> list[tuple[str, dict[str, Any]]]:
 
         with psycopg.connect(dsn, autocommit=True) as conn:
             rows = conn.execute(QUERIES["dora_deployments"], dep).fetchall()
-        shipping = sorted({r[1] for r in rows if r[4] and r[2] == "success"})
-        before = {r[1]: r[3] for r in rows if not r[4]}
+            kinds = {r[1]: r[4] for r in rows if r[2] == "success"}
+            shipping = sorted(kinds)
+            last = {"repository_ids": shipping, "kinds": [kinds[r] for r in shipping],
+                    "environment": "production", "start": start}  # fmt: skip
+            before = {r[1]: r[3] for r in conn.execute(QUERIES["dora_last_successes"], last)}
         merged = {"repository_ids": shipping, "sinces": [before.get(s) for s in shipping],
                   "now": now}  # fmt: skip
-        return [("dora_deployments", dep), ("dora_merged_prs", merged)]
+        return [
+            ("dora_deployments", dep),
+            ("dora_last_successes", last),
+            ("dora_merged_prs", merged),
+        ]
     if m == "claim":
         return [("work_events_claim", {"owner": "bench-scale", "lease_seconds": 30.0,
                                        "limit": 200})]  # fmt: skip

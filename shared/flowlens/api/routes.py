@@ -332,12 +332,16 @@ async def metrics_dora(
         merged: list[dict[str, Any]] = []
         # Only repositories with a success in the window ship anything: what was merged since
         # their last success before it (one without any ships everything merged until then).
-        shipping = sorted({d["repository_id"] for d in deployments
-                           if d["inside"] and d["outcome"] == "success"})  # fmt: skip
+        kinds = {d["repository_id"]: d["kind"] for d in deployments if d["outcome"] == "success"}
+        shipping = sorted(kinds)
         if shipping:
-            before = {d["repository_id"]: d["at"] for d in deployments if not d["inside"]}
+            before = await tx.all("dora_last_successes", repository_ids=shipping,
+                                  kinds=[kinds[r] for r in shipping], environment=environment,
+                                  start=start)  # fmt: skip
+            deployments += before
+            since = {d["repository_id"]: d["at"] for d in before}
             merged = await tx.all("dora_merged_prs", repository_ids=shipping, now=now,
-                                  sinces=[before.get(r) for r in shipping])  # fmt: skip
+                                  sinces=[since.get(r) for r in shipping])  # fmt: skip
     return ok(dora.compute(deployments, merged, now=now, days=days, environment=environment))
 
 

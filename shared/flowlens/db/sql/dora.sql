@@ -32,49 +32,42 @@ ON CONFLICT (repository_id, branch) DO UPDATE SET
     first_commit_at = LEAST(b.first_commit_at, EXCLUDED.first_commit_at);
 
 -- name: dora_deployments
--- The counted deployments of an environment (a repository's deployment events; its deploy
--- workflow runs only while it has sent none) in [start, now], and the last successful one
--- before start of each repository that has a success in the window (only those ship anything:
--- flowlens.dora.compute): index range scans on (environment, outcome_at) and (repository,
--- environment, outcome_at), never all repositories nor all of one's history.
-WITH seen AS (
-    SELECT DISTINCT d.repository_id AS id
-    FROM deployments d
-    WHERE d.environment = %(environment)s AND d.outcome IS NOT NULL
-      AND d.outcome_at BETWEEN %(start)s AND %(now)s
-      AND (%(repository_id)s::bigint IS NULL OR d.repository_id = %(repository_id)s::bigint)
-), scope AS (
-    SELECT s.id,
-           CASE WHEN EXISTS (SELECT 1 FROM deployments x
-                             WHERE x.repository_id = s.id AND x.kind = 'deployment')
-                THEN 'deployment' ELSE 'workflow' END AS kind
-    FROM seen s
-), inside AS (
-    SELECT d.id, d.repository_id, d.outcome, d.outcome_at AS at
-    FROM scope s
-    JOIN deployments d
-      ON d.repository_id = s.id AND d.environment = %(environment)s AND d.kind = s.kind
-     AND d.outcome IS NOT NULL AND d.outcome_at BETWEEN %(start)s AND %(now)s
-)
-SELECT id, repository_id, outcome, at, true AS inside FROM inside
-UNION ALL
-SELECT b.id, b.repository_id, b.outcome, b.outcome_at, false
-FROM scope s
+-- The counted deployments of an environment in [start, now]: a repository's deployment events,
+-- its deploy workflow runs only while it has sent none. One range of deployments_outcome_idx;
+-- the kind test is a probe of the (repository_id, kind, github_id) key.
+-- plan: per call
+SELECT d.id, d.repository_id, d.outcome, d.outcome_at AS at, d.kind, true AS inside
+FROM deployments d
+WHERE d.environment = %(environment)s AND d.outcome IS NOT NULL
+  AND d.outcome_at BETWEEN %(start)s AND %(now)s
+  AND (%(repository_id)s::bigint IS NULL OR d.repository_id = %(repository_id)s::bigint)
+  AND d.kind = CASE WHEN EXISTS (SELECT 1 FROM deployments x
+                                 WHERE x.repository_id = d.repository_id
+                                   AND x.kind = 'deployment')
+                    THEN 'deployment' ELSE 'workflow' END;
+
+-- name: dora_last_successes
+-- The last successful deployment before start of each of these repositories (those with a
+-- success in the window: the only ones it anchors, flowlens.dora.compute), of the kind it
+-- counts: one index range of (repository, environment, outcome_at) each.
+-- plan: per call
+SELECT b.id, b.repository_id, b.outcome, b.outcome_at AS at, b.kind, false AS inside
+FROM unnest(%(repository_ids)s::bigint[], %(kinds)s::text[]) AS k (repository_id, kind)
 CROSS JOIN LATERAL (
-    SELECT d.id, d.repository_id, d.outcome, d.outcome_at
+    SELECT d.id, d.repository_id, d.outcome, d.outcome_at, d.kind
     FROM deployments d
-    WHERE d.repository_id = s.id AND d.environment = %(environment)s AND d.kind = s.kind
-      AND d.outcome = 'success' AND d.outcome_at < %(start)s
+    WHERE d.repository_id = k.repository_id AND d.environment = %(environment)s
+      AND d.kind = k.kind AND d.outcome = 'success' AND d.outcome_at < %(start)s
     ORDER BY d.outcome_at DESC, d.id DESC
     LIMIT 1
-) b
-WHERE EXISTS (SELECT 1 FROM inside i WHERE i.repository_id = s.id AND i.outcome = 'success');
+) b;
 
 -- name: dora_merged_prs
 -- Merged PRs of each repository in (its since, now] (since NULL: all), with the first commit:
 -- the earliest pushed to the head branch, else the PR's creation. Each repository's are a range
 -- of pull_requests_merged_idx; OFFSET 0 keeps them so (joined as a whole, the planner read
 -- every merged PR of 200,000 to keep 11,000; bench/scale.py).
+-- plan: per call
 SELECT p.repository_id, p.merged_at,
        COALESCE(b.first_commit_at, p.gh_created_at, p.created_at) AS first_commit_at
 FROM unnest(%(repository_ids)s::bigint[], %(sinces)s::timestamptz[]) AS k (repository_id, since)
