@@ -202,9 +202,11 @@ async def seed_prs(dsn: str, start: int, stop: int) -> None:
         await asyncio.gather(*(one(i) for i in range(start, stop)))
 
 
-async def time_gets(url: str, path: str, params: dict[str, Any], n: int) -> list[float]:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        for _ in range(20):
+async def time_gets(url: str, path: str, params: dict[str, Any], n: int, *, warmup: int = 20,
+                    timeout: float = 30) -> list[float]:  # fmt: skip
+    """Seconds per request of `n` sequential GETs, after `warmup` unmeasured ones."""
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
+        for _ in range(warmup):
             (await client.get(path, params=params)).raise_for_status()
         out = []
         for _ in range(n):

@@ -56,7 +56,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 
 from bench import (
@@ -68,7 +67,7 @@ from bench import (
     git_commit,
     table,
 )
-from bench.api import api_process, machine_line, pct
+from bench.api import api_process, machine_line, pct, time_gets
 from bench.ingest import SECRET, Server, _free_port
 from flowlens.db import Database
 
@@ -356,20 +355,6 @@ MEASURES: dict[str, tuple[str, str | None, dict[str, Any]]] = {
 }
 
 
-async def time_gets(url: str, path: str, params: dict[str, Any], n: int) -> list[float]:
-    """Seconds per request of `n` sequential GETs, after 5 unmeasured ones."""
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        for _ in range(5):
-            (await client.get(path, params=params)).raise_for_status()
-        out = []
-        for _ in range(n):
-            started = time.perf_counter()
-            resp = await client.get(path, params=params)
-            out.append(time.perf_counter() - started)
-            resp.raise_for_status()
-        return out
-
-
 async def time_claims(dsn: str, n: int) -> tuple[list[float], int]:
     """Seconds per EventQueue.claim of POLL_BATCH_SIZE events (each rolled back, so every
     sample sees the same backlog), and how many events a claim took."""
@@ -496,7 +481,7 @@ def measure_one(
         return {"p50": pct(times, 50), "p95": pct(times, 95), "claimed": claimed}
     _, path, params = MEASURES[m]
     assert path is not None
-    times = asyncio.run(time_gets(url, path, params, args.samples))
+    times = asyncio.run(time_gets(url, path, params, args.samples, warmup=5, timeout=60))
     return {"p50": pct(times, 50), "p95": pct(times, 95)}
 
 
