@@ -190,10 +190,14 @@ class Poller:
         held: dict[str, int] = {}  # the PR whose analysis lease this group holds, once it does
         # The events' leases are renewed from the claim to the end, whatever the group waits
         # for (an AI slot, GitHub's file list); the PR's once it is leased.
-        heartbeat = asyncio.create_task(self._heartbeat(held, [e["id"] for e in events]))
+        # Stopped by a flag as well as a cancel: on 3.11 a cancel landing inside the pool's
+        # wait_for can be swallowed, and the loop would then renew for ever (a hung scan).
+        done = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(held, [e["id"] for e in events], done))
         try:
             return await self._group(github_id, repository, number, events, held)
         finally:
+            done.set()
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
 
@@ -270,12 +274,12 @@ class Poller:
                 async with self.db.transaction() as tx:
                     await self.pr_lease.release(tx, pr["id"])
 
-    async def _heartbeat(self, held: dict[str, int], ids: list[int]) -> None:
-        """Keep the events' leases alive while their group runs, and the PR's analysis lease
-        while `held` names it (AI waits and retries)."""
+    async def _heartbeat(self, held: dict[str, int], ids: list[int], done: asyncio.Event
+                         ) -> None:  # fmt: skip
+        """Keep the events' leases alive while their group runs (until `done`), and the PR's
+        analysis lease while `held` names it (AI waits and retries)."""
         lease = self.settings.lease_seconds
-        while True:
-            await asyncio.sleep(lease / 3)
+        while not await pause(lease / 3, done):
             try:
                 async with self.db.transaction() as tx:
                     await self.queue.renew(tx, ids)
