@@ -179,17 +179,19 @@ class Retention:
                 if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                     return False
                 cursor = state.get(rule.name) or {}
+                args = dict(params, limit=self.batch_size)
+                if rule.cursor:
+                    args.update(after_at=cursor.get("at", "-infinity"),
+                                after_id=cursor.get("id", 0))  # fmt: skip
                 # The state as it is once this batch commits: `state` itself moves only then
                 # (a batch rolled back must not leave its rows behind the cursor).
                 after = dict(state)
                 async with self.db.transaction() as tx:
-                    row = await tx.one(
-                        rule.query, limit=self.batch_size,
-                        after_at=cursor.get("at", "-infinity"), after_id=cursor.get("id", 0),
-                        **params,
-                    )  # fmt: skip
+                    row = await tx.one(rule.query, **args)
                     assert row is not None
-                    finished = row["scanned"] < self.batch_size
+                    # A batch short of the limit was the last: of rows read (a cursor rule's)
+                    # or removed (the others' batches hold only rows they remove).
+                    finished = row["scanned" if rule.cursor else "done"] < self.batch_size
                     if rule.cursor:
                         after[rule.name] = _moved(rule, cursor, row, finished)
                     if not await self.lease.renew(tx, after):

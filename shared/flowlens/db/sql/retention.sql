@@ -1,7 +1,8 @@
 -- Retention (flowlens.retention, docs/OPERATIONS.md "Retention"): each statement is one small
 -- batch in its own short transaction, oldest rows first. Rules with a cursor walk forward from
 -- where the last batch stopped ((time, id), saved in duty_runs.state), so the rows they keep
--- are never read twice; the others start from the oldest row each time and keep only few.
+-- are never read twice, and say how many rows they read and where they stopped; the others
+-- start from the oldest row each time, keep only few, and say how many rows they removed.
 
 -- name: retention_feed
 -- The change feed is a short-lived outbox: every API instance reads it within seconds (its
@@ -14,9 +15,7 @@ WITH doomed AS (
 ), gone AS (
     DELETE FROM change_feed WHERE id IN (SELECT id FROM doomed) RETURNING id
 )
-SELECT count(*) AS done, count(*) AS scanned, NULL::timestamptz AS after_at,
-       NULL::bigint AS after_id
-FROM gone;
+SELECT count(*) AS done FROM gone;
 
 -- name: retention_payloads
 -- Payloads of deliveries received before the cutoff that were processed and applied. Pending,
@@ -57,9 +56,7 @@ WITH doomed AS (
 ), gone AS (
     DELETE FROM raw_events WHERE id IN (SELECT id FROM doomed) RETURNING id
 )
-SELECT count(*) AS done, count(*) AS scanned, NULL::timestamptz AS after_at,
-       NULL::bigint AS after_id
-FROM gone;
+SELECT count(*) AS done FROM gone;
 
 -- name: retention_builds
 -- CI runs first seen and last changed before the cutoff (a re-run of an old run is recent),
@@ -77,9 +74,7 @@ WITH doomed AS (
 ), gone AS (
     DELETE FROM builds WHERE id IN (SELECT id FROM doomed) RETURNING id
 )
-SELECT count(*) AS done, count(*) AS scanned, NULL::timestamptz AS after_at,
-       NULL::bigint AS after_id
-FROM gone;
+SELECT count(*) AS done FROM gone;
 
 -- name: retention_history
 -- A PR's history rows from before the cutoff, except its latest: every PR keeps the row that
