@@ -46,7 +46,8 @@ WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname = ANY(%s)
 AGE = """
 UPDATE raw_events SET received_at = received_at - interval '400 days';
 UPDATE pr_history SET at = at - interval '400 days';
-UPDATE builds SET created_at = created_at - interval '400 days';
+UPDATE builds SET created_at = created_at - interval '400 days',
+                  updated_at = updated_at - interval '400 days';
 UPDATE change_feed SET created_at = created_at - interval '400 days';
 """
 
@@ -124,8 +125,8 @@ async def measure(dsn: str, prs: int, repos: int) -> dict[str, Any]:
     kinds = Counter(event for event, _ in deliveries)
     settings = PollerSettings(database_url=dsn, github_api_url="", poll_batch_size=500)
     ingest_cpu = poller_cpu = 0.0
-    pg_ingest: dict[int, float] | None = {}
-    pg_poller: dict[int, float] | None = {}
+    pg_ingest: float | None = 0.0
+    pg_poller: float | None = 0.0
     outcomes: Counter[str] = Counter()
     processed, insights, errors = 0, 0, []
     seq = 0
@@ -165,18 +166,18 @@ async def measure(dsn: str, prs: int, repos: int) -> dict[str, Any]:
         "processed": processed, "insights": insights, "errors": errors[:5],
         "ingest_cpu_ms": per(ingest_cpu),
         "poller_cpu_ms": per(poller_cpu),
-        "pg_ingest_cpu_ms": per(None if pg_ingest is None else sum(pg_ingest.values())),
-        "pg_poller_cpu_ms": per(None if pg_poller is None else sum(pg_poller.values())),
+        "pg_ingest_cpu_ms": per(pg_ingest),
+        "pg_poller_cpu_ms": per(pg_poller),
         "before": before, "after": after, "retention": sweep.as_dict(),
     }  # fmt: skip
 
 
-def _add(total: dict[int, float] | None, before: dict[int, float] | None,
-         after: dict[int, float] | None) -> dict[int, float] | None:  # fmt: skip
+def _add(total: float | None, before: dict[int, float] | None,
+         after: dict[int, float] | None) -> float | None:  # fmt: skip
     """`total` with the server's CPU between two snapshots added (None: not measurable)."""
     if total is None or before is None or after is None:
         return None
-    return {0: total.get(0, 0.0) + cpu_delta(before, after)}
+    return total + cpu_delta(before, after)
 
 
 def _pg_cpu(dsn: str) -> dict[int, float] | None:
