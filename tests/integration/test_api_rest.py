@@ -148,6 +148,8 @@ async def test_pull_requests(dsn: str, db: Database) -> None:
             assert (await client.get(f"{path}{sep}offset=10000&limit=1000")).json() == []
         assert "limit" in error_of(await client.get("/api/prs?limit=ten"), 422)
         assert "branch" in error_of(await client.get("/api/builds?branch=main%00"), 422)
+        dora = "/api/metrics/dora?environment=prod%00"
+        assert "environment" in error_of(await client.get(dora), 422)
         # GitHub's names ignore letter case; answers carry the stored spelling.
         exact = (await client.get("/api/prs", params={"repo": REPO})).json()
         lower = await client.get("/api/prs", params={"repo": REPO.lower()})

@@ -315,8 +315,15 @@ async def metrics_risk(
 async def metrics_dora(
     request: Request,
     repo: RepoParam = None,
+    # PostgreSQL text cannot hold NUL: refused here rather than failing in the query.
     environment: Annotated[
-        str, Query(min_length=1, max_length=255, description="Deployment environment.")
+        str,
+        Query(
+            min_length=1,
+            max_length=255,
+            pattern="^[^\x00]+$",
+            description="Deployment environment.",
+        ),
     ] = "production",
     days: Annotated[int, Query(ge=1, le=365, description="Window in days.")] = 30,
 ) -> Response:
